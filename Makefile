@@ -1,0 +1,28 @@
+# The two commands a new user runs: `make run` and `make test`. Both create .venv when it
+# is missing and (re)install the project when pyproject.toml changed; both are idempotent.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test install dvc-repro clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+run: $(INSTALLED)
+	$(VENV)/bin/recmill run
+
+test: $(INSTALLED)
+	$(VENV)/bin/python -m pytest
+
+dvc-repro: $(INSTALLED)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+
+clean:
+	rm -rf data/canonical data/split data/models data/refit reports/validation reports/metrics \
+	  reports/selection.json reports/publish.json mlflow warehouse

@@ -1,0 +1,90 @@
+"""The weekly_retrain flow: one Prefect task per pipeline stage, no logic of its own."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+import pipelines.evaluate
+import pipelines.ingest
+import pipelines.publish
+import pipelines.refit
+import pipelines.select
+import pipelines.split
+import pipelines.train
+import pipelines.validate
+from recmill.config import Settings, load_settings
+from recmill.errors import RecmillError
+
+
+def _retry_unless_bad_input(task, task_run, state) -> bool:
+    """Retry IO hiccups; bad data or config fails the same way every time."""
+    try:
+        state.result()
+    except RecmillError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+# IO stages (reading sources, writing the warehouse) retry; the rest are deterministic.
+io_task = dict(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_bad_input, cache_policy=NO_CACHE)
+
+
+@task(name="ingest", **io_task)
+def ingest(settings: Settings) -> dict:
+    return pipelines.ingest.run(settings)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(settings: Settings) -> dict:
+    return pipelines.validate.run(settings)
+
+
+@task(name="split", cache_policy=NO_CACHE)
+def split(settings: Settings) -> dict:
+    return pipelines.split.run(settings)
+
+
+@task(name="train", task_run_name="train-{model}", cache_policy=NO_CACHE)
+def train(settings: Settings, model: str) -> dict:
+    return pipelines.train.run(settings, model)
+
+
+@task(name="evaluate", task_run_name="evaluate-{model}", cache_policy=NO_CACHE)
+def evaluate(settings: Settings, model: str) -> dict:
+    return pipelines.evaluate.run(settings, model)
+
+
+@task(name="select", cache_policy=NO_CACHE)
+def select(settings: Settings) -> dict:
+    return pipelines.select.run(settings)
+
+
+@task(name="refit", cache_policy=NO_CACHE)
+def refit(settings: Settings) -> dict:
+    return pipelines.refit.run(settings)
+
+
+@task(name="publish", **io_task)
+def publish(settings: Settings) -> dict:
+    return pipelines.publish.run(settings)
+
+
+STAGE_TASKS = (ingest, validate, split, train, evaluate, select, refit, publish)
+
+
+@flow(name="weekly_retrain")
+def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    """Ingest, validate, split, train and evaluate every model, choose, refit, publish."""
+    settings = load_settings(config, overrides or [])
+    ingest(settings)
+    validate(settings)
+    split(settings)
+    for model in settings.train.models:
+        train(settings, model)
+        evaluate(settings, model)
+    select(settings)
+    refit(settings)
+    return publish(settings)

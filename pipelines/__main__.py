@@ -1,0 +1,40 @@
+"""`python -m pipelines STAGE [--model M] [--config params.yaml] [--set key=value ...]`: one
+stage, as dvc.yaml calls it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pipelines import PER_MODEL_STAGES, STAGES
+from recmill.config import load_settings
+from recmill.errors import RecmillError
+from recmill.runtime import offline_defaults
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--model", help="the model, for the per-model stages: " + ", ".join(PER_MODEL_STAGES))
+    parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    offline_defaults()
+    try:
+        settings = load_settings(args.config, args.overrides)
+        stage = importlib.import_module(f"pipelines.{args.stage}")
+        if args.stage in PER_MODEL_STAGES:
+            if not args.model:
+                parser.error(f"stage {args.stage} needs --model")
+            stage.run(settings, args.model)
+        else:
+            stage.run(settings)
+    except RecmillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Choose the model to publish: the best validation score on the selection metric."""
+
+from __future__ import annotations
+
+from recmill.config import Settings
+from recmill.io import Layout, read_json, write_json
+
+
+def choose(scores: dict[str, float]) -> str:
+    """Highest score wins; a tie goes to the model listed first."""
+    return max(scores, key=lambda m: (scores[m], -list(scores).index(m)))
+
+
+def run(settings: Settings) -> dict:
+    layout = Layout(settings)
+    metric, k = settings.evaluate.selection_metric, settings.evaluate.selection_k
+    scores = {}
+    for model in settings.train.models:
+        valid = read_json(layout.metrics_file(model))["valid"]
+        if f"{metric}@{k}" not in valid:
+            raise ValueError(f"{layout.metrics_file(model)} has no valid {metric}@{k}; add {k} to evaluate.k")
+        scores[model] = valid[f"{metric}@{k}"]
+    chosen = choose(scores)
+    result = {"chosen": chosen, "metric": f"{metric}@{k}", "split": "valid", "scores": scores}
+    write_json(layout.selection, result)
+    return result

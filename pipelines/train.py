@@ -1,0 +1,31 @@
+"""Train one model twice: on train (scored on valid) and on train + valid (scored on test)."""
+
+from __future__ import annotations
+
+import shutil
+
+from pipelines.common import fit_model, run_info, tracked_params
+from recmill.config import Settings
+from recmill.io import Layout, write_json
+from recmill.tracking import Tracker
+
+
+def run(settings: Settings, model: str) -> dict:
+    layout = Layout(settings)
+    tracker = Tracker(settings.tracking)
+    mlflow_run = tracker.start(model, run_info(settings)["run_id"], tracked_params(settings, model), {"model": model})
+    shutil.rmtree(layout.models / model, ignore_errors=True)
+    seconds = {}
+    try:
+        for fit in ("valid", "test"):
+            fitted, seconds[fit] = fit_model(settings, model, fit)
+            fitted.save(layout.model_dir(model, fit))
+        tracker.log_metrics(mlflow_run, {f"fit_seconds_{fit}": s for fit, s in seconds.items()})
+        tracker.log_artifacts(mlflow_run, layout.models / model, "model")
+    except BaseException:
+        tracker.finish(mlflow_run, failed=True)
+        raise
+    tracker.finish(mlflow_run)
+    info = {"model": model, "mlflow_run_id": mlflow_run, "fit_seconds": seconds}
+    write_json(layout.tracking_file(model), info)
+    return info

@@ -1,0 +1,78 @@
+"""The `recmill` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recmill.config import DEFAULT_PARAMS, load_settings
+from recmill.errors import RecmillError
+from recmill.runtime import offline_defaults
+
+app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
+console = Console()
+SUMMARY_METRICS = ("precision", "recall", "ndcg", "map", "coverage")
+
+
+@app.callback()
+def main() -> None:
+    offline_defaults()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
+    from recmill import warehouse
+
+    console.print(f"\n[bold]Warehouse:[/] {warehouse_path.resolve()}")
+    console.print(f"[bold]Run:[/] {result['run_id']}   [bold]published model:[/] {result['chosen']}")
+    metrics = warehouse.query(
+        warehouse_path,
+        "SELECT model, split, metric, k, value FROM model_metrics WHERE run_id = ? AND k = ?",
+        [result["run_id"], summary_k],
+    )
+    table = Table(title=f"Holdout metrics @{summary_k} (valid chooses, test reports)")
+    table.add_column("model")
+    table.add_column("split")
+    shown = [m for m in SUMMARY_METRICS if m in set(metrics["metric"])]
+    for name in shown:
+        table.add_column(name, justify="right")
+    wide = metrics.pivot_table(index=["model", "split"], columns="metric", values="value").reset_index()
+    for _, row in wide.sort_values(["split", "model"], ascending=[False, True]).iterrows():
+        table.add_row(row["model"], row["split"], *(f"{row[m]:.4f}" for m in shown))
+    console.print(table)
+    counts = Table(title="Published tables")
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    for name, n in result["row_counts"].items():
+        counts.add_row(name, f"{n:,}")
+    console.print(counts)
+    console.print(
+        f'Query it: .venv/bin/duckdb {warehouse_path} "select * from recommendations where user_id = \'<user>\' order by rank"'
+    )
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file"),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key: --set data.source=movielens"),
+) -> None:
+    """Run the weekly retrain once: ingest, validate, train, evaluate, choose, publish."""
+    try:
+        settings = load_settings(config, overrides)  # a bad key fails here, before Prefect starts
+        from flows.retrain import weekly_retrain
+
+        result = weekly_retrain(config=str(config), overrides=list(overrides))
+    except RecmillError as exc:
+        _fail(exc)
+    print_summary(result, settings.publish.warehouse, settings.evaluate.selection_k)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,215 @@
+"""Typed settings. params.yaml is read here and nowhere else.
+
+One pydantic model per section; unknown keys are rejected, so a typo in params.yaml or
+in a ``--set`` override is an error that names the key, never a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recmill.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(Section):
+    data: Path = Path("data")
+    reports: Path = Path("reports")
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "instacart", "movielens", "files"] = "synthetic"
+    path: Path | None = Field(None, description="Directory holding the source files (not used by synthetic).")
+    preset: Literal["tiny", "small", "instacart"] = Field("small", description="Size of the synthetic shop.")
+
+    @model_validator(mode="after")
+    def _path_given(self):
+        if self.source != "synthetic" and self.path is None:
+            raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        return self
+
+
+class ValidationConfig(Section):
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    min_events: int = Field(50, ge=1, description="Fewest events that can train a model.")
+    min_users: int = Field(5, ge=1)
+    min_items: int = Field(5, ge=1)
+    example_rows: int = Field(5, ge=1, description="Failing rows shown per failed expectation.")
+
+
+class InteractionsConfig(Section):
+    # Weight of one event of each type; a rating event counts with its rating instead.
+    event_weights: dict[Literal["view", "cart", "purchase"], float] = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
+
+
+class SplitConfig(Section):
+    method: Literal["per_user", "global_time"] = "per_user"
+    test_fraction: float | None = Field(0.2, gt=0, lt=1)
+    test_n: int | None = Field(None, ge=1, description="Last N interactions per user instead of a fraction.")
+    valid_fraction: float | None = Field(0.1, gt=0, lt=1)
+    valid_n: int | None = Field(None, ge=1)
+    min_user_events: int = Field(3, ge=2, description="Users with fewer events stay wholly in train.")
+    test_start: datetime | None = Field(None, description="global_time: events at or after this are test.")
+    valid_start: datetime | None = Field(None, description="global_time: events from here to test_start are valid.")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.method == "global_time" and (self.test_start is None or self.valid_start is None):
+            raise ValueError("split.method global_time needs split.test_start and split.valid_start")
+        if self.method == "global_time" and self.valid_start >= self.test_start:
+            raise ValueError("split.valid_start must be before split.test_start")
+        if self.method == "per_user" and self.test_fraction is None and self.test_n is None:
+            raise ValueError("split needs test_fraction or test_n")
+        return self
+
+
+class PopularityConfig(Section):
+    window_days: float | None = Field(None, gt=0, description="Count only the last N days of events.")
+
+
+class ALSConfig(Section):
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(1.0, gt=0, description="Confidence = 1 + alpha * f(weighted interactions).")
+    confidence: Literal["linear", "log"] = "linear"
+    iterations: int = Field(15, ge=1)
+
+
+class ModelsConfig(Section):
+    popularity: PopularityConfig = PopularityConfig()
+    als: ALSConfig = ALSConfig()
+
+
+class TrainConfig(Section):
+    models: list[str] = ["popularity", "als"]
+
+    @model_validator(mode="after")
+    def _known(self):
+        from recmill.models import MODEL_NAMES
+
+        unknown = [m for m in self.models if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; known: {sorted(MODEL_NAMES)}")
+        if not self.models:
+            raise ValueError("train.models is empty")
+        return self
+
+
+class EvaluateConfig(Section):
+    k: list[int] = [5, 10, 20]
+    metrics: list[str] = ["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"]
+    relevant_event_types: list[Literal["view", "cart", "purchase", "rating"]] = ["purchase", "rating"]
+    selection_metric: str = "ndcg"
+    selection_k: int = 10
+
+    @model_validator(mode="after")
+    def _known(self):
+        from recmill.evaluation.metrics import METRICS
+
+        unknown = [m for m in [*self.metrics, self.selection_metric] if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        return self
+
+
+class TrackingConfig(Section):
+    uri: str = "sqlite:///mlflow/mlflow.db"
+    artifacts: Path = Path("mlflow/artifacts")
+    experiment: str = "recmill"
+
+
+class PublishConfig(Section):
+    warehouse: Path = Path("warehouse/recmill.duckdb")
+    k: int = Field(20, ge=1)
+    exclude_seen: bool = True
+    similar_k: int = Field(20, ge=1)
+
+
+class Settings(Section):
+    seed: int = 42
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    interactions: InteractionsConfig = InteractionsConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    models: ModelsConfig = ModelsConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    publish: PublishConfig = PublishConfig()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b=value' -> (['a', 'b'], value), the value read as YAML (so 3, true, [a, b] work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot read value '{raw}': {exc}") from None
+    return key.strip().split("."), value
+
+
+def _set_dotted(raw: dict, keys: list[str], value: Any, full: str) -> None:
+    node = raw
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {full}: '{'.'.join(keys[: i + 1])}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{loc}'")
+        else:
+            where = f"'{loc}'" if loc else "settings"
+            lines.append(f"bad value for {where}: {err['msg']} (got {err.get('input')!r})")
+    return f"{origin}: " + "; ".join(lines)
+
+
+def load_settings(path: Path | str | None = DEFAULT_PARAMS, overrides: list[str] = ()) -> Settings:
+    """Read params.yaml (missing file: all defaults) and apply dotted ``key=value`` overrides."""
+    raw: dict = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if path.exists():
+            origin = str(path)
+            try:
+                raw = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        elif path != DEFAULT_PARAMS:
+            raise ConfigError(f"config file not found: {path}")
+    for text in overrides:
+        keys, value = parse_override(text)
+        _set_dotted(raw, keys, value, text)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin + (" with --set overrides" if overrides else ""))) from None

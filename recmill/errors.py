@@ -1,0 +1,45 @@
+"""Errors a user can act on. Each names what is wrong and where."""
+
+from __future__ import annotations
+
+
+class RecmillError(Exception):
+    """Base class: the CLI prints these without a traceback and exits non-zero."""
+
+
+class ConfigError(RecmillError):
+    """A bad params.yaml key or value, or a bad --set override."""
+
+
+class DataLoadError(RecmillError):
+    """A source file that cannot be read into the canonical tables.
+
+    The message names the file, the column and the rows at fault.
+    """
+
+    def __init__(self, path, message: str, column: str | None = None, rows=None):
+        self.path = str(path)
+        self.column = column
+        self.rows = list(rows)[:10] if rows is not None else []
+        where = f"{self.path}"
+        if column:
+            where += f", column '{column}'"
+        if self.rows:
+            where += f", rows {', '.join(str(r) for r in self.rows)}"
+        super().__init__(f"{where}: {message}")
+
+
+class ValidationFailed(RecmillError):
+    """A great-expectations suite failed on the canonical tables."""
+
+    def __init__(self, summary: str, report_path=None):
+        self.summary = summary
+        self.report_path = str(report_path) if report_path else None
+        msg = summary
+        if report_path:
+            msg += f"\nFull result: {report_path}"
+        super().__init__(msg)
+
+
+class NotFittedError(RecmillError):
+    """A model used before fit() or load()."""

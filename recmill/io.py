@@ -1,0 +1,89 @@
+"""Reading and writing the pipeline's files. Stages get paths from here, never build them."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from recmill.config import Settings
+from recmill.data.tables import Tables
+
+TABLE_NAMES = ("events", "items", "users")
+
+
+class Layout:
+    """Where each stage's outputs live, from the settings' paths section."""
+
+    def __init__(self, settings: Settings):
+        self.data = settings.paths.data
+        self.reports = settings.paths.reports
+
+    canonical = property(lambda self: self.data / "canonical")
+    run_info = property(lambda self: self.data / "canonical" / "run.json")
+    splits = property(lambda self: self.data / "split")
+    models = property(lambda self: self.data / "models")
+    validation = property(lambda self: self.reports / "validation")
+    metrics = property(lambda self: self.reports / "metrics")
+    selection = property(lambda self: self.reports / "selection.json")
+
+    refit = property(lambda self: self.data / "refit")
+    publish_report = property(lambda self: self.reports / "publish.json")
+
+    def model_dir(self, model: str, fit: str) -> Path:
+        """fit: 'valid' (trained on train), 'test' (train + valid) or 'full' (all data)."""
+        return self.refit / model if fit == "full" else self.models / model / fit
+
+    def metrics_file(self, model: str) -> Path:
+        return self.metrics / f"{model}.json"
+
+    def tracking_file(self, model: str) -> Path:
+        return self.models / model / "mlflow.json"
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_frame(path: Path, df: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    for col in df.columns:  # parquet gives back object columns for strings; keep our dtype
+        if col in ("user_id", "item_id", "order_id", "event_type"):
+            df[col] = df[col].astype("string")
+    return df
+
+
+def write_tables(directory: Path, tables: Tables) -> None:
+    for name in TABLE_NAMES:
+        write_frame(directory / f"{name}.parquet", getattr(tables, name))
+    write_json(directory / "origins.json", {k: vars(v) for k, v in tables.origins.items()})
+
+
+def read_tables(directory: Path) -> Tables:
+    from recmill.data.tables import Origin
+
+    origins = read_json(directory / "origins.json") if (directory / "origins.json").exists() else {}
+    return Tables(
+        *(read_frame(directory / f"{name}.parquet") for name in TABLE_NAMES),
+        origins={k: Origin(**v) for k, v in origins.items()},
+    )

@@ -1,0 +1,15 @@
+"""Model registry: name -> class. Config sections under ``models:`` carry the same names."""
+
+from __future__ import annotations
+
+from recmill.models.als import ALSRecommender
+from recmill.models.base import Recommender
+from recmill.models.popularity import PopularityRecommender
+
+REGISTRY: dict[str, type[Recommender]] = {cls.name: cls for cls in (PopularityRecommender, ALSRecommender)}
+MODEL_NAMES = tuple(REGISTRY)
+
+
+def build_model(name: str, settings) -> Recommender:
+    """A fresh model of this name with its config section from the settings."""
+    return REGISTRY[name](getattr(settings.models, name), seed=settings.seed)

@@ -1,0 +1,70 @@
+"""Implicit-feedback ALS (Hu, Koren, Volinsky 2008) through the `implicit` library."""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from recmill.config import ALSConfig
+from recmill.data.interactions import InteractionData
+from recmill.models.base import Recommender, top_k
+
+
+def confidence(matrix, kind: str):
+    """Weighted interactions -> confidence before implicit's alpha: w, or log(1 + w)."""
+    out = matrix.copy().astype(np.float32)
+    if kind == "log":
+        out.data = np.log1p(out.data)
+    return out
+
+
+class ALSRecommender(Recommender):
+    name = "als"
+    Config = ALSConfig
+    has_similar_items = True
+
+    def _fit(self, data: InteractionData) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        # implicit parallelises itself; a multi-threaded BLAS underneath only contends
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.config.factors,
+                regularization=self.config.regularization,
+                alpha=self.config.alpha,
+                iterations=self.config.iterations,
+                random_state=self.seed,
+                calculate_training_loss=False,
+            )
+            model.fit(confidence(data.matrix, self.config.confidence), show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return self.user_factors_[rows] @ self.item_factors_.T
+
+    def _unit_items(self) -> np.ndarray:
+        norms = np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
+        return self.item_factors_ / np.where(norms == 0, 1, norms)
+
+    def _similar(self, items: np.ndarray, k: int):
+        unit = self._unit_items()
+        sims = (unit[items] @ unit.T).astype(np.float64)
+        sims[np.arange(len(items)), items] = -np.inf
+        return top_k(sims, k)
+
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        """Name the user's history items closest (cosine of item factors) to each recommendation."""
+        history = self.seen_[row].indices
+        if len(history) == 0:
+            return super()._reasons(row, items)
+        unit = self._unit_items()
+        sims = unit[items] @ unit[history].T
+        best = np.argsort(-sims, axis=1, kind="stable")[:, :2]
+        return [self._history_reason(row, list(history[b])) for b in best]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]

@@ -1,0 +1,252 @@
+"""The model contract every recommender follows.
+
+The constructor only stores the typed config; learned state ends in ``_``; ``fit(data)``
+returns self; ``recommend(users, k, exclude_seen)`` returns a frame of user_id, item_id,
+rank, score (and reason when asked); ``save(dir)``/``load(dir)`` use JSON plus an npz
+read with allow_pickle=False. Scoring is a function of a batch of users, so it can be
+sharded; users the model has never seen get the popularity list.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel
+
+from recmill.data.interactions import InteractionData
+from recmill.errors import NotFittedError, RecmillError
+
+FORMAT_VERSION = 1
+SCORE_BATCH = 2048  # users scored at once: bounds memory at batch x n_items floats
+VERBS = {0: "interacted with", 1: "viewed", 2: "added to your cart", 3: "bought", 4: "rated"}
+EVENT_CODES = {"view": 1, "cart": 2, "purchase": 3, "rating": 4}
+
+RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
+SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
+
+
+def _text_array(values) -> np.ndarray:
+    """Strings as a fixed-width unicode array (storable without pickle)."""
+    return np.asarray(["" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=str)
+
+
+class Recommender(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+    has_similar_items: ClassVar[bool] = False
+
+    def __init__(self, config: BaseModel | None = None, seed: int = 42):
+        self.config = config if config is not None else self.Config()
+        self.seed = seed
+
+    # ---- subclasses implement these -------------------------------------------------
+    @abstractmethod
+    def _fit(self, data: InteractionData) -> None:
+        """Learn the model's own state from the data."""
+
+    @abstractmethod
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of every item for the users at these row numbers: (len(rows), n_items)."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """The model's own learned arrays, for save()."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what _state() returned."""
+
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        """A short why for each recommended item (column numbers) of one known user."""
+        return [self._popular_reason(i) for i in items]
+
+    def _similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise RecmillError(f"model '{self.name}' does not produce similar items")
+
+    # ---- the contract ---------------------------------------------------------------
+    def fit(self, data: InteractionData) -> Self:
+        if data.n_users == 0 or data.matrix.nnz == 0:
+            raise RecmillError(f"model '{self.name}' cannot train on data with no interactions")
+        self.user_ids_ = data.user_ids.astype(str)
+        self.item_ids_ = data.item_ids.astype(str)
+        self.seen_ = data.matrix.copy().tocsr()
+        self.seen_.sort_indices()
+        self.event_code_ = self._strongest_event(data)
+        # the fallback list for users without history: users per item, unless _fit says otherwise
+        self.popularity_ = np.bincount(self.seen_.indices, minlength=data.n_items).astype(np.float64)
+        items = data.items.set_index(data.items["item_id"].astype(str)) if len(data.items) else pd.DataFrame()
+        self.item_names_ = _text_array(items["name"].reindex(self.item_ids_) if "name" in items else self.item_ids_)
+        self.item_names_ = np.where(self.item_names_ == "", self.item_ids_, self.item_names_)
+        self.item_categories_ = _text_array(items["category"].reindex(self.item_ids_) if "category" in items else [""] * data.n_items)
+        self._fit(data)
+        self.popular_ = np.lexsort((np.arange(data.n_items), -self.popularity_)).astype(np.int64)
+        return self
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True, reasons: bool = False) -> pd.DataFrame:
+        """Top-k items for each user, best first; rank starts at 1."""
+        self._check_fitted()
+        users = pd.Index(pd.unique(np.asarray(list(users), dtype=object).astype(str)))
+        rows = pd.Index(self.user_ids_).get_indexer(users)
+        known = rows >= 0
+        frames = []
+        known_users, known_rows = users[known], rows[known]
+        for start in range(0, len(known_rows), SCORE_BATCH):
+            batch = known_rows[start : start + SCORE_BATCH]
+            scores = np.asarray(self._score(batch), dtype=np.float64)
+            if exclude_seen:
+                seen = self.seen_[batch]
+                scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            top, top_scores = top_k(scores, k)
+            frames.append(self._frame(known_users[start : start + SCORE_BATCH], batch, top, top_scores, reasons))
+        cold = users[~known]
+        if len(cold):
+            top = self.popular_[:k]
+            top = np.tile(top, (len(cold), 1))
+            frames.append(self._frame(cold, None, top, np.tile(self.popularity_[top[0]], (len(cold), 1)), reasons))
+        if not frames:
+            return pd.DataFrame(columns=RECOMMENDATION_COLUMNS + (["reason"] if reasons else []))
+        out = pd.concat(frames, ignore_index=True)
+        order = pd.Index(users).get_indexer(out["user_id"])
+        return out.iloc[np.lexsort((out["rank"].to_numpy(), order))].reset_index(drop=True)
+
+    def similar_items(self, items=None, k: int = 10) -> pd.DataFrame:
+        """The k most similar items to each given item (all items when None), excluding itself."""
+        self._check_fitted()
+        cols = np.arange(len(self.item_ids_)) if items is None else pd.Index(self.item_ids_).get_indexer(pd.Index(items).astype(str))
+        cols = cols[cols >= 0]
+        frames = []
+        for start in range(0, len(cols), SCORE_BATCH):
+            batch = cols[start : start + SCORE_BATCH]
+            top, scores = self._similar(batch, k)
+            valid = np.isfinite(scores)
+            n = valid.sum(axis=1)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "item_id": np.repeat(self.item_ids_[batch], n),
+                        "similar_item_id": self.item_ids_[top[valid]],
+                        "rank": np.concatenate([np.arange(1, c + 1) for c in n]) if len(n) else [],
+                        "score": scores[valid],
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SIMILAR_COLUMNS)
+
+    def save(self, path: Path | str) -> Path:
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT_VERSION, "model": self.name, "seed": self.seed, "config": self.config.model_dump(mode="json")}
+        (path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        arrays = {
+            "user_ids": self.user_ids_,
+            "item_ids": self.item_ids_,
+            "seen_indptr": self.seen_.indptr,
+            "seen_indices": self.seen_.indices,
+            "seen_data": self.seen_.data,
+            "event_code": self.event_code_.data,
+            "popular": self.popular_,
+            "popularity": self.popularity_,
+            "item_names": self.item_names_,
+            "item_categories": self.item_categories_,
+        }
+        arrays.update({f"model__{k}": v for k, v in self._state().items()})
+        np.savez(path / "state.npz", **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        path = Path(path)
+        meta = json.loads((path / "config.json").read_text())
+        if meta.get("model") != cls.name:
+            raise RecmillError(f"{path} holds model '{meta.get('model')}', not '{cls.name}'")
+        if meta.get("format") != FORMAT_VERSION:
+            raise RecmillError(f"{path}: model format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
+        model = cls(cls.Config.model_validate(meta["config"]), seed=meta["seed"])
+        with np.load(path / "state.npz", allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        model.user_ids_, model.item_ids_ = a["user_ids"], a["item_ids"]
+        shape = (len(model.user_ids_), len(model.item_ids_))
+        model.seen_ = sp.csr_matrix((a["seen_data"], a["seen_indices"], a["seen_indptr"]), shape=shape)
+        model.event_code_ = sp.csr_matrix((a["event_code"], a["seen_indices"], a["seen_indptr"]), shape=shape)
+        model.popular_, model.popularity_ = a["popular"], a["popularity"]
+        model.item_names_, model.item_categories_ = a["item_names"], a["item_categories"]
+        model._set_state({k.removeprefix("model__"): v for k, v in a.items() if k.startswith("model__")})
+        return model
+
+    # ---- helpers --------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "item_ids_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"model '{self.name}' is not fitted: call fit() or load() first")
+
+    def _strongest_event(self, data: InteractionData) -> sp.csr_matrix:
+        """Per (user, item) of seen_, the strongest event type seen (for the reasons' verbs)."""
+        ev = data.events
+        best = (
+            pd.DataFrame(
+                {
+                    "r": pd.Index(data.user_ids).get_indexer(ev["user_id"].astype(str)),
+                    "c": pd.Index(data.item_ids).get_indexer(ev["item_id"].astype(str)),
+                    "v": ev["event_type"].astype(str).map(EVENT_CODES).fillna(0).to_numpy(np.int8),
+                }
+            )
+            .groupby(["r", "c"])["v"]
+            .max()
+        )
+        seen = self.seen_.tocoo()
+        codes = best.reindex(pd.MultiIndex.from_arrays([seen.row, seen.col]), fill_value=0).to_numpy(np.int8)
+        return sp.csr_matrix((codes, self.seen_.indices, self.seen_.indptr), shape=self.seen_.shape)
+
+    def _popular_reason(self, col: int) -> str:
+        category = self.item_categories_[col]
+        return f"popular in {category}" if category else "popular with other customers"
+
+    def _history_reason(self, row: int, history_cols: list[int]) -> str:
+        """'because you bought X and Y' from up to two history items of this user."""
+        codes = self.event_code_[row]
+        code_of = dict(zip(codes.indices, codes.data))
+        parts = []
+        for i, col in enumerate(history_cols[:2]):
+            verb = VERBS[int(code_of.get(col, 0))]
+            name = self.item_names_[col]
+            same_verb = i == 1 and VERBS[int(code_of.get(history_cols[0], 0))] == verb
+            parts.append(name if same_verb else f"{verb} {name}")
+        return "because you " + " and ".join(parts)
+
+    def _frame(self, users, rows, top, top_scores, reasons: bool) -> pd.DataFrame:
+        valid = np.isfinite(top_scores)
+        n = valid.sum(axis=1)
+        frame = pd.DataFrame(
+            {
+                "user_id": np.repeat(np.asarray(users, dtype=object), n),
+                "item_id": self.item_ids_[top[valid]],
+                "rank": np.concatenate([np.arange(1, c + 1) for c in n]).astype(np.int32) if len(n) else np.array([], np.int32),
+                "score": top_scores[valid],
+            }
+        )
+        if reasons:
+            texts = []
+            for i in range(len(users)):
+                items = top[i][valid[i]]
+                texts.extend(self._reasons(int(rows[i]), items) if rows is not None else [self._popular_reason(c) for c in items])
+            frame["reason"] = texts
+        return frame
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column numbers and scores of each row's k best, best first; ties by column number."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    return top, np.take_along_axis(scores, top, axis=1)

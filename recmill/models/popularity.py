@@ -1,0 +1,29 @@
+"""The honest baseline: the items most users interacted with, the same list for everyone.
+
+Its state is the base class's popularity_ (users per item, optionally in a recent window)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recmill.config import PopularityConfig
+from recmill.data.interactions import InteractionData
+from recmill.models.base import Recommender
+
+
+class PopularityRecommender(Recommender):
+    name = "popularity"
+    Config = PopularityConfig
+
+    def _fit(self, data: InteractionData) -> None:
+        events = data.events
+        if self.config.window_days is not None:
+            start = events["timestamp"].max() - pd.Timedelta(days=self.config.window_days)
+            events = events[events["timestamp"] >= start]
+        pairs = events[["user_id", "item_id"]].astype(str).drop_duplicates()
+        cols = pd.Index(self.item_ids_).get_indexer(pairs["item_id"])
+        self.popularity_ = np.bincount(cols, minlength=len(self.item_ids_)).astype(np.float64)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_))).copy()

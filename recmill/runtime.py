@@ -1,0 +1,20 @@
+"""Process-wide settings for running offline and quietly; called by each entry point."""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_DEFAULTS = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "DVC_NO_ANALYTICS": "1",
+    "OPENBLAS_NUM_THREADS": "1",  # implicit runs its own threads; BLAS threads on top only contend
+}
+
+
+def offline_defaults() -> None:
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,72 @@
+"""Canonical table schemas (what every source produces) and the published warehouse tables.
+
+Canonical tables, as pandas DataFrames:
+
+- ``events``: user_id (str), item_id (str), timestamp (datetime64[ns], UTC, naive),
+  event_type (str, one of EVENT_TYPES), value (float; the rating for rating events,
+  1.0 otherwise unless the source says), order_id (str or missing).
+- ``items``: item_id (str) plus optional name, description, category, tags, brand,
+  price (float), and any further attribute columns a source has (aisle, department...).
+- ``users``: user_id (str) plus any attribute columns (age, gender, ...).
+
+IDs are strings everywhere, in the canonical tables and in the warehouse.
+"""
+
+from __future__ import annotations
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+TIMESTAMP = "timestamp"
+EVENT_TYPE = "event_type"
+VALUE = "value"
+ORDER_ID = "order_id"
+
+EVENT_TYPES = ("view", "cart", "purchase", "rating")
+DEFAULT_EVENT_TYPE = "purchase"
+
+EVENT_COLUMNS = (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE, VALUE, ORDER_ID)
+EVENT_REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
+ITEM_COLUMNS = (ITEM_ID, "name", "description", "category", "tags", "brand", "price")
+USER_COLUMNS = (USER_ID,)
+
+# Published tables: name -> ordered (column, DuckDB type).
+WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "recommendations": (
+        ("user_id", "VARCHAR"),
+        ("item_id", "VARCHAR"),
+        ("rank", "INTEGER"),
+        ("score", "DOUBLE"),
+        ("model", "VARCHAR"),
+        ("model_version", "VARCHAR"),
+        ("reason", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("generated_at", "TIMESTAMP"),
+    ),
+    "similar_items": (
+        ("item_id", "VARCHAR"),
+        ("similar_item_id", "VARCHAR"),
+        ("rank", "INTEGER"),
+        ("score", "DOUBLE"),
+        ("model", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+    ),
+    "model_metrics": (
+        ("run_id", "VARCHAR"),
+        ("model", "VARCHAR"),
+        ("model_version", "VARCHAR"),
+        ("split", "VARCHAR"),
+        ("metric", "VARCHAR"),
+        ("k", "INTEGER"),
+        ("value", "DOUBLE"),
+    ),
+    "runs": (
+        ("run_id", "VARCHAR"),
+        ("started_at", "TIMESTAMP"),
+        ("finished_at", "TIMESTAMP"),
+        ("status", "VARCHAR"),
+        ("data_fingerprint", "VARCHAR"),
+        ("params_json", "VARCHAR"),
+    ),
+}
+# Tables that keep their history across runs (the others hold the latest run only).
+HISTORY_TABLES = ("model_metrics", "runs")

@@ -1,0 +1,113 @@
+"""Publishing to the DuckDB warehouse, and reading from it.
+
+A publish never opens the live file for writing: it builds a complete new database file
+beside it and switches it in with an atomic rename. A reader that has the old file open
+keeps its snapshot; the next reader opens the new file. So readers are never locked out,
+never see half a publish, and a failed or killed publish leaves the old file as it was.
+Files are written in the v1.5.0 storage format so the DuckDB 1.5 command-line client and
+older clients can read them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from recmill.schema import HISTORY_TABLES, WAREHOUSE_TABLES
+
+STORAGE_VERSION = "v1.5.0"
+
+
+def _ddl(table: str) -> str:
+    cols = ", ".join(f'"{name}" {kind}' for name, kind in WAREHOUSE_TABLES[table])
+    return f'CREATE TABLE "{table}" ({cols})'
+
+
+@contextmanager
+def _publish_lock(path: Path):
+    """One publisher at a time per warehouse (readers never take this lock)."""
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Replace the warehouse with one holding ``frames``; history tables are appended to.
+
+    ``frames`` maps table names of schema.WAREHOUSE_TABLES to frames with those columns.
+    Tables not given keep their previous content. Returns the row count of each table.
+    """
+    path = Path(path)
+    unknown = set(frames) - set(WAREHOUSE_TABLES)
+    if unknown:
+        raise ValueError(f"not warehouse tables: {sorted(unknown)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _publish_lock(path):
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.building")
+        try:
+            con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
+            try:
+                previous = set()
+                if path.exists():
+                    con.execute(f"ATTACH '{path}' AS previous (READ_ONLY)")
+                    previous = {r[0] for r in con.execute(
+                        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'previous'"
+                    ).fetchall()}
+                for table, columns in WAREHOUSE_TABLES.items():
+                    con.execute(_ddl(table))
+                    names = ", ".join(f'"{c}"' for c, _ in columns)
+                    keep_old = table in previous and (table in HISTORY_TABLES or table not in frames)
+                    if keep_old:
+                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM previous."{table}"')
+                    if table in frames:
+                        frame = frames[table]
+                        missing = [c for c, _ in columns if c not in frame.columns]
+                        if missing:
+                            raise ValueError(f"frame for {table} lacks columns {missing}")
+                        con.register("incoming", frame)
+                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming')
+                        con.unregister("incoming")
+                if previous:
+                    con.execute("DETACH previous")
+                counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            _fsync(tmp)
+            os.replace(tmp, path)
+            _fsync(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    return counts
+
+
+def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection: never blocks a publish, never sees half of one."""
+    return duckdb.connect(str(path), read_only=True)
+
+
+def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFrame:
+    con = connect(path)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()

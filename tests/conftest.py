@@ -1,0 +1,24 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from recmill.runtime import offline_defaults
+
+offline_defaults()
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ML100K = REPO.parent / "shared" / "datasets" / "ml-100k"
+
+
+@pytest.fixture
+def ml100k_dir() -> Path:
+    if not (SHARED_ML100K / "ml-100k.inter").exists():
+        pytest.skip("shared MovieLens 100K data is not present")
+    return SHARED_ML100K
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _prefect_home(tmp_path_factory):
+    """Prefect keeps its database and settings under a home of the test session's own."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))

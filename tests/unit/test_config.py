@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from recmill.config import Settings, load_settings
+from recmill.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_params_are_the_defaults():
+    # one home per default: params.yaml spells out exactly the pydantic defaults
+    assert load_settings(REPO / "params.yaml") == Settings()
+
+
+def test_overrides_read_values_as_yaml():
+    s = load_settings(None, ["models.als.factors=8", "train.models=[als]", "publish.exclude_seen=false", "data.path=/x"])
+    assert s.models.als.factors == 8
+    assert s.train.models == ["als"]
+    assert s.publish.exclude_seen is False
+    assert s.data.path == Path("/x")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("models.als.factorz=3", "unknown key 'models.als.factorz'"),
+        ("nope=1", "unknown key 'nope'"),
+        ("models.als.factors=-1", "bad value for 'models.als.factors'"),
+        ("data.source=foo", "bad value for 'data.source'"),
+        ("train.models=[als, xx]", r"unknown model\(s\) \['xx'\]"),
+        ("evaluate.metrics=[ndcg, auc]", r"unknown metric\(s\) \['auc'\]"),
+        ("data.source=movielens", "data.path is required"),
+        ("seed", "--set expects key=value"),
+        ("seed.x=1", "bad value for 'seed'"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, [override])
+
+
+def test_typo_in_params_file_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("models:\n  als:\n    iteratons: 3\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown key 'models.als.iteratons'"):
+        load_settings(path)
+
+
+def test_missing_explicit_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "absent.yaml")
