@@ -1,0 +1,77 @@
+"""The weekly_retrain flow end to end on small data, through the `recmill` command."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recmill import warehouse
+from recmill.cli import app
+from tests.integration.conftest import TINY
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def recmill_run(*overrides: str):
+    args = ["run"]
+    for o in overrides:
+        args += ["--set", o]
+    return runner.invoke(app, args, catch_exceptions=False)
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir):
+    result = recmill_run(*TINY)
+    assert result.exit_code == 0, result.output
+    db = workdir / "warehouse" / "recmill.duckdb"
+    assert str(db.resolve()) in result.output.replace("\n", "")
+    assert "Published tables" in result.output
+
+    recs = warehouse.query(db, "SELECT * FROM recommendations")
+    events = pd.read_parquet(workdir / "data" / "canonical" / "events.parquet")
+    users = set(events.user_id) | set(pd.read_parquet(workdir / "data" / "canonical" / "users.parquet").user_id)
+    assert set(recs.user_id) == users
+    per_user = recs.groupby("user_id")["rank"].agg(list)
+    assert per_user.map(lambda r: r == list(range(1, len(r) + 1))).all()
+    assert (per_user.map(len) == 20).mean() > 0.9
+    assert recs["reason"].str.len().gt(5).all()
+    seen = set(zip(events.user_id, events.item_id))
+    assert not seen & set(zip(recs.user_id, recs.item_id))
+    assert recs["model"].nunique() == 1 and recs["run_id"].nunique() == 1
+
+    chosen = recs["model"].iloc[0]
+    metrics = warehouse.query(db, "SELECT * FROM model_metrics")
+    valid_ndcg = metrics[(metrics.split == "valid") & (metrics.metric == "ndcg") & (metrics.k == 10)].set_index("model")["value"]
+    assert chosen == valid_ndcg.idxmax()
+    assert set(metrics.model) == {"popularity", "als"} and set(metrics.split) == {"valid", "test"}
+    assert set(warehouse.query(db, "SELECT DISTINCT model FROM similar_items")["model"]) == {"als"}
+    runs = warehouse.query(db, "SELECT * FROM runs")
+    assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
+
+    # the same data written as plain files, one event type broken: refused, warehouse unchanged
+    files = workdir / "files"
+    files.mkdir()
+    bad = events.assign(timestamp=events.timestamp.astype("int64") // 10**9)
+    bad.loc[[3, 7], "event_type"] = "click"
+    bad.to_csv(files / "events.csv", index=False)
+    before = sha(db)
+    result = recmill_run(*TINY, "data.source=files", f"data.path={files}")
+    assert result.exit_code == 1
+    assert "events" in result.output and "event_type" in result.output and "click" in result.output
+    assert "line 5" in result.output and "line 9" in result.output
+    assert sha(db) == before
+    assert (workdir / "reports" / "validation" / "validation_result.json").exists()
+
+
+def test_bad_setting_is_named_before_anything_runs(workdir):
+    result = recmill_run("models.als.factorz=3")
+    assert result.exit_code == 1
+    assert "unknown key 'models.als.factorz'" in result.output
+    assert not (workdir / "data").exists()

@@ -1,0 +1,107 @@
+"""Publishing is atomic: readers in other processes never fail, never see a mix or an empty table."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import time
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+import pytest
+
+from recmill import warehouse
+
+N_USERS, K = 300, 20
+
+
+def run_frames(run_id: str) -> dict[str, pd.DataFrame]:
+    recs = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in range(N_USERS) for _ in range(K)],
+            "item_id": [f"i{(u + r) % 97}" for u in range(N_USERS) for r in range(K)],
+            "rank": [r + 1 for _ in range(N_USERS) for r in range(K)],
+            "score": 1.0,
+            "model": "als",
+            "model_version": "v",
+            "reason": "because",
+            "run_id": run_id,
+            "generated_at": datetime(2026, 1, 1),
+        }
+    )
+    runs = pd.DataFrame([{"run_id": run_id, "started_at": datetime(2026, 1, 1), "finished_at": datetime(2026, 1, 1),
+                          "status": "success", "data_fingerprint": "f", "params_json": "{}"}])
+    metrics = pd.DataFrame([{"run_id": run_id, "model": "als", "model_version": "v", "split": "test", "metric": "ndcg", "k": 10, "value": 0.1}])
+    return {"recommendations": recs, "runs": runs, "model_metrics": metrics}
+
+
+def read_loop(path: str, seconds: float, out: mp.Queue) -> None:
+    """Query like a downstream reader; report failures and what each query saw."""
+    failures, mixed, empty, reads, longest = 0, 0, 0, 0, 0.0
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        started = time.perf_counter()
+        try:
+            con = duckdb.connect(path, read_only=True)
+            rows = con.execute("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM recommendations").fetchone()
+            in_runs = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [rows[2]]).fetchone()[0]
+            con.close()
+        except Exception:
+            failures += 1
+            continue
+        longest = max(longest, time.perf_counter() - started)
+        reads += 1
+        if rows[0] == 0:
+            empty += 1
+        elif rows[1] != 1 or rows[0] != N_USERS * K or in_runs != 1:
+            mixed += 1
+    out.put({"failures": failures, "mixed": mixed, "empty": empty, "reads": reads, "longest": longest})
+
+
+def test_publish_round_trip_keeps_history(tmp_path):
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    counts = warehouse.publish(path, run_frames("r2"))
+    assert counts == {"recommendations": N_USERS * K, "similar_items": 0, "model_metrics": 2, "runs": 2}
+    assert warehouse.query(path, "SELECT DISTINCT run_id FROM recommendations")["run_id"].tolist() == ["r2"]
+    assert warehouse.query(path, "SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
+    types = warehouse.query(path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'recommendations'")
+    assert dict(zip(types.column_name, types.data_type))["rank"] == "INTEGER"
+    assert {p.name for p in tmp_path.iterdir()} == {"w.duckdb", ".w.duckdb.lock"}  # no leftovers
+
+
+def test_failed_publish_leaves_previous_file_unchanged(tmp_path):
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    broken = run_frames("r2")
+    broken["recommendations"] = broken["recommendations"].drop(columns=["reason"])
+    with pytest.raises(ValueError, match="lacks columns"):
+        warehouse.publish(path, broken)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert {p.name for p in tmp_path.iterdir()} == {"w.duckdb", ".w.duckdb.lock"}
+
+
+def test_readers_during_publish_never_fail_nor_see_a_mix(tmp_path):
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r0"))
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    readers = [ctx.Process(target=read_loop, args=(str(path), 6.0, out)) for _ in range(4)]
+    for r in readers:
+        r.start()
+    time.sleep(1.0)  # let the readers start querying
+    publishes = 0
+    deadline = time.time() + 4.0
+    while time.time() < deadline:
+        publishes += 1
+        warehouse.publish(path, run_frames(f"r{publishes}"))
+    results = [out.get(timeout=30) for _ in readers]
+    for r in readers:
+        r.join(timeout=30)
+    assert publishes >= 3
+    assert sum(r["reads"] for r in results) > 20
+    assert [r["failures"] for r in results] == [0, 0, 0, 0]
+    assert [r["mixed"] for r in results] == [0, 0, 0, 0]
+    assert [r["empty"] for r in results] == [0, 0, 0, 0]
