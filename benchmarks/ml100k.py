@@ -62,7 +62,7 @@ def main() -> None:
     results = {}
     for label, (name, config, binary) in candidates(settings).items():
         events = train.assign(event_type="purchase", value=1.0) if binary else train
-        data = InteractionData.build(events, tables.items, tables.users, settings.interactions.event_weights)
+        data = InteractionData.build(events, tables.items, tables.users, settings.interactions)
         started = time.perf_counter()
         model = REGISTRY[name](config, seed=settings.seed).fit(data)
         fit_seconds = time.perf_counter() - started

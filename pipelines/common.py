@@ -32,7 +32,7 @@ def fit_model(settings: Settings, model: str, fit: str) -> tuple[Recommender, fl
         fit_events(settings, fit),
         read_frame(layout.canonical / "items.parquet"),
         read_frame(layout.canonical / "users.parquet"),
-        settings.interactions.event_weights,
+        settings.interactions,
     )
     started = time.perf_counter()
     fitted = build_model(model, settings).fit(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines.common import fit_events
 from recmill.config import Settings
-from recmill.data.split import relevant_items, seen_items
+from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation.metrics import evaluate
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
@@ -17,11 +17,9 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[list[dict], int
     fitted = REGISTRY[model].load(layout.model_dir(model, fit))
     exclude = settings.publish.exclude_seen
     held_out = read_frame(layout.splits / f"{fit}.parquet")
-    truth = relevant_items(
-        held_out,
-        settings.evaluate.relevant_event_types,
-        seen=seen_items(fit_events(settings, fit)) if exclude else None,
-    )
+    positive = settings.interactions.positive_event_types
+    had = items_by_user(fit_events(settings, fit), positive) if exclude else None
+    truth = relevant_items(held_out, positive, had)
     recs = fitted.recommend(list(truth), k=max(settings.evaluate.k), exclude_seen=exclude)
     ranked = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
     rows = evaluate(truth, ranked, settings.evaluate.metrics, settings.evaluate.k, len(fitted.item_ids_))

@@ -49,9 +49,16 @@ class ValidationConfig(Section):
     example_rows: int = Field(5, ge=1, description="Failing rows shown per failed expectation.")
 
 
+EventType = Literal["view", "cart", "purchase", "rating"]
+
+
 class InteractionsConfig(Section):
     # Weight of one event of each type; a rating event counts with its rating instead.
     event_weights: dict[Literal["view", "cart", "purchase"], float] = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
+    # Events that mean the user has the item: held-out ones are what evaluation counts as
+    # relevant, and items a user has are left out of their recommendations (publish.exclude_seen).
+    # A viewed or carted item is not had, so it may still be recommended.
+    positive_event_types: list[EventType] = ["purchase", "rating"]
 
 
 class SplitConfig(Section):
@@ -110,7 +117,6 @@ class TrainConfig(Section):
 class EvaluateConfig(Section):
     k: list[int] = [5, 10, 20]
     metrics: list[str] = ["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"]
-    relevant_event_types: list[Literal["view", "cart", "purchase", "rating"]] = ["purchase", "rating"]
     selection_metric: str = "ndcg"
     selection_k: int = 10
 

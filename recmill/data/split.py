@@ -47,14 +47,18 @@ def temporal_split(events: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataF
     return {name: events[label == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
 
 
-def relevant_items(events: pd.DataFrame, event_types: list[str], seen: dict[str, set] | None = None) -> dict[str, set]:
-    """user -> held-out items counted as relevant, minus ``seen`` items when given."""
-    rel = events[events[S.EVENT_TYPE].isin(event_types)]
-    truth = rel.groupby(S.USER_ID)[S.ITEM_ID].agg(lambda s: set(s.astype(str))).to_dict()
-    if seen is not None:
-        truth = {u: items - seen.get(u, set()) for u, items in truth.items()}
-    return {str(u): items for u, items in truth.items() if items}
+def items_by_user(events: pd.DataFrame, event_types: list[str]) -> dict[str, set]:
+    """user -> the items they have an event of these types with."""
+    chosen = events[events[S.EVENT_TYPE].isin(event_types)]
+    return {str(u): set(g.astype(str)) for u, g in chosen.groupby(S.USER_ID)[S.ITEM_ID]}
 
 
-def seen_items(events: pd.DataFrame) -> dict[str, set]:
-    return {str(u): set(g.astype(str)) for u, g in events.groupby(S.USER_ID)[S.ITEM_ID]}
+def relevant_items(held_out: pd.DataFrame, event_types: list[str], had: dict[str, set] | None = None) -> dict[str, set]:
+    """user -> held-out items of these event types, minus the items in ``had`` when given.
+
+    Users left with no relevant item are dropped: only users with one can be scored.
+    """
+    truth = items_by_user(held_out, event_types)
+    if had is not None:
+        truth = {u: items - had.get(u, set()) for u, items in truth.items()}
+    return {u: items for u, items in truth.items() if items}

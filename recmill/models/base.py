@@ -74,7 +74,7 @@ class Recommender(ABC):
             raise RecmillError(f"model '{self.name}' cannot train on data with no interactions")
         self.user_ids_ = data.user_ids.astype(str)
         self.item_ids_ = data.item_ids.astype(str)
-        self.seen_ = data.matrix.copy().tocsr()
+        self.seen_ = data.positive.copy().tocsr()  # what the user has: excluded, and their history
         self.seen_.sort_indices()
         self.event_code_ = self._strongest_event(data)
         # the fallback list for users without history: users per item, unless _fit says otherwise

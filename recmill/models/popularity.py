@@ -1,6 +1,6 @@
-"""The honest baseline: the items most users interacted with, the same list for everyone.
+"""The honest baseline: the items most users have (bought, rated), the same list for everyone.
 
-Its state is the base class's popularity_ (users per item, optionally in a recent window)."""
+Its state is the base class's popularity_ (users who have each item, optionally in a recent window)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class PopularityRecommender(Recommender):
     Config = PopularityConfig
 
     def _fit(self, data: InteractionData) -> None:
-        events = data.events
+        events = data.events[data.events["event_type"].isin(data.positive_event_types)]
         if self.config.window_days is not None:
             start = events["timestamp"].max() - pd.Timedelta(days=self.config.window_days)
             events = events[events["timestamp"] >= start]

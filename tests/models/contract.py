@@ -7,11 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recmill.config import InteractionsConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
-
-WEIGHTS = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
-
 
 def make_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> InteractionData:
     """Two taste groups over two halves of the catalogue, so a model has something to learn."""
@@ -30,7 +28,7 @@ def make_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> Interactio
         {"item_id": [f"i{i}" for i in range(n_items)], "name": [f"Item {i}" for i in range(n_items)],
          "category": ["Dairy" if i < n_items // 2 else "Bakery" for i in range(n_items)]}
     )
-    return InteractionData.build(events, items, pd.DataFrame({"user_id": []}), WEIGHTS)
+    return InteractionData.build(events, items, pd.DataFrame({"user_id": []}), InteractionsConfig())
 
 
 class RecommenderContract:
@@ -72,8 +70,14 @@ class RecommenderContract:
     def test_seen_items_excluded(self, fitted, data):
         users = list(data.user_ids)
         recs = fitted.recommend(users, k=10, exclude_seen=True)
-        seen = set(zip(data.events["user_id"].astype(str), data.events["item_id"].astype(str)))
-        assert not seen & set(zip(recs["user_id"], recs["item_id"]))
+        bought = data.events[data.events["event_type"] == "purchase"]
+        had = set(zip(bought["user_id"].astype(str), bought["item_id"].astype(str)))
+        assert not had & set(zip(recs["user_id"], recs["item_id"]))
+
+    def test_viewed_items_can_be_recommended(self, fitted, data):
+        # u0 only viewed the last item: not had, so not excluded
+        recs = fitted.recommend(["u0"], k=len(data.item_ids), exclude_seen=True)
+        assert f"i{len(data.item_ids) - 1}" in set(recs["item_id"])
 
     def test_seen_items_allowed_when_asked(self, fitted, data):
         recs = fitted.recommend(list(data.user_ids), k=len(data.item_ids), exclude_seen=False)
@@ -81,7 +85,8 @@ class RecommenderContract:
 
     def test_user_without_history_gets_popular_items(self, fitted, data):
         recs = fitted.recommend(["someone-new"], k=3)
-        counts = data.events.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts()
+        bought = data.events[data.events["event_type"] == "purchase"]
+        counts = bought.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts()
         assert set(recs["item_id"]) <= set(counts.index[counts >= counts.iloc[2]])
         assert len(recs) == 3
 

@@ -1,9 +1,9 @@
 import pandas as pd
 
-from recmill.config import PopularityConfig
+from recmill.config import InteractionsConfig, PopularityConfig
 from recmill.data.interactions import InteractionData
 from recmill.models.popularity import PopularityRecommender
-from tests.models.contract import WEIGHTS, RecommenderContract
+from tests.models.contract import RecommenderContract
 
 
 class TestPopularityContract(RecommenderContract):
@@ -21,7 +21,7 @@ def test_ranks_by_distinct_users_then_item_id():
             "timestamp": pd.Timestamp("2026-01-01"),
         }
     )
-    data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), WEIGHTS)
+    data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), InteractionsConfig())
     model = PopularityRecommender(PopularityConfig()).fit(data)
     recs = model.recommend(["new", "u4"], k=3)
     assert recs[recs.user_id == "new"][["item_id", "score"]].values.tolist() == [["a", 3.0], ["b", 2.0], ["c", 2.0]]
@@ -39,6 +39,6 @@ def test_window_counts_recent_events_only():
             "timestamp": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2026-01-01"]),
         }
     )
-    data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), WEIGHTS)
+    data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), InteractionsConfig())
     model = PopularityRecommender(PopularityConfig(window_days=30)).fit(data)
     assert model.recommend(["x"], k=1)["item_id"].tolist() == ["new"]

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from recmill.config import SplitConfig
-from recmill.data.split import relevant_items, seen_items, temporal_split
+from recmill.data.split import items_by_user, relevant_items, temporal_split
 
 
 def events_for(counts: dict[str, int]) -> pd.DataFrame:
@@ -65,6 +65,9 @@ def test_relevant_items_drop_seen_and_irrelevant_types():
     held_out = pd.DataFrame(
         {"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "v", "x"], "event_type": ["purchase", "purchase", "view", "purchase"]}
     )
-    seen = seen_items(pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"]}))
+    train = pd.DataFrame({"user_id": ["a", "b", "a"], "item_id": ["x", "x", "y"], "event_type": ["purchase", "purchase", "view"]})
+    had = items_by_user(train, ["purchase"])
+    assert had == {"a": {"x"}, "b": {"x"}}
     assert relevant_items(held_out, ["purchase"]) == {"a": {"x", "y"}, "b": {"x"}}
-    assert relevant_items(held_out, ["purchase"], seen=seen) == {"a": {"y"}}
+    # y was only viewed before: still relevant; b had x already: b drops out
+    assert relevant_items(held_out, ["purchase"], had) == {"a": {"y"}}
