@@ -87,10 +87,10 @@ class PopularityConfig(Section):
 
 
 class ALSConfig(Section):
-    factors: int = Field(64, ge=1)
-    regularization: float = Field(0.05, ge=0)
+    factors: int = Field(128, ge=1)
+    regularization: float = Field(10.0, ge=0)
     alpha: float = Field(1.0, gt=0, description="Confidence = 1 + alpha * f(weighted interactions).")
-    confidence: Literal["linear", "log"] = "linear"
+    confidence: Literal["linear", "log"] = "log"
     iterations: int = Field(15, ge=1)
 
 

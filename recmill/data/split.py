@@ -12,10 +12,11 @@ SPLITS = ("train", "valid", "test")
 
 
 def _tail_sizes(n: np.ndarray, fraction: float | None, count: int | None) -> np.ndarray:
-    """How many of each user's last events to take: last N, or the last fraction (at least one)."""
+    """How many of each user's last events to take: last N, or the last fraction rounded to
+    the nearest whole (halves up), at least one."""
     if count is not None:
         return np.minimum(count, n)
-    return np.maximum(1, np.floor(n * fraction + 1e-9).astype(int))
+    return np.maximum(1, np.floor(n * fraction + 0.5).astype(int))
 
 
 def temporal_split(events: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:

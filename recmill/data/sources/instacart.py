@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from recmill import schema as S
@@ -66,7 +65,8 @@ def _orders(file: Path) -> pd.DataFrame:
     # A user's first order has no days_since_prior_order: it starts at the anchor.
     in_sequence = orders.sort_values([S.USER_ID, "order_number"], kind="stable")
     days = in_sequence["days_since_prior_order"].fillna(0).groupby(in_sequence[S.USER_ID], sort=False).cumsum()
-    orders["time"] = ANCHOR + pd.to_timedelta(days.sort_index(), unit="D") + pd.to_timedelta(orders["order_hour_of_day"], unit="h")
+    hours = pd.to_timedelta(orders["order_hour_of_day"], unit="h")
+    orders["time"] = ANCHOR + pd.to_timedelta(days.sort_index(), unit="D") + hours
     return orders
 
 

@@ -28,7 +28,7 @@ def load_movielens(path: Path) -> Tables:
     if len(inter) > 1:
         raise DataLoadError(path, f"several RecBole .inter files ({', '.join(p.name for p in inter)}); keep one")
     if not inter:
-        raise missing_file(path, "u.data (GroupLens ml-100k, with u.item and u.user) or a RecBole *.inter file (with *.item and *.user)")
+        raise missing_file(path, "u.data (GroupLens ml-100k, with u.item, u.user) or a RecBole *.inter file (with *.item, *.user)")
     return _load_recbole(inter[0])
 
 
@@ -41,7 +41,8 @@ def _load_grouplens(path: Path) -> Tables:
             names=("movie_id", "title", "release_date", "video_release_date", "imdb_url", *GENRES),
             sep="|", encoding="latin1", quoted=False, text=("movie_id", "title", "release_date"),
         )
-        genres = [" ".join(g for g, on in zip(GENRES, row) if on == 1) for row in movies[list(GENRES)].itertuples(index=False)]
+        flags = movies[list(GENRES)].to_numpy() == 1
+        genres = [" ".join(g for g, on in zip(GENRES, row) if on) for row in flags]
         # As in the RecBole copy: the year that ends the title is the release year, not part of the name.
         title = movies["title"].str.extract(r"^(?P<name>.*?)(?:\s*\((?P<year>\d{4})\))?\s*$")
         year = title["year"].fillna(movies["release_date"].str[-4:])

@@ -181,7 +181,8 @@ def generate(preset: str = "small", seed: int = 42) -> Tables:
     shop = _shop(rng, p.products)
     people = _people(rng, p)
     # Department tastes lean by age group and region, so user attributes carry signal.
-    lean = rng.lognormal(0, 0.4, (len(AGE_GROUPS), 1, len(DEPARTMENTS))) * rng.lognormal(0, 0.3, (1, len(REGIONS), len(DEPARTMENTS)))
+    d = len(DEPARTMENTS)
+    lean = rng.lognormal(0, 0.4, (len(AGE_GROUPS), 1, d)) * rng.lognormal(0, 0.3, (1, len(REGIONS), d))
     chunks, n_orders = [], 0
     for first in range(0, p.users, p.chunk_users):
         users = {k: v[first : first + p.chunk_users] for k, v in people.items()}
@@ -249,7 +250,8 @@ def _shop(rng: np.random.Generator, n: int) -> Shop:
     rows = []
     for j in range(n):
         department, aisle_name, (nouns, variants) = aisles[stocked[aisle[j]]]
-        words = [MODIFIERS[modifier[j]][0], variants[int(variant_draw[j] * len(variants))], nouns[int(noun_draw[j] * len(nouns))]]
+        variant, noun = variants[int(variant_draw[j] * len(variants))], nouns[int(noun_draw[j] * len(nouns))]
+        words = [MODIFIERS[modifier[j]][0], variant, noun]
         name = " ".join(w for w in words if w)
         brand = brands[department_brands[departments.index(department), brand_draw[j]]]
         tags = dict.fromkeys(w.lower().replace(" ", "-") for w in (*words, aisle_name, department) if w)
@@ -297,15 +299,18 @@ def _people(rng: np.random.Generator, p: Preset) -> dict[str, np.ndarray]:
     }
 
 
-def _sessions(rng, shop: Shop, users: dict[str, np.ndarray], lean: np.ndarray, p: Preset) -> tuple[dict[str, np.ndarray], int]:
+def _sessions(
+    rng: np.random.Generator, shop: Shop, users: dict[str, np.ndarray], lean: np.ndarray, p: Preset
+) -> tuple[dict[str, np.ndarray], int]:
     """Events of one chunk of users: user and order indexes local to the chunk."""
     n = len(users["gap"])
     department_taste = rng.gamma(1.5 * len(DEPARTMENTS) * shop.department_share * lean[users["age"], users["region"]])
-    aisle_taste = department_taste[:, shop.aisle_department] * shop.aisle_share * rng.gamma(2, 0.5, (n, len(shop.aisle_share)))
-    aisle_keys = _keys(aisle_taste.ravel(), np.repeat(np.arange(n), len(shop.aisle_share)))
+    k = len(shop.aisle_share)
+    aisle_taste = department_taste[:, shop.aisle_department] * shop.aisle_share * rng.gamma(2, 0.5, (n, k))
+    aisle_keys = _keys(aisle_taste.ravel(), np.repeat(np.arange(n), k))
 
     def taste(user: np.ndarray) -> np.ndarray:
-        aisle = _draw(rng, aisle_keys, user) - user * len(shop.aisle_share)
+        aisle = _draw(rng, aisle_keys, user) - user * k
         return _draw(rng, shop.product_keys, aisle)
 
     staple_start = np.cumsum(users["staples"]) - users["staples"]
@@ -321,7 +326,8 @@ def _sessions(rng, shop: Shop, users: dict[str, np.ndarray], lean: np.ndarray, p
     kept = day < DAYS
     owner, day = owner[kept], day[kept]
     hour = np.clip(np.round(users["hour"][owner] + rng.normal(0, 2, len(owner))), 6, 22)
-    start = START + (day.astype(int) * 86_400 + hour.astype(int) * 3_600 + rng.integers(0, 60, len(owner)) * 60) * np.timedelta64(1, "s")
+    minute = rng.integers(0, 60, len(owner))
+    start = START + (day.astype(int) * 86_400 + hour.astype(int) * 3_600 + minute * 60) * np.timedelta64(1, "s")
 
     # Lines: a staple with the user's loyalty, otherwise a product drawn from their tastes.
     size = 1 + rng.poisson(users["basket"][owner] - 1)
@@ -343,7 +349,8 @@ def _sessions(rng, shop: Shop, users: dict[str, np.ndarray], lean: np.ndarray, p
     abandoned = abandoned[:, ~np.isin(abandoned[0] * n_items + abandoned[1], order * n_items + item)]
     session_order = np.concatenate([order[viewed], browsed[0], order[carted], abandoned[0], order])
     session_item = np.concatenate([item[viewed], browsed[1], item[carted], abandoned[1], item])
-    kind = np.repeat(np.arange(3, dtype=np.int8), [viewed.sum() + browsed.shape[1], carted.sum() + abandoned.shape[1], len(order)])
+    per_kind = [viewed.sum() + browsed.shape[1], carted.sum() + abandoned.shape[1], len(order)]
+    kind = np.repeat(np.arange(3, dtype=np.int8), per_kind)  # view, cart, purchase
     sequence = np.lexsort((rng.random(len(kind)), kind, session_order))
     session_order, session_item, kind = session_order[sequence], session_item[sequence], kind[sequence]
     counts = np.bincount(session_order, minlength=len(owner))
@@ -358,7 +365,7 @@ def _sessions(rng, shop: Shop, users: dict[str, np.ndarray], lean: np.ndarray, p
     return events, len(owner)
 
 
-def _extra(rng, bought: np.ndarray, rate: float, owner: np.ndarray, taste) -> np.ndarray:
+def _extra(rng: np.random.Generator, bought: np.ndarray, rate: float, owner: np.ndarray, taste) -> np.ndarray:
     """(order, item) pairs: about rate x basket size products per order, from the user's tastes."""
     order = np.repeat(np.arange(len(bought)), rng.poisson(rate * bought))
     return np.stack([order, taste(owner[order])])
