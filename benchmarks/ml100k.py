@@ -7,7 +7,7 @@ users with a test item.
 
     .venv/bin/python benchmarks/ml100k.py [--data ../shared/datasets/ml-100k]
 
-Writes reports/benchmarks/ml100k.json and prints a table.
+Writes reports/benchmarks/ml100k.json and .md, and prints the table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from recmill.config import ALSConfig, PopularityConfig, Settings, SplitConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
 from recmill.data.split import relevant_items, temporal_split
-from recmill.evaluation.metrics import evaluate
+from recmill.evaluation.holdout import score_model
 from recmill.models import REGISTRY
 from recmill.runtime import offline_defaults
 
@@ -66,9 +66,7 @@ def main() -> None:
         started = time.perf_counter()
         model = REGISTRY[name](config, seed=settings.seed).fit(data)
         fit_seconds = time.perf_counter() - started
-        recs = model.recommend(list(truth), k=10, exclude_seen=True)
-        ranked = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
-        rows = evaluate(truth, ranked, METRICS, [10], len(model.item_ids_))
+        rows = score_model(model, truth, METRICS, [10])
         results[label] = {f"{r['metric']}@{r['k']}": round(r["value"], 4) for r in rows} | {"fit_seconds": round(fit_seconds, 2)}
     report = {
         "protocol": "per-user last 20% by time (ties by item id), full catalogue, training items excluded",
@@ -81,9 +79,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     table = pd.DataFrame({**results, **REFERENCE}).T[["ndcg@10", "recall@10", "precision@10", "map@10", "fit_seconds"]]
-    print(f"MovieLens 100K, {len(truth)} users scored\n")
+    title = f"MovieLens 100K, {len(truth)} users scored, {report['protocol']}"
+    args.out.with_suffix(".md").write_text(f"# {title}\n\n{table.astype(object).where(table.notna(), None).to_markdown(floatfmt='.4f', missingval='')}\n")
+    print(title + "\n")
     print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
-    print(f"\nwritten to {args.out}")
+    print(f"\nwritten to {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipelines.common import fit_events
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
-from recmill.evaluation.metrics import evaluate
+from recmill.evaluation.holdout import score_model
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.tracking import Tracker
@@ -20,9 +20,7 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[list[dict], int
     positive = settings.interactions.positive_event_types
     had = items_by_user(fit_events(settings, fit), positive) if exclude else None
     truth = relevant_items(held_out, positive, had)
-    recs = fitted.recommend(list(truth), k=max(settings.evaluate.k), exclude_seen=exclude)
-    ranked = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
-    rows = evaluate(truth, ranked, settings.evaluate.metrics, settings.evaluate.k, len(fitted.item_ids_))
+    rows = score_model(fitted, truth, settings.evaluate.metrics, settings.evaluate.k, exclude)
     return [{"split": fit, **row} for row in rows], len(truth)
 
 

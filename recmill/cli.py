@@ -53,8 +53,12 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     for name, n in result["row_counts"].items():
         counts.add_row(name, f"{n:,}")
     console.print(counts)
+    user = warehouse.query(warehouse_path, "SELECT min(user_id) AS u FROM recommendations")["u"].item()
+    console.print("Query it:", highlight=False)
     console.print(
-        f'Query it: .venv/bin/duckdb {warehouse_path} "select * from recommendations where user_id = \'<user>\' order by rank"'
+        f'  .venv/bin/duckdb {warehouse_path} "select rank, item_id, reason from recommendations where user_id = \'{user}\' order by rank"',
+        highlight=False,
+        soft_wrap=True,
     )
 
 

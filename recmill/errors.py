@@ -14,7 +14,8 @@ class ConfigError(RecmillError):
 class DataLoadError(RecmillError):
     """A source file that cannot be read into the canonical tables.
 
-    The message names the file, the column and the rows at fault.
+    The message names the file, the column and the rows at fault: file line numbers for
+    text files (the header is line 1), row indexes for parquet.
     """
 
     def __init__(self, path, message: str, column: str | None = None, rows=None):
@@ -25,7 +26,9 @@ class DataLoadError(RecmillError):
         if column:
             where += f", column '{column}'"
         if self.rows:
-            where += f", rows {', '.join(str(r) for r in self.rows)}"
+            # text files are pointed at by line number (header = line 1), parquet by row index
+            unit = "row" if self.path.endswith(".parquet") else "line"
+            where += f", {unit}{'s' if len(self.rows) > 1 else ''} {', '.join(str(r) for r in self.rows)}"
         super().__init__(f"{where}: {message}")
 
 

@@ -256,7 +256,7 @@ def test_files_missing_column(tmp_path):
     with pytest.raises(DataLoadError) as err:
         load_files(tmp_path)
     assert str(err.value) == (
-        f"{tmp_path / 'events.csv'}, column 'item_id', rows 1: missing required column 'item_id'; "
+        f"{tmp_path / 'events.csv'}, column 'item_id', line 1: missing required column 'item_id'; "
         "found columns: user_id, timestamp"
     )
 
