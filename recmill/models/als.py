@@ -60,8 +60,8 @@ class ALSRecommender(Recommender):
             return super()._reasons(row, items)
         unit = self._unit_items()
         sims = unit[items] @ unit[history].T
-        best = np.argsort(-sims, axis=1, kind="stable")[:, :2]
-        return [self._history_reason(row, list(history[b])) for b in best]
+        best = np.argsort(-sims, axis=1, kind="stable")
+        return [self._history_reason(row, history[b]) for b in best]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

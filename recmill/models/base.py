@@ -210,16 +210,20 @@ class Recommender(ABC):
         category = self.item_categories_[col]
         return f"popular in {category}" if category else "popular with other customers"
 
-    def _history_reason(self, row: int, history_cols: list[int]) -> str:
-        """'because you bought X and Y' from up to two history items of this user."""
+    def _history_reason(self, row: int, history_cols) -> str:
+        """'because you bought X and Y': the first two differently named items of this
+        user's history, given best first (two products may share a name)."""
         codes = self.event_code_[row]
         code_of = dict(zip(codes.indices, codes.data))
-        parts = []
-        for i, col in enumerate(history_cols[:2]):
-            verb = VERBS[int(code_of.get(col, 0))]
-            name = self.item_names_[col]
-            same_verb = i == 1 and VERBS[int(code_of.get(history_cols[0], 0))] == verb
-            parts.append(name if same_verb else f"{verb} {name}")
+        named: dict[str, str] = {}  # name -> verb
+        for col in history_cols:
+            named.setdefault(self.item_names_[col], VERBS[int(code_of.get(col, 0))])
+            if len(named) == 2:
+                break
+        parts, last_verb = [], None
+        for name, verb in named.items():
+            parts.append(name if verb == last_verb else f"{verb} {name}")
+            last_verb = verb
         return "because you " + " and ".join(parts)
 
     def _frame(self, users, rows, top, top_scores, reasons: bool) -> pd.DataFrame:

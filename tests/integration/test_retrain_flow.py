@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recmill import warehouse
+from recmill.config import TrackingConfig
+from recmill.tracking import Tracker
 from recmill.cli import app
 from tests.integration.conftest import TINY
 
@@ -54,6 +56,16 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert set(warehouse.query(db, "SELECT DISTINCT model FROM similar_items")["model"]) == {"als"}
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
+
+    # every fit is an MLflow run in the sqlite store, with params, metrics and the model
+    tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
+    assert set(tracked) == {"popularity", "als", "als-full"} | {f"{chosen}-full"}
+    als = tracked["als"]
+    assert als.data.params["config.factors"] == "128"
+    assert als.data.metrics["valid_ndcg_at_10"] == pytest.approx(valid_ndcg["als"])
+    assert recs["model_version"].iloc[0] == tracked[f"{chosen}-full"].info.run_id
+    artifacts = {a.path for a in Tracker(TrackingConfig()).client.list_artifacts(als.info.run_id, "model")}
+    assert artifacts == {"model/valid", "model/test"}
 
     # the same data written as plain files, one event type broken: refused, warehouse unchanged
     files = workdir / "files"

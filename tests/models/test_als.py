@@ -38,3 +38,14 @@ def test_confidence_scaling():
     m = sp.csr_matrix(np.array([[0.0, 5.0], [3.0, 0.0]]))
     assert confidence(m, "linear").toarray().tolist() == [[0, 5], [3, 0]]
     np.testing.assert_allclose(confidence(m, "log").toarray(), [[0, np.log(6)], [np.log(4), 0]], rtol=1e-6)
+
+
+def test_reason_names_two_different_products():
+    # two products may share a name: the reason skips to the next name, never "X and X"
+    data = make_data()
+    row = 0
+    first, second, third = data.positive[row].indices[:3]
+    data.items.loc[data.items.item_id.isin(data.item_ids[[first, second]]), "name"] = "Large Brown Eggs"
+    model = ALSRecommender(ALSConfig(factors=8, iterations=10), seed=1).fit(data)
+    third_name = data.items.set_index("item_id").loc[data.item_ids[third], "name"]
+    assert model._history_reason(row, [first, second, third]) == f"because you bought Large Brown Eggs and {third_name}"
