@@ -105,9 +105,8 @@ class Recommender(ABC):
             frames.append(self._frame(known_users[start : start + SCORE_BATCH], batch, top, top_scores, reasons))
         cold = users[~known]
         if len(cold):
-            top = self.popular_[:k]
-            top = np.tile(top, (len(cold), 1))
-            frames.append(self._frame(cold, None, top, np.tile(self.popularity_[top[0]], (len(cold), 1)), reasons))
+            top = np.tile(self.popular_[:k], (len(cold), 1))
+            frames.append(self._frame(cold, None, top, self.popularity_[top], reasons))
         if not frames:
             return pd.DataFrame(columns=RECOMMENDATION_COLUMNS + (["reason"] if reasons else []))
         out = pd.concat(frames, ignore_index=True)
@@ -130,7 +129,7 @@ class Recommender(ABC):
                     {
                         "item_id": np.repeat(self.item_ids_[batch], n),
                         "similar_item_id": self.item_ids_[top[valid]],
-                        "rank": np.concatenate([np.arange(1, c + 1) for c in n]) if len(n) else [],
+                        "rank": ranks(n),
                         "score": scores[valid],
                     }
                 )
@@ -233,7 +232,7 @@ class Recommender(ABC):
             {
                 "user_id": np.repeat(np.asarray(users, dtype=object), n),
                 "item_id": self.item_ids_[top[valid]],
-                "rank": np.concatenate([np.arange(1, c + 1) for c in n]).astype(np.int32) if len(n) else np.array([], np.int32),
+                "rank": ranks(n),
                 "score": top_scores[valid],
             }
         )
@@ -244,6 +243,12 @@ class Recommender(ABC):
                 texts.extend(self._reasons(int(rows[i]), items) if rows is not None else [self._popular_reason(c) for c in items])
             frame["reason"] = texts
         return frame
+
+
+def ranks(counts: np.ndarray) -> np.ndarray:
+    """1..c for each row's count c, concatenated: the rank column of row-wise top lists."""
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return (np.arange(starts.size) - starts + 1).astype(np.int32)
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
