@@ -94,9 +94,85 @@ class ALSConfig(Section):
     iterations: int = Field(15, ge=1)
 
 
+class RandomConfig(Section):
+    """Uniformly random unseen items, seeded by the top-level seed: the floor to beat."""
+
+
+class CategoryConfig(Section):
+    top_categories: int = Field(3, ge=1, description="How many of the user's favourite categories to draw from.")
+
+
+class EASEConfig(Section):
+    regularization: float = Field(250.0, gt=0, description="lambda on the diagonal of the Gram matrix.")
+    max_items: int = Field(20_000, ge=1, description="Above this catalogue size the items x items matrix is too big: skipped.")
+
+
+class ContentConfig(Section):
+    # item text fields and their weights in the TF-IDF vector
+    fields: dict[Literal["name", "description", "category", "tags", "brand"], float] = {
+        "name": 1.0, "description": 0.5, "category": 1.0, "tags": 1.0, "brand": 0.5,
+    }
+    max_features: int = Field(50_000, ge=1)
+    min_df: int = Field(1, ge=1)
+    neighbours: int = Field(50, ge=1, description="Similar items kept per item (a sparse top-N, never items x items).")
+    recency_half_life_days: float | None = Field(30.0, gt=0, description="Profile weight halves per this many days; None: equal weights.")
+
+
+class Item2VecConfig(Section):
+    sequence: Literal["user", "order"] = "user"
+    vector_size: int = Field(64, ge=2)
+    window: int = Field(5, ge=1)
+    min_count: int = Field(2, ge=1)
+    sg: bool = Field(True, description="Skip-gram (True) or CBOW (False).")
+    negative: int = Field(5, ge=0)
+    epochs: int = Field(10, ge=1)
+    min_sequences: int = Field(10, ge=1, description="Fewest sequences of 2+ items that can train it.")
+    recency_half_life_days: float | None = Field(None, gt=0)
+    exact_index_max_items: int = Field(100_000, ge=1, description="Above this catalogue size an approximate index is used.")
+    approximate_index: Literal["ivf", "hnsw"] = "hnsw"
+    ivf_lists: int = Field(256, ge=1)
+    hnsw_neighbours: int = Field(32, ge=2)
+
+
+class MFConfig(Section):
+    factors: int = Field(64, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    regularization: float = Field(0.05, ge=0)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    init_std: float = Field(0.05, gt=0)
+    feedback: Literal["auto", "explicit", "implicit"] = Field(
+        "auto", description="explicit: fit the ratings; implicit: fit confidence-weighted 1s and sampled 0s; auto: explicit when ratings exist."
+    )
+    negatives: int = Field(4, ge=0, description="implicit: sampled negatives per positive.")
+    fold_in_regularization: float = Field(0.1, ge=0, description="Ridge penalty of the fold-in solve for a user's bias and factors.")
+
+
+class SegmentsConfig(Section):
+    k: int | None = Field(None, ge=2, description="A fixed number of segments; None: chosen by silhouette.")
+    k_min: int = Field(2, ge=2)
+    k_max: int = Field(8, ge=2)
+    silhouette_sample: int = Field(5_000, ge=100, description="Users sampled to score each k.")
+    top_categories: int = Field(8, ge=1, description="Category-share features: the most bought categories.")
+    items_per_segment: int = Field(200, ge=1, description="Popular items kept per segment for recommendations.")
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.k_min > self.k_max:
+            raise ValueError("segments.k_min must not exceed k_max")
+        return self
+
+
 class ModelsConfig(Section):
     popularity: PopularityConfig = PopularityConfig()
+    random: RandomConfig = RandomConfig()
+    category: CategoryConfig = CategoryConfig()
     als: ALSConfig = ALSConfig()
+    ease: EASEConfig = EASEConfig()
+    content: ContentConfig = ContentConfig()
+    item2vec: Item2VecConfig = Item2VecConfig()
+    mf: MFConfig = MFConfig()
+    segments: SegmentsConfig = SegmentsConfig()
 
 
 class TrainConfig(Section):

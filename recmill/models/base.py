@@ -23,7 +23,7 @@ from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
 
 FORMAT_VERSION = 1
-SCORE_BATCH = 2048  # users scored at once: bounds memory at batch x n_items floats
+SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
 VERBS = {0: "interacted with", 1: "viewed", 2: "added to your cart", 3: "bought", 4: "rated"}
 EVENT_CODES = {"view": 1, "cart": 2, "purchase": 3, "rating": 4}
 
@@ -39,7 +39,10 @@ def _text_array(values) -> np.ndarray:
 class Recommender(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
-    has_similar_items: ClassVar[bool] = False
+    has_similar_items: ClassVar[bool] = False  # implements _similar
+    has_explanations: ClassVar[bool] = False  # implements explain
+    predicts_ratings: ClassVar[bool] = False  # implements predict (scored by RMSE / MAE)
+    publishes_tables: ClassVar[bool] = False  # implements tables (extra warehouse tables)
 
     def __init__(self, config: BaseModel | None = None, seed: int = 42):
         self.config = config if config is not None else self.Config()
@@ -54,6 +57,17 @@ class Recommender(ABC):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """Scores of every item for the users at these row numbers: (len(rows), n_items)."""
 
+    def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Column numbers and scores of each user's k best items, best first; -inf pads.
+
+        The default scores every item densely; a model with an index (FAISS) overrides it.
+        """
+        scores = np.asarray(self._score(rows), dtype=np.float64)
+        if exclude_seen:
+            seen = self.seen_[rows]
+            scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        return top_k(scores, k)
+
     def _state(self) -> dict[str, np.ndarray]:
         """The model's own learned arrays, for save()."""
         return {}
@@ -66,7 +80,20 @@ class Recommender(ABC):
         return [self._popular_reason(i) for i in items]
 
     def _similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column numbers and scores of the k items most like each given column, itself left out."""
         raise RecmillError(f"model '{self.name}' does not produce similar items")
+
+    def explain(self, user_id: str, item_id: str) -> dict:
+        """Why this item for this user: the history items and attributes behind the score."""
+        raise RecmillError(f"model '{self.name}' does not explain its scores")
+
+    def predict(self, user_ids, item_ids) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs."""
+        raise RecmillError(f"model '{self.name}' does not predict ratings")
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Extra warehouse tables this model publishes (schema.WAREHOUSE_TABLES names)."""
+        return {}
 
     # ---- the contract ---------------------------------------------------------------
     def fit(self, data: InteractionData) -> Self:
@@ -95,14 +122,11 @@ class Recommender(ABC):
         known = rows >= 0
         frames = []
         known_users, known_rows = users[known], rows[known]
-        for start in range(0, len(known_rows), SCORE_BATCH):
-            batch = known_rows[start : start + SCORE_BATCH]
-            scores = np.asarray(self._score(batch), dtype=np.float64)
-            if exclude_seen:
-                seen = self.seen_[batch]
-                scores[np.repeat(np.arange(len(batch)), np.diff(seen.indptr)), seen.indices] = -np.inf
-            top, top_scores = top_k(scores, k)
-            frames.append(self._frame(known_users[start : start + SCORE_BATCH], batch, top, top_scores, reasons))
+        step = self._batch_size()
+        for start in range(0, len(known_rows), step):
+            batch = known_rows[start : start + step]
+            top, top_scores = self._top(batch, k, exclude_seen)
+            frames.append(self._frame(known_users[start : start + step], batch, top, top_scores, reasons))
         cold = users[~known]
         if len(cold):
             top = np.tile(self.popular_[:k], (len(cold), 1))
@@ -119,8 +143,9 @@ class Recommender(ABC):
         cols = np.arange(len(self.item_ids_)) if items is None else pd.Index(self.item_ids_).get_indexer(pd.Index(items).astype(str))
         cols = cols[cols >= 0]
         frames = []
-        for start in range(0, len(cols), SCORE_BATCH):
-            batch = cols[start : start + SCORE_BATCH]
+        step = self._batch_size()
+        for start in range(0, len(cols), step):
+            batch = cols[start : start + step]
             top, scores = self._similar(batch, k)
             valid = np.isfinite(scores)
             n = valid.sum(axis=1)
@@ -179,6 +204,9 @@ class Recommender(ABC):
         return model
 
     # ---- helpers --------------------------------------------------------------------
+    def _batch_size(self) -> int:
+        return max(1, SCORE_CELLS // max(1, len(self.item_ids_)))
+
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "item_ids_")
