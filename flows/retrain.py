@@ -77,13 +77,14 @@ STAGE_TASKS = (ingest, validate, split, train, evaluate, select, refit, publish)
 
 @flow(name="weekly_retrain")
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """Ingest, validate, split, train and evaluate every model, choose, refit, publish."""
+    """Ingest, validate, split, train then evaluate every model, choose, refit, publish."""
     settings = load_settings(config, overrides or [])
     ingest(settings)
     validate(settings)
     split(settings)
     for model in settings.train.models:
         train(settings, model)
+    for model in settings.train.models:  # after every training: evaluation slices by segment
         evaluate(settings, model)
     select(settings)
     refit(settings)

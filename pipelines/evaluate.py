@@ -1,18 +1,44 @@
-"""Score one model's two fits on the held-out slices: valid (for choosing) and test (reported)."""
+"""Score one model's two fits on the held-out slices: valid (for choosing) and test (reported).
+
+Ranking metrics for every model; RMSE and MAE for models that predict ratings, where the
+held-out slice has ratings; and, when the segments model was trained, the ranking
+metrics of each user segment.
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
 
 from pipelines.common import fit_events
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation.holdout import score_model
+from recmill.evaluation.metrics import RATING_METRICS, per_user
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.tracking import Tracker
 
+FITS = ("valid", "test")
 
-def score_fit(settings: Settings, model: str, fit: str) -> tuple[list[dict], int]:
-    """Metric rows of one fit on the slice after its training data, and the users scored."""
+
+def metric_key(metric: str, k: int | None) -> str:
+    return metric if k is None else f"{metric}@{k}"
+
+
+def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, str] | None:
+    """user -> segment label from the segments model of the same fit, when it was trained."""
+    path = Layout(settings).model_dir("segments", fit)
+    if "segments" not in settings.train.models or not (path / "config.json").exists():
+        return None
+    segments = REGISTRY["segments"].load(path)
+    labels = segments.tables()["segment_profiles"].set_index("segment")["label"]
+    return {u: labels.get(s, "unknown") for u, s in zip(users, segments.segment_of(users)) if s >= 0}
+
+
+def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int]:
+    """Metrics of one fit on the slice after its training data: overall, per segment, users scored."""
     layout = Layout(settings)
     fitted = REGISTRY[model].load(layout.model_dir(model, fit))
     exclude = settings.publish.exclude_seen
@@ -20,22 +46,49 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[list[dict], int
     positive = settings.interactions.positive_event_types
     had = items_by_user(fit_events(settings, fit), positive) if exclude else None
     truth = relevant_items(held_out, positive, had)
-    rows = score_model(fitted, truth, settings.evaluate.metrics, settings.evaluate.k, exclude)
-    return [{"split": fit, **row} for row in rows], len(truth)
+    ev = settings.evaluate
+    overall = {metric_key(r["metric"], r["k"]): r["value"] for r in score_model(fitted, truth, ev.metrics, ev.k, exclude)}
+
+    ratings = held_out[held_out["event_type"] == "rating"]
+    if fitted.predicts_ratings and len(ratings):
+        predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
+        overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
+
+    by_segment = {}
+    labels = segment_labels(settings, fit, list(truth))
+    if labels:
+        recs = fitted.recommend(list(truth), k=max(ev.k), exclude_seen=exclude)
+        ranked = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+        members = defaultdict(list)
+        for user, label in labels.items():
+            members[label].append(user)
+        per_user_metrics = [m for m in ev.metrics if m != "coverage"]
+        for label, users in sorted(members.items()):
+            sub = {u: truth[u] for u in users}
+            by_segment[label] = {
+                metric_key(m, k): float(np.mean(list(per_user(m, sub, ranked, k).values())))
+                for m in per_user_metrics
+                for k in ev.k
+            }
+    return overall, by_segment, len(truth)
 
 
 def run(settings: Settings, model: str) -> dict:
     layout = Layout(settings)
     tracking = read_json(layout.tracking_file(model))
-    rows, users = [], {}
-    for fit in ("valid", "test"):
-        fit_rows, users[fit] = score_fit(settings, model, fit)
-        rows += fit_rows
+    result = {"model": model, "mlflow_run_id": tracking["mlflow_run_id"]}
+    if "skipped" in tracking:
+        result["skipped"] = tracking["skipped"]
+        write_json(layout.metrics_file(model), result)
+        return result
+    result["users_scored"], result["segments"] = {}, {}
+    for fit in FITS:  # nested split -> "metric@k" -> value, the shape `dvc metrics` reads
+        result[fit], segments, result["users_scored"][fit] = score_fit(settings, model, fit)
+        if segments:
+            result["segments"][fit] = segments
     Tracker(settings.tracking).log_metrics(
-        tracking["mlflow_run_id"], {f"{r['split']}_{r['metric']}_at_{r['k']}": r["value"] for r in rows}
+        tracking["mlflow_run_id"],
+        {f"{fit}_{name.replace('@', '_at_')}": value for fit in FITS for name, value in result[fit].items()},
     )
-    result = {"model": model, "mlflow_run_id": tracking["mlflow_run_id"], "users_scored": users}
-    for r in rows:  # nested split -> "metric@k" -> value, the shape `dvc metrics` reads
-        result.setdefault(r["split"], {})[f"{r['metric']}@{r['k']}"] = r["value"]
     write_json(layout.metrics_file(model), result)
     return result

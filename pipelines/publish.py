@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from pipelines.common import run_info
+from pipelines.evaluate import FITS
 from recmill import warehouse
 from recmill.config import Settings
 from recmill.io import Layout, read_frame, read_json, write_json
@@ -18,6 +19,26 @@ def all_users(layout: Layout) -> list[str]:
     events = read_frame(layout.canonical / "events.parquet")["user_id"]
     users = read_frame(layout.canonical / "users.parquet")["user_id"]
     return sorted(set(events.dropna().astype(str)) | set(users.dropna().astype(str)))
+
+
+def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
+    """Every evaluated model's figures as model_metrics rows: overall (slice 'all') and per segment."""
+    layout = Layout(settings)
+    rows = []
+    for model in settings.train.models:
+        scored = read_json(layout.metrics_file(model))
+        if "skipped" in scored:
+            continue
+        slices = [(split, "all", scored[split]) for split in FITS]
+        slices += [(split, f"segment={label}", values) for split, by in scored["segments"].items() for label, values in by.items()]
+        for split, slice_, values in slices:
+            for key, value in values.items():
+                metric, _, k = key.partition("@")
+                rows.append(
+                    {"run_id": run_id, "model": model, "model_version": scored["mlflow_run_id"], "split": split,
+                     "metric": metric, "k": int(k) if k else None, "value": value, "slice": slice_}
+                )
+    return pd.DataFrame(rows).astype({"k": "Int32"})
 
 
 def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.DataFrame]:
@@ -35,16 +56,10 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         for name, m in models.items()
         if m.has_similar_items
     ]
-    metric_rows = []
-    for model in settings.train.models:
-        scored = read_json(layout.metrics_file(model))
-        for split in ("valid", "test"):
-            for name, value in scored[split].items():
-                metric, k = name.split("@")
-                metric_rows.append(
-                    {"run_id": info["run_id"], "model": model, "model_version": scored["mlflow_run_id"],
-                     "split": split, "metric": metric, "k": int(k), "value": value}
-                )
+    extra = {}
+    for name, m in models.items():
+        for table, frame in m.tables().items():
+            extra[table] = frame.assign(run_id=info["run_id"])
     runs = pd.DataFrame(
         [
             {
@@ -61,8 +76,9 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     return {
         "recommendations": recs,
         "similar_items": pd.concat(similar, ignore_index=True) if similar else empty_similar,
-        "model_metrics": pd.DataFrame(metric_rows),
+        "model_metrics": metric_rows(settings, info["run_id"]),
         "runs": runs,
+        **extra,
     }
 
 

@@ -1,36 +1,55 @@
 """Refit on all the data the models whose output is published: the chosen one, and every
-model that yields similar items."""
+model that yields similar items, explanations or tables of its own."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from pipelines.common import fit_model, run_info, tracked_params
 from recmill.config import Settings
+from recmill.errors import ModelSkipped
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.tracking import Tracker
 
+log = logging.getLogger("recmill")
 
-def models_to_refit(settings: Settings, chosen: str) -> list[str]:
-    return [m for m in settings.train.models if m == chosen or REGISTRY[m].has_similar_items]
+
+def models_to_refit(settings: Settings, selection: dict) -> list[str]:
+    def published(cls) -> bool:
+        return cls.has_similar_items or cls.has_explanations or cls.publishes_tables
+
+    return [
+        m for m in settings.train.models
+        if m not in selection["skipped"] and (m == selection["chosen"] or published(REGISTRY[m]))
+    ]
 
 
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
-    chosen = read_json(layout.selection)["chosen"]
+    selection = read_json(layout.selection)
     tracker = Tracker(settings.tracking)
     pipeline_run = run_info(settings)["run_id"]
     shutil.rmtree(layout.refit, ignore_errors=True)
     fitted_runs = {}
-    for model in models_to_refit(settings, chosen):
+    for model in models_to_refit(settings, selection):
         mlflow_run = tracker.start(f"{model}-full", pipeline_run, tracked_params(settings, model), {"model": model, "fit": "full"})
-        fitted, seconds = fit_model(settings, model, "full")
+        try:
+            fitted, seconds = fit_model(settings, model, "full")
+        except ModelSkipped as exc:
+            # all the data can hold more items than the training slices did
+            if model == selection["chosen"]:
+                raise
+            log.warning("%s", exc)
+            tracker.client.set_tag(mlflow_run, "skipped", str(exc))
+            tracker.finish(mlflow_run)
+            continue
         fitted.save(layout.model_dir(model, "full"))
         tracker.log_metrics(mlflow_run, {"fit_seconds_full": seconds})
         tracker.log_artifacts(mlflow_run, layout.model_dir(model, "full"), "model")
         tracker.finish(mlflow_run)
         fitted_runs[model] = mlflow_run
-    result = {"chosen": chosen, "mlflow_run_ids": fitted_runs}
+    result = {"chosen": selection["chosen"], "mlflow_run_ids": fitted_runs}
     write_json(layout.refit / "refit.json", result)
     return result

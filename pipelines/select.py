@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from recmill.config import Settings
+from recmill.errors import ModelSkipped
 from recmill.io import Layout, read_json, write_json
 
 
@@ -14,13 +15,19 @@ def choose(scores: dict[str, float]) -> str:
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
     metric, k = settings.evaluate.selection_metric, settings.evaluate.selection_k
-    scores = {}
+    scores, skipped = {}, {}
     for model in settings.train.models:
-        valid = read_json(layout.metrics_file(model))["valid"]
+        scored = read_json(layout.metrics_file(model))
+        if "skipped" in scored:
+            skipped[model] = scored["skipped"]
+            continue
+        valid = scored["valid"]
         if f"{metric}@{k}" not in valid:
             raise ValueError(f"{layout.metrics_file(model)} has no valid {metric}@{k}; add {k} to evaluate.k")
         scores[model] = valid[f"{metric}@{k}"]
+    if not scores:
+        raise ModelSkipped(f"every model was skipped, nothing to publish: {skipped}")
     chosen = choose(scores)
-    result = {"chosen": chosen, "metric": f"{metric}@{k}", "split": "valid", "scores": scores}
+    result = {"chosen": chosen, "metric": f"{metric}@{k}", "split": "valid", "scores": scores, "skipped": skipped}
     write_json(layout.selection, result)
     return result

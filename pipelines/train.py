@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from pipelines.common import fit_model, run_info, tracked_params
 from recmill.config import Settings
+from recmill.errors import ModelSkipped
 from recmill.io import Layout, write_json
 from recmill.tracking import Tracker
+
+log = logging.getLogger("recmill")
 
 
 def run(settings: Settings, model: str) -> dict:
@@ -15,17 +19,22 @@ def run(settings: Settings, model: str) -> dict:
     tracker = Tracker(settings.tracking)
     mlflow_run = tracker.start(model, run_info(settings)["run_id"], tracked_params(settings, model), {"model": model})
     shutil.rmtree(layout.models / model, ignore_errors=True)
-    seconds = {}
+    info = {"model": model, "mlflow_run_id": mlflow_run}
     try:
+        seconds = {}
         for fit in ("valid", "test"):
             fitted, seconds[fit] = fit_model(settings, model, fit)
             fitted.save(layout.model_dir(model, fit))
         tracker.log_metrics(mlflow_run, {f"fit_seconds_{fit}": s for fit, s in seconds.items()})
         tracker.log_artifacts(mlflow_run, layout.models / model, "model")
+        info["fit_seconds"] = seconds
+    except ModelSkipped as exc:
+        log.warning("%s", exc)
+        tracker.client.set_tag(mlflow_run, "skipped", str(exc))
+        info["skipped"] = str(exc)
     except BaseException:
         tracker.finish(mlflow_run, failed=True)
         raise
     tracker.finish(mlflow_run)
-    info = {"model": model, "mlflow_run_id": mlflow_run, "fit_seconds": seconds}
     write_json(layout.tracking_file(model), info)
     return info

@@ -34,7 +34,7 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     console.print(f"[bold]Run:[/] {result['run_id']}   [bold]published model:[/] {result['chosen']}")
     metrics = warehouse.query(
         warehouse_path,
-        "SELECT model, split, metric, k, value FROM model_metrics WHERE run_id = ? AND k = ?",
+        "SELECT model, split, metric, k, value FROM model_metrics WHERE run_id = ? AND k = ? AND slice = 'all'",
         [result["run_id"], summary_k],
     )
     table = Table(title=f"Holdout metrics @{summary_k} (valid chooses, test reports)")
@@ -76,6 +76,47 @@ def run(
     except RecmillError as exc:
         _fail(exc)
     print_summary(result, settings.publish.warehouse, settings.evaluate.selection_k)
+
+
+@app.command()
+def explain(
+    user: str = typer.Argument(..., help="user id"),
+    item: str = typer.Argument(..., help="item id"),
+    model: str = typer.Option("mf", "--model", "-m", help="a model that explains its scores"),
+    config: Path = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file"),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key"),
+) -> None:
+    """Why USER would get ITEM: the history items and attributes behind the score."""
+    from recmill.io import Layout
+    from recmill.models import REGISTRY
+
+    try:
+        settings = load_settings(config, overrides)
+        if model not in REGISTRY or not REGISTRY[model].has_explanations:
+            explainers = sorted(m for m, cls in REGISTRY.items() if cls.has_explanations)
+            raise RecmillError(f"model '{model}' does not explain its scores; models that do: {', '.join(explainers)}")
+        path = Layout(settings).model_dir(model, "full")
+        if not (path / "config.json").exists():
+            raise RecmillError(f"no published '{model}' model at {path}: run `recmill run` with {model} in train.models first")
+        why = REGISTRY[model].load(path).explain(user, item)
+    except RecmillError as exc:
+        _fail(exc)
+    console.print(f"[bold]{why['reason']}[/]", highlight=False)
+    parts = why["parts"]
+    console.print(
+        f"score {why['score']:.3f} = global mean {parts['global_mean']:.3f} + user bias {parts['user_bias']:+.3f}"
+        f" + item bias {parts['item_bias']:+.3f} + taste match {parts['interaction']:+.3f}",
+        highlight=False,
+    )
+    if why["history"]:
+        table = Table(title="History items that contribute most")
+        for column in ("item_id", "name", "contribution"):
+            table.add_column(column, justify="right" if column == "contribution" else "left")
+        for h in why["history"]:
+            table.add_row(h["item_id"], h["name"], f"{h['contribution']:+.3f}")
+        console.print(table)
+    for match in why["attributes"]:
+        console.print(f"same {match['attribute']} '{match['value']}' as {match['history_items']} items in the history", highlight=False)
 
 
 if __name__ == "__main__":

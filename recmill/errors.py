@@ -46,3 +46,7 @@ class ValidationFailed(RecmillError):
 
 class NotFittedError(RecmillError):
     """A model used before fit() or load()."""
+
+
+class ModelSkipped(RecmillError):
+    """A model that cannot or should not train on this data; the run goes on without it."""

@@ -11,6 +11,7 @@ OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "DVC_NO_ANALYTICS": "1",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "recmill",  # the stages' own log lines show in Prefect's
     "OPENBLAS_NUM_THREADS": "1",  # implicit runs its own threads; BLAS threads on top only contend
 }
 

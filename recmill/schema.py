@@ -56,8 +56,9 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("model_version", "VARCHAR"),
         ("split", "VARCHAR"),
         ("metric", "VARCHAR"),
-        ("k", "INTEGER"),
+        ("k", "INTEGER"),  # NULL for metrics without a cut-off (rmse, mae)
         ("value", "DOUBLE"),
+        ("slice", "VARCHAR"),  # 'all', or 'segment=<label>' for one user segment
     ),
     "user_segments": (
         ("user_id", "VARCHAR"),

@@ -76,7 +76,13 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
                     names = ", ".join(f'"{c}"' for c, _ in columns)
                     keep_old = table in previous and (table in HISTORY_TABLES or table not in frames)
                     if keep_old:
-                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM previous."{table}"')
+                        old = {r[0] for r in con.execute(
+                            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'previous' AND table_name = ?",
+                            [table],
+                        ).fetchall()}
+                        # a column added since that publish is NULL in the older rows
+                        picked = ", ".join(f'"{c}"' if c in old else f'NULL AS "{c}"' for c, _ in columns)
+                        con.execute(f'INSERT INTO "{table}" SELECT {picked} FROM previous."{table}"')
                     if table in frames:
                         frame = frames[table]
                         missing = [c for c, _ in columns if c not in frame.columns]

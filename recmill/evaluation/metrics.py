@@ -243,3 +243,31 @@ def evaluate(
                 value = catalogue_coverage(recs, k, catalogue_size)
             rows.append({"metric": m.name, "k": k, "value": float(value)})
     return rows
+
+
+# --- rating prediction ----------------------------------------------------------
+# Not ranking metrics: they score predicted against held-out ratings, so they live
+# outside the top-k registry above.
+
+
+def _errors(actual, predicted):
+    import numpy as np
+
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    if actual.shape != predicted.shape or actual.size == 0:
+        raise ValueError(f"need equally long, non-empty rating arrays, got {actual.size} and {predicted.size}")
+    return actual - predicted
+
+
+def rmse(actual, predicted) -> float:
+    """Root mean squared error of predicted ratings."""
+    e = _errors(actual, predicted)
+    return float((e @ e / e.size) ** 0.5)
+
+
+def mae(actual, predicted) -> float:
+    """Mean absolute error of predicted ratings."""
+    return float(abs(_errors(actual, predicted)).mean())
+
+
+RATING_METRICS = {"rmse": rmse, "mae": mae}

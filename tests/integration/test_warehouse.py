@@ -32,7 +32,7 @@ def run_frames(run_id: str) -> dict[str, pd.DataFrame]:
     )
     runs = pd.DataFrame([{"run_id": run_id, "started_at": datetime(2026, 1, 1), "finished_at": datetime(2026, 1, 1),
                           "status": "success", "data_fingerprint": "f", "params_json": "{}"}])
-    metrics = pd.DataFrame([{"run_id": run_id, "model": "als", "model_version": "v", "split": "test", "metric": "ndcg", "k": 10, "value": 0.1}])
+    metrics = pd.DataFrame([{"run_id": run_id, "model": "als", "model_version": "v", "split": "test", "metric": "ndcg", "k": 10, "value": 0.1, "slice": "all"}])
     return {"recommendations": recs, "runs": runs, "model_metrics": metrics}
 
 
@@ -63,12 +63,25 @@ def test_publish_round_trip_keeps_history(tmp_path):
     path = tmp_path / "w.duckdb"
     warehouse.publish(path, run_frames("r1"))
     counts = warehouse.publish(path, run_frames("r2"))
-    assert counts == {"recommendations": N_USERS * K, "similar_items": 0, "model_metrics": 2, "runs": 2}
+    assert counts == {"recommendations": N_USERS * K, "similar_items": 0, "model_metrics": 2, "runs": 2,
+                      "user_segments": 0, "segment_profiles": 0}
     assert warehouse.query(path, "SELECT DISTINCT run_id FROM recommendations")["run_id"].tolist() == ["r2"]
     assert warehouse.query(path, "SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
     types = warehouse.query(path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'recommendations'")
     assert dict(zip(types.column_name, types.data_type))["rank"] == "INTEGER"
     assert {p.name for p in tmp_path.iterdir()} == {"w.duckdb", ".w.duckdb.lock"}  # no leftovers
+
+
+def test_history_written_before_a_column_existed_is_kept(tmp_path):
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE model_metrics (run_id VARCHAR, model VARCHAR, model_version VARCHAR, split VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE)")
+    con.execute("INSERT INTO model_metrics VALUES ('r0', 'als', 'v', 'test', 'ndcg', 10, 0.2)")
+    con.close()
+    warehouse.publish(path, run_frames("r1"))
+    rows = warehouse.query(path, "SELECT run_id, slice FROM model_metrics ORDER BY run_id")
+    assert rows["run_id"].tolist() == ["r0", "r1"]
+    assert rows["slice"].isna().tolist() == [True, False]
 
 
 def test_failed_publish_leaves_previous_file_unchanged(tmp_path):

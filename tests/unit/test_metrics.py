@@ -2,6 +2,7 @@ import math
 import random
 
 import pytest
+import numpy as np
 import pytrec_eval
 
 from recmill.evaluation.metrics import (
@@ -242,3 +243,28 @@ def test_evaluate_unknown_metric_names_it():
 def test_evaluate_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be"):
         evaluate(TRUTH, RECS, ["ndcg"], [5, 0], catalogue_size=10)
+
+
+# --- rating prediction ----------------------------------------------------------
+
+from recmill.evaluation.metrics import mae, rmse  # noqa: E402
+
+
+def test_rmse_and_mae_by_hand():
+    actual, predicted = [4, 2, 5], [3.5, 2, 3]  # errors 0.5, 0, 2
+    assert rmse(actual, predicted) == pytest.approx(math.sqrt((0.25 + 0 + 4) / 3))
+    assert mae(actual, predicted) == pytest.approx(2.5 / 3)
+
+
+def test_rating_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(3)
+    actual, predicted = rng.integers(1, 6, 200), rng.uniform(1, 5, 200)
+    assert rmse(actual, predicted) == pytest.approx(math.sqrt(mean_squared_error(actual, predicted)), abs=1e-12)
+    assert mae(actual, predicted) == pytest.approx(mean_absolute_error(actual, predicted), abs=1e-12)
+
+
+def test_rating_metrics_reject_mismatched_input():
+    with pytest.raises(ValueError, match="equally long"):
+        rmse([1, 2], [1])

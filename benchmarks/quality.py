@@ -1,0 +1,115 @@
+"""Every model's quality on one holdout, beside the reference peers where there are some.
+
+    .venv/bin/python benchmarks/quality.py ml100k [--data ../shared/datasets/ml-100k]
+    .venv/bin/python benchmarks/quality.py synthetic
+
+ml100k follows the shared protocol (shared/datasets/ml-100k/README.md): per user, ratings
+sorted by (timestamp, item id), the last 20% (at least one) held out; every rating is a
+positive; 10 items per user from the full catalogue, excluding the user's training items;
+metrics averaged over users with a test item. synthetic uses the default shop and the
+pipeline's own split: models fit on train + valid, scored on test (purchases the user did
+not already have). Models use params.yaml's settings. Writes
+reports/benchmarks/quality_<dataset>.json and .md, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from recmill.config import ALSConfig, Settings, SplitConfig, load_settings
+from recmill.data.interactions import InteractionData
+from recmill.data.sources import load_source
+from recmill.data.split import items_by_user, relevant_items, temporal_split
+from recmill.errors import ModelSkipped
+from recmill.evaluation.holdout import score_model
+from recmill.evaluation.metrics import RATING_METRICS
+from recmill.models import REGISTRY
+from recmill.runtime import offline_defaults
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K_REFERENCE = {  # from the dataset's README, measured by strong peers on this protocol
+    "most popular (reference)": {"ndcg@10": 0.116, "recall@10": 0.060, "precision@10": 0.105, "map@10": 0.054},
+    "implicit ALS (reference)": {"ndcg@10": 0.194, "recall@10": 0.113, "precision@10": 0.169, "map@10": 0.099},
+    "BM25 item-kNN (reference)": {"ndcg@10": 0.179, "recall@10": 0.102, "precision@10": 0.157, "map@10": 0.094},
+    "EASE lambda 250 (reference)": {"ndcg@10": 0.198, "recall@10": 0.115, "precision@10": 0.174, "map@10": 0.103},
+}
+COLUMNS = ["ndcg@10", "recall@10", "precision@10", "map@10", "coverage@10", "rmse", "mae", "fit_seconds"]
+
+
+def holdout(dataset: str, settings: Settings, data_dir: Path):
+    """(tables, training events, test events, truth) of the dataset's protocol."""
+    if dataset == "ml100k":
+        tables = load_source("movielens", data_dir)
+        parts = temporal_split(tables.events, SplitConfig(test_fraction=0.2, valid_fraction=None, min_user_events=2))
+        return tables, parts["train"], parts["test"], relevant_items(parts["test"], ["rating"])
+    tables = load_source("synthetic", None, preset=settings.data.preset, seed=settings.seed)
+    parts = temporal_split(tables.events, settings.split)
+    train = pd.concat([parts["train"], parts["valid"]], ignore_index=True)
+    positive = settings.interactions.positive_event_types
+    return tables, train, parts["test"], relevant_items(parts["test"], positive, items_by_user(train, positive))
+
+
+def candidates(dataset: str, settings: Settings) -> dict[str, tuple[str, object]]:
+    """label -> (model name, config): every registered model with its params.yaml settings."""
+    out = {name: (name, getattr(settings.models, name)) for name in REGISTRY}
+    if dataset == "ml100k":
+        out["als (reference settings)"] = ("als", ALSConfig(factors=32, regularization=1.0, alpha=1.0, iterations=15))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", choices=["ml100k", "synthetic"])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "ml-100k")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks")
+    args = parser.parse_args()
+    offline_defaults()
+    settings = load_settings(REPO / "params.yaml")
+    tables, train, test, truth = holdout(args.dataset, settings, args.data)
+    data = InteractionData.build(train, tables.items, tables.users, settings.interactions)
+    ratings = test[test["event_type"] == "rating"]
+    results, skipped = {}, {}
+    for label, (name, config) in candidates(args.dataset, settings).items():
+        started = time.perf_counter()
+        try:
+            model = REGISTRY[name](config, seed=settings.seed).fit(data)
+        except ModelSkipped as exc:
+            skipped[label] = str(exc)
+            continue
+        row = {"fit_seconds": round(time.perf_counter() - started, 2)}
+        for r in score_model(model, truth, ["ndcg", "recall", "precision", "map", "coverage"], [10]):
+            row[f"{r['metric']}@{r['k']}"] = round(r["value"], 4)
+        if model.predicts_ratings and len(ratings):
+            predicted = model.predict(ratings["user_id"], ratings["item_id"])
+            row.update({m: round(fn(ratings["value"], predicted), 4) for m, fn in RATING_METRICS.items()})
+        results[label] = row
+        print(f"{label}: {row}", flush=True)
+    reference = ML100K_REFERENCE if args.dataset == "ml100k" else {}
+    report = {
+        "dataset": args.dataset,
+        "users_scored": len(truth),
+        "train_events": len(train),
+        "test_events": len(test),
+        "models": results,
+        "skipped": skipped,
+        "reference": reference,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"quality_{args.dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = pd.DataFrame({**results, **reference}).T.reindex(columns=COLUMNS).dropna(axis=1, how="all")
+    table = table.sort_values("ndcg@10", ascending=False)
+    title = f"{args.dataset}: {len(truth)} users scored, {len(train):,} training and {len(test):,} test events"
+    markdown = table.astype(object).where(table.notna(), None).to_markdown(floatfmt=".4f", missingval="")
+    notes = "".join(f"\n- {label}: {why}" for label, why in skipped.items())
+    (args.out / f"quality_{args.dataset}.md").write_text(f"# {title}\n\n{markdown}\n{notes}\n")
+    print(f"\n{title}\n")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
+
+
+if __name__ == "__main__":
+    main()

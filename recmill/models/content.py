@@ -1,0 +1,210 @@
+"""Content-based recommendations: TF-IDF over item text, so items without events are served too.
+
+Each item is a weighted concatenation of per-field TF-IDF blocks (L2-normalised); a user's
+profile is the recency-weighted mean of the vectors of the items in their history; similar
+items are the top cosine neighbours, kept sparse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from recmill.config import ContentConfig
+from recmill.data.interactions import InteractionData
+from recmill.errors import RecmillError
+from recmill.models.base import EVENT_CODES, SCORE_CELLS, VERBS, Recommender, _text_array, top_k
+
+# fields whose whole value is one term (a category, a brand), not a bag of words
+WHOLE_VALUE_FIELDS = ("category", "brand")
+
+
+def whole_value(text: str) -> list[str]:
+    """The stripped value as a single term; nothing for an empty value."""
+    text = text.strip()
+    return [text] if text else []
+
+
+def item_vectors(items: pd.DataFrame, item_ids: np.ndarray, config: ContentConfig):
+    """TF-IDF vectors of the catalogue (rows in item_ids order), their terms and each term's field.
+
+    Each field gets its own vectorizer, its block L2-normalised and scaled by the field's
+    weight, so a long description cannot drown a short name; the rows are then L2-normalised.
+    Catalogue items with no row in the items table get an empty vector.
+    """
+    looked = [f for f, w in config.fields.items() if w > 0]
+    present = [f for f in looked if f in items.columns]
+    table = items.set_index(items["item_id"].astype(str)) if present else None
+    blocks, terms, fields = [], [], []
+    for field in present:
+        texts = _text_array(table[field].reindex(item_ids))
+        if not (np.char.str_len(texts) > 0).any():
+            continue
+        if field in WHOLE_VALUE_FIELDS:
+            vectorizer = TfidfVectorizer(analyzer=whole_value, max_features=config.max_features, min_df=config.min_df)
+        else:
+            vectorizer = TfidfVectorizer(stop_words="english", max_features=config.max_features, min_df=config.min_df)
+        try:
+            block = vectorizer.fit_transform(texts)
+        except ValueError:  # every term pruned (stop words only, or rarer than min_df)
+            continue
+        blocks.append(block * config.fields[field])
+        names = vectorizer.get_feature_names_out()
+        terms.extend(names)
+        fields.extend([field] * len(names))
+    if not blocks:
+        raise RecmillError(
+            f"model 'content' needs item text: none of the items columns {looked} holds any "
+            f"(the items table has columns {list(items.columns)})"
+        )
+    vectors = normalize(sp.hstack(blocks, format="csr")).astype(np.float32)
+    vectors.sort_indices()
+    return vectors, np.asarray(terms, dtype=str), np.asarray(fields, dtype=str)
+
+
+def neighbours(vectors: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Each item's n most cosine-similar other items, best first within each row (ties by
+    column number); zero similarities are left out. Rows are done in chunks, so no dense
+    items x items matrix is ever built."""
+    n_items = vectors.shape[0]
+    step = max(1, SCORE_CELLS // max(1, n_items))
+    vectors_t = vectors.T.tocsc()
+    cols, scores, counts = [], [], []
+    for start in range(0, n_items, step):
+        chunk = np.arange(start, min(start + step, n_items))
+        sims = (vectors[chunk] @ vectors_t).toarray().astype(np.float64)
+        sims[np.arange(len(chunk)), chunk] = -np.inf  # itself
+        top, top_scores = top_k(sims, n)
+        keep = top_scores > 0
+        cols.append(top[keep])
+        scores.append(np.minimum(top_scores[keep], 1.0))  # rounding can exceed 1 for equal texts
+        counts.append(keep.sum(axis=1))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    return sp.csr_matrix((np.concatenate(scores).astype(np.float32), np.concatenate(cols), indptr), shape=(n_items, n_items))
+
+
+def history_weights(data: InteractionData, half_life_days: float | None) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Per (user, item) of data.matrix: its summed event weight, decayed by the age of the
+    pair's latest event (counted from the latest event of all), and its strongest event
+    type (for the reasons' verbs)."""
+    matrix = data.matrix.copy().tocsr().astype(np.float64)
+    matrix.sort_indices()
+    ev = data.events
+    pairs = (
+        pd.DataFrame(
+            {
+                "r": pd.Index(data.user_ids).get_indexer(ev["user_id"].astype(str)),
+                "c": pd.Index(data.item_ids).get_indexer(ev["item_id"].astype(str)),
+                "t": pd.to_datetime(ev["timestamp"]),
+                "v": ev["event_type"].astype(str).map(EVENT_CODES).fillna(0).to_numpy(np.int8),
+            }
+        )
+        .groupby(["r", "c"])
+        .agg(t=("t", "max"), v=("v", "max"))
+    )
+    coo = matrix.tocoo()
+    pairs = pairs.reindex(pd.MultiIndex.from_arrays([coo.row, coo.col]))
+    codes = pairs["v"].fillna(0).to_numpy(np.int8)
+    if half_life_days is not None:
+        age_days = (ev["timestamp"].max() - pairs["t"]).dt.total_seconds().fillna(0).to_numpy() / 86400
+        matrix.data *= 0.5 ** (age_days / half_life_days)
+    return matrix, codes
+
+
+class ContentRecommender(Recommender):
+    name = "content"
+    Config = ContentConfig
+    has_similar_items = True
+
+    def _fit(self, data: InteractionData) -> None:
+        self.item_vectors_, self.terms_, self.term_fields_ = item_vectors(data.items, self.item_ids_, self.config)
+        self.neighbours_ = neighbours(self.item_vectors_, self.config.neighbours)
+        self.history_, self.history_codes_ = history_weights(data, self.config.recency_half_life_days)
+
+    def _profiles(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The weighted mean item vector of each user's history."""
+        weights = self.history_[rows]
+        totals = np.asarray(weights.sum(axis=1)).ravel()
+        weights = sp.diags(1 / np.where(totals > 0, totals, 1)) @ weights
+        return (weights @ self.item_vectors_).tocsr()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return (self._profiles(rows) @ self.item_vectors_.T).toarray()
+
+    def _similar(self, items: np.ndarray, k: int):
+        # rows are stored best first, so the first k of each are its top k
+        nb = self.neighbours_
+        starts, counts = nb.indptr[items], np.minimum(np.diff(nb.indptr)[items], k)
+        top = np.zeros((len(items), k), dtype=np.int64)
+        scores = np.full((len(items), k), -np.inf)
+        at = np.arange(k) < counts[:, None]
+        positions = (starts[:, None] + np.arange(k))[at]
+        top[at], scores[at] = nb.indices[positions], nb.data[positions]
+        return top, scores
+
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        """The terms the item shares with the user's profile, largest contribution first:
+        a shared category or brand is named with the history item that carries it most;
+        shared words are quoted."""
+        vectors, history = self.item_vectors_, self.history_
+        start = history.indptr[row]
+        owned = history.indices[start : history.indptr[row + 1]]
+        profile = self._profiles(np.array([row])).toarray().ravel()
+        carriers = self._carriers(row)
+        out = []
+        for col in items:
+            terms = vectors.indices[vectors.indptr[col] : vectors.indptr[col + 1]]
+            products = profile[terms] * vectors.data[vectors.indptr[col] : vectors.indptr[col + 1]]
+            order = np.lexsort((terms, -products))
+            shared = terms[order][products[order] > 0]
+            if len(shared) == 0:
+                out.append(self._popular_reason(col))
+                continue
+            top = shared[0]
+            verb = VERBS[int(self.history_codes_[start + carriers[top]])]
+            if self.term_fields_[top] in WHOLE_VALUE_FIELDS:
+                out.append(f"more from {self.terms_[top]}, like {self.item_names_[owned[carriers[top]]]} you {verb}")
+                continue
+            words = self.terms_[shared][~np.isin(self.term_fields_[shared], WHOLE_VALUE_FIELDS)]
+            quoted = ", ".join(f"'{w}'" for w in list(dict.fromkeys(words))[:2])  # a word may be in several fields
+            out.append(f"matches {quoted} in what you {verb}")
+        return out
+
+    def _carriers(self, row: int) -> np.ndarray:
+        """Per term: the position in the user's history of the item that adds most of it to
+        the profile (ties to the lower item column); -1 for terms the profile lacks."""
+        history = self.history_[row]
+        carried = (sp.diags(history.data) @ self.item_vectors_[history.indices]).tocoo()
+        order = np.lexsort((history.indices[carried.row], -carried.data, carried.col))
+        first = order[np.r_[True, np.diff(carried.col[order]) != 0]] if len(order) else order
+        carriers = np.full(self.item_vectors_.shape[1], -1)
+        carriers[carried.col[first]] = carried.row[first]
+        return carriers
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            **_csr_arrays("item_vectors", self.item_vectors_),
+            **_csr_arrays("neighbours", self.neighbours_),
+            **_csr_arrays("history", self.history_),
+            "history_codes": self.history_codes_,
+            "terms": self.terms_,
+            "term_fields": self.term_fields_,
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        n_users, n_items, n_terms = len(self.user_ids_), len(self.item_ids_), len(arrays["terms"])
+        self.item_vectors_ = _csr_from("item_vectors", arrays, (n_items, n_terms))
+        self.neighbours_ = _csr_from("neighbours", arrays, (n_items, n_items))
+        self.history_ = _csr_from("history", arrays, (n_users, n_items))
+        self.history_codes_, self.terms_, self.term_fields_ = arrays["history_codes"], arrays["terms"], arrays["term_fields"]
+
+
+def _csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    return {f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr}
+
+
+def _csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
+    return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)

@@ -1,0 +1,59 @@
+"""EASE (Steck 2019): a closed-form linear item-item model, a strong simple peer.
+
+B = I - P / diag(P) with P = (X'X + lambda I)^-1 and a zero diagonal; scores = X B.
+Its Gram matrix is items x items, so above models.ease.max_items it is skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recmill.config import EASEConfig
+from recmill.data.interactions import InteractionData
+from recmill.errors import ModelSkipped
+from recmill.models.base import Recommender
+
+
+class EASERecommender(Recommender):
+    name = "ease"
+    Config = EASEConfig
+
+    def _fit(self, data: InteractionData) -> None:
+        n = data.n_items
+        if n > self.config.max_items:
+            gib = 3 * n * n * 8 / 2**30  # Gram, its inverse and B, in float64
+            raise ModelSkipped(
+                f"ease skipped: the catalogue has {n:,} items, above models.ease.max_items="
+                f"{self.config.max_items:,} (its items x items matrices would take about {gib:.0f} GiB)"
+            )
+        x = (data.matrix > 0).astype(np.float64)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n)] += self.config.regularization
+        p = np.linalg.inv(gram)
+        b = p / -np.diag(p)
+        b[np.diag_indices(n)] = 0.0
+        self.weights_ = b.astype(np.float32)
+        self.history_ = x.tocsr().astype(np.float32)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return (self.history_[rows] @ self.weights_)
+
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        """Name the history items with the largest weights towards each recommendation."""
+        history = self.seen_[row].indices
+        if len(history) == 0:
+            return super()._reasons(row, items)
+        contributions = self.weights_[np.ix_(history, items)].T  # (items, history)
+        best = np.argsort(-contributions, axis=1, kind="stable")
+        return [self._history_reason(row, history[b]) for b in best]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        h = self.history_
+        return {"weights": self.weights_, "history_data": h.data, "history_indices": h.indices, "history_indptr": h.indptr}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import scipy.sparse as sp
+
+        self.weights_ = arrays["weights"]
+        shape = (len(self.user_ids_), len(self.item_ids_))
+        self.history_ = sp.csr_matrix((arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]), shape=shape)
