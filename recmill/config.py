@@ -164,15 +164,15 @@ class SegmentsConfig(Section):
 
 
 class ModelsConfig(Section):
-    popularity: PopularityConfig = PopularityConfig()
-    random: RandomConfig = RandomConfig()
-    category: CategoryConfig = CategoryConfig()
-    als: ALSConfig = ALSConfig()
-    ease: EASEConfig = EASEConfig()
-    content: ContentConfig = ContentConfig()
-    item2vec: Item2VecConfig = Item2VecConfig()
-    mf: MFConfig = MFConfig()
-    segments: SegmentsConfig = SegmentsConfig()
+    popularity: PopularityConfig = Field(default_factory=PopularityConfig)
+    random: RandomConfig = Field(default_factory=RandomConfig)
+    category: CategoryConfig = Field(default_factory=CategoryConfig)
+    als: ALSConfig = Field(default_factory=ALSConfig)
+    ease: EASEConfig = Field(default_factory=EASEConfig)
+    content: ContentConfig = Field(default_factory=ContentConfig)
+    item2vec: Item2VecConfig = Field(default_factory=Item2VecConfig)
+    mf: MFConfig = Field(default_factory=MFConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
 
 
 class TrainConfig(Section):
@@ -221,16 +221,16 @@ class PublishConfig(Section):
 
 class Settings(Section):
     seed: int = 42
-    paths: PathsConfig = PathsConfig()
-    data: DataConfig = DataConfig()
-    validation: ValidationConfig = ValidationConfig()
-    interactions: InteractionsConfig = InteractionsConfig()
-    split: SplitConfig = SplitConfig()
-    train: TrainConfig = TrainConfig()
-    models: ModelsConfig = ModelsConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    publish: PublishConfig = PublishConfig()
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    interactions: InteractionsConfig = Field(default_factory=InteractionsConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from recmill.models.als import ALSRecommender
 from recmill.models.base import Recommender
 from recmill.models.category import CategoryRecommender
+from recmill.models.content import ContentRecommender
 from recmill.models.ease import EASERecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
 
 REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
-    for cls in (PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender)
+    for cls in (
+        PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
+    )
 }
 MODEL_NAMES = tuple(REGISTRY)
 

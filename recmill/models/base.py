@@ -280,7 +280,10 @@ def ranks(counts: np.ndarray) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column numbers and scores of each row's k best, best first; ties by column number."""
+    """Column numbers and scores of each row's k best, best first.
+
+    Ties are ordered by column number among the k chosen; which of several items tied at
+    the k-th score get in is up to argpartition (repeatable, not by column number)."""
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
     part_scores = np.take_along_axis(scores, part, axis=1)

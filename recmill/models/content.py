@@ -66,16 +66,16 @@ def item_vectors(items: pd.DataFrame, item_ids: np.ndarray, config: ContentConfi
 
 
 def neighbours(vectors: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """Each item's n most cosine-similar other items, best first within each row (ties by
-    column number); zero similarities are left out. Rows are done in chunks, so no dense
-    items x items matrix is ever built."""
+    """Each item's n most cosine-similar other items, best first within each row; zero
+    similarities are left out. Rows are done in chunks, so no dense items x items matrix
+    is ever built."""
     n_items = vectors.shape[0]
     step = max(1, SCORE_CELLS // max(1, n_items))
-    vectors_t = vectors.T.tocsc()
+    vectors_t = vectors.T.tocsr()
     cols, scores, counts = [], [], []
     for start in range(0, n_items, step):
         chunk = np.arange(start, min(start + step, n_items))
-        sims = (vectors[chunk] @ vectors_t).toarray().astype(np.float64)
+        sims = (vectors[chunk] @ vectors_t).toarray()
         sims[np.arange(len(chunk)), chunk] = -np.inf  # itself
         top, top_scores = top_k(sims, n)
         keep = top_scores > 0
@@ -83,7 +83,7 @@ def neighbours(vectors: sp.csr_matrix, n: int) -> sp.csr_matrix:
         scores.append(np.minimum(top_scores[keep], 1.0))  # rounding can exceed 1 for equal texts
         counts.append(keep.sum(axis=1))
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
-    return sp.csr_matrix((np.concatenate(scores).astype(np.float32), np.concatenate(cols), indptr), shape=(n_items, n_items))
+    return sp.csr_matrix((np.concatenate(scores), np.concatenate(cols), indptr), shape=(n_items, n_items))
 
 
 def history_weights(data: InteractionData, half_life_days: float | None) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -23,11 +23,11 @@ Labels compare a segment's means (original units) with the means of all users, i
 1. a single segment: "all customers";
 2. frequency below 0.5 (mostly users without a purchase): "new or one-off";
 3. recency at least 1.5 times the average: "lapsed";
-4. frequency below 1.5: "new or one-off";
-5. frequency at least the average: "frequent big baskets", "frequent small baskets" or
+4. frequency at least the average: "frequent big baskets", "frequent small baskets" or
    "frequent shoppers", as basket size is at least 1.1 times the average, at most 0.9
    times, or in between;
-6. monetary at least 1.5 times the average: "high spenders";
+5. monetary at least 1.5 times the average: "high spenders";
+6. frequency below 1.5: "new or one-off";
 7. otherwise "occasional big baskets" (basket size at least 1.1 times the average) or
    "occasional shoppers".
 
@@ -101,14 +101,16 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
             "basket_size": (basket_items / frequency.replace(0, 1)).astype(np.float64),
         }
     )
-    categories = _text_array(items["category"].reindex(item_ids)) if "category" in items else np.array([], dtype=str)
-    frame["category"] = categories if len(categories) else ""
-    counts = frame[frame["category"] != ""].groupby("category").size()
+    categories = _text_array(items["category"].reindex(item_ids)) if "category" in items else np.full(len(frame), "")
+    counts = pd.Series(categories[categories != ""]).value_counts()
     names = sorted(counts.index, key=lambda c: (-counts[c], c))[:top_categories]
     if names:
-        per_user = pd.crosstab(frame["row"], frame["category"]).reindex(index=rows, columns=names, fill_value=0)
-        totals = users.size().reindex(rows, fill_value=0).replace(0, 1)
-        features[names] = per_user.div(totals, axis=0).to_numpy(np.float64)
+        col = pd.Index(names).get_indexer(categories)
+        inside = col >= 0
+        per_user = np.zeros((data.n_users, len(names)))
+        np.add.at(per_user, (frame["row"].to_numpy()[inside], col[inside]), 1.0)
+        totals = users.size().reindex(rows, fill_value=0).replace(0, 1).to_numpy()
+        features[names] = per_user / totals[:, None]
     return features.set_index(pd.Index(data.user_ids.astype(str), name="user_id")), names
 
 
@@ -126,8 +128,9 @@ def feature_weights(n_categories: int) -> np.ndarray:
 
 
 def choose_k(x: np.ndarray, cfg: SegmentsConfig, seed: int) -> int:
-    """config.k, or the best silhouette over k_min..k_max on a seeded sample; 1 with fewer
-    than 3 users or when no k in the range fits (too few distinct users)."""
+    """config.k (at most the number of distinct users), or the best silhouette over
+    k_min..k_max on a seeded sample, skipping k above the sample size - 1 or its distinct
+    users; 1 when no k is left (fewer than 3 users, or all alike)."""
     distinct = len(np.unique(x, axis=0))
     if cfg.k is not None:
         return min(cfg.k, distinct)
@@ -156,12 +159,12 @@ def segment_labels(features: pd.DataFrame, segment: np.ndarray, categories: list
             label = "new or one-off"
         elif relative["recency_days"] >= LAPSED_RECENCY:
             label = "lapsed"
-        elif seg["frequency"] < 1.5:
-            label = "new or one-off"
         elif relative["frequency"] >= 1:
             label = f"frequent {baskets}"
         elif relative["monetary"] >= HIGH_SPEND:
             label = "high spenders"
+        elif seg["frequency"] < 1.5:
+            label = "new or one-off"
         else:
             label = "occasional big baskets" if baskets == "big baskets" else "occasional shoppers"
         if categories:
@@ -192,7 +195,7 @@ class SegmentsRecommender(Recommender):
         z = scaler.transform(x) * feature_weights(len(categories))
         # one thread: K-Means' OpenMP threads fight over a busy machine (50x slower at 2 cores)
         with threadpool_limits(1):
-            k = 1 if self.config.k is None and len(z) < 3 else choose_k(z, self.config, self.seed)
+            k = choose_k(z, self.config, self.seed)
             kmeans = KMeans(k, n_init=N_INIT, random_state=self.seed).fit(z)
         # number segments by size, largest first
         sizes = np.bincount(kmeans.labels_, minlength=k)
@@ -255,3 +258,29 @@ class SegmentsRecommender(Recommender):
         profiles[BEHAVIOUR] = means[BEHAVIOUR].to_numpy()
         profiles["top_categories"] = [category_summary(row) for _, row in means[list(self.categories_)].iterrows()]
         return {"user_segments": users, "segment_profiles": profiles}
+
+    def assign(self, features: pd.DataFrame) -> np.ndarray:
+        """Nearest segment of users described by rfm_features() columns (original units),
+        e.g. the same users on later data."""
+        self._check_fitted()
+        x = model_inputs(features[list(self.feature_names_)].to_numpy())
+        z = (x - self.scaler_mean_) / self.scaler_scale_ * feature_weights(len(self.categories_))
+        return ((z[:, None, :] - self.centroids_[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "centroids": self.centroids_,
+            "scaler_mean": self.scaler_mean_,
+            "scaler_scale": self.scaler_scale_,
+            "user_segment": self.user_segment_,
+            "segment_scores": self.segment_scores_,
+            "labels": self.labels_,
+            "features": self.features_,
+            "feature_names": self.feature_names_,
+            "categories": self.categories_,
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.centroids_, self.scaler_mean_, self.scaler_scale_ = arrays["centroids"], arrays["scaler_mean"], arrays["scaler_scale"]
+        self.user_segment_, self.segment_scores_, self.labels_ = arrays["user_segment"], arrays["segment_scores"], arrays["labels"]
+        self.features_, self.feature_names_, self.categories_ = arrays["features"], arrays["feature_names"], arrays["categories"]
