@@ -9,11 +9,13 @@ from recmill.models.content import ContentRecommender
 from recmill.models.ease import EASERecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
+from recmill.models.segments import SegmentsRecommender
 
 REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
+        SegmentsRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

@@ -162,8 +162,11 @@ class Item2VecRecommender(Recommender):
     def _profiles(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit mean vectors of these users' histories, and which users have one."""
         weights = self.weights_[rows]
-        placed = weights @ (self.slot_ >= 0).astype(np.float64) > 0
-        profiles = np.asarray(weights @ self.all_vectors_.astype(np.float64))
+        # over the history items only: the whole vector table would be cast for every batch
+        history = weights.indices
+        weights = sp.csr_matrix((weights.data, np.arange(len(history)), weights.indptr), shape=(len(rows), len(history)))
+        placed = weights @ (self.slot_[history] >= 0).astype(np.float64) > 0
+        profiles = weights @ self.all_vectors_[history].astype(np.float64)
         return unit_rows(profiles).astype(np.float32), placed
 
     def _score(self, rows: np.ndarray) -> np.ndarray:

@@ -113,7 +113,7 @@ class MFRecommender(Recommender):
         n_items = self.signal_.shape[1]
         rows = np.repeat(coo.row, self.config.negatives)
         cols = rng.integers(0, n_items, rows.size)
-        own = rows.astype(np.int64) * n_items + coo.col  # sorted: CSR order
+        own = coo.row.astype(np.int64) * n_items + coo.col  # sorted: CSR order
         keys = rows.astype(np.int64) * n_items + cols
         hit = own[np.minimum(np.searchsorted(own, keys), own.size - 1)] == keys
         rows, cols = rows[~hit], cols[~hit]

@@ -21,15 +21,18 @@ everyone. Segments are numbered by size, largest first.
 Labels compare a segment's means (original units) with the means of all users, in order:
 
 1. a single segment: "all customers";
-2. frequency below 0.5 (mostly users without a purchase): "new or one-off";
+2. frequency below 0.5 (mostly users who only browsed): "no purchases yet";
 3. recency at least 1.5 times the average: "lapsed";
 4. frequency at least the average: "frequent big baskets", "frequent small baskets" or
    "frequent shoppers", as basket size is at least 1.1 times the average, at most 0.9
    times, or in between;
 5. monetary at least 1.5 times the average: "high spenders";
-6. frequency below 1.5: "new or one-off";
-7. otherwise "occasional big baskets" (basket size at least 1.1 times the average) or
-   "occasional shoppers".
+6. frequency below 1.5: "new customers" when recency is at most 0.6 times the average,
+   otherwise "one-off buyers";
+7. basket size at least 1.1 times the average: "occasional big baskets";
+8. recency at most 0.6 times the average: "recent occasional shoppers";
+9. monetary at most half the average: "occasional low spenders";
+10. otherwise "occasional shoppers".
 
 A segment is category-led when a category's share is at least twice its population share
 and at least 15%: " / <category> lovers" is appended (the largest such lift). Repeated
@@ -57,8 +60,8 @@ from recmill.models.base import Recommender, _text_array, top_k
 N_INIT = 10
 RFM = ["recency_days", "frequency", "monetary"]
 BEHAVIOUR = [*RFM, "basket_size"]
-LAPSED_RECENCY = 1.5  # x the average recency
-HIGH_SPEND = 1.5  # x the average spend
+LAPSED_RECENCY, RECENT = 1.5, 0.6  # x the average recency
+HIGH_SPEND, LOW_SPEND = 1.5, 0.5  # x the average spend
 BIG_BASKET, SMALL_BASKET = 1.1, 0.9  # x the average basket size
 CATEGORY_LIFT = 2.0  # x the population share
 CATEGORY_SHARE = 0.15
@@ -156,7 +159,7 @@ def segment_labels(features: pd.DataFrame, segment: np.ndarray, categories: list
         relative = seg[BEHAVIOUR] / population[BEHAVIOUR].replace(0, np.inf)
         baskets = "big baskets" if relative["basket_size"] >= BIG_BASKET else "small baskets" if relative["basket_size"] <= SMALL_BASKET else "shoppers"
         if seg["frequency"] < 0.5:
-            label = "new or one-off"
+            label = "no purchases yet"
         elif relative["recency_days"] >= LAPSED_RECENCY:
             label = "lapsed"
         elif relative["frequency"] >= 1:
@@ -164,9 +167,15 @@ def segment_labels(features: pd.DataFrame, segment: np.ndarray, categories: list
         elif relative["monetary"] >= HIGH_SPEND:
             label = "high spenders"
         elif seg["frequency"] < 1.5:
-            label = "new or one-off"
+            label = "new customers" if relative["recency_days"] <= RECENT else "one-off buyers"
+        elif baskets == "big baskets":
+            label = "occasional big baskets"
+        elif relative["recency_days"] <= RECENT:
+            label = "recent occasional shoppers"
+        elif relative["monetary"] <= LOW_SPEND:
+            label = "occasional low spenders"
         else:
-            label = "occasional big baskets" if baskets == "big baskets" else "occasional shoppers"
+            label = "occasional shoppers"
         if categories:
             lift = seg[categories] / population[categories].replace(0, np.inf)
             led = lift[(lift >= CATEGORY_LIFT) & (seg[categories] >= CATEGORY_SHARE)]
