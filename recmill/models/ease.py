@@ -24,7 +24,7 @@ class EASERecommender(Recommender):
             gib = 3 * n * n * 8 / 2**30  # Gram, its inverse and B, in float64
             raise ModelSkipped(
                 f"ease skipped: the catalogue has {n:,} items, above models.ease.max_items="
-                f"{self.config.max_items:,} (its items x items matrices would take about {gib:.0f} GiB)"
+                f"{self.config.max_items:,} (its items x items matrices would take about {gib:.2g} GiB)"
             )
         x = (data.matrix > 0).astype(np.float64)
         gram = (x.T @ x).toarray()
