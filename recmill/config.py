@@ -131,7 +131,12 @@ class Item2VecConfig(Section):
     exact_index_max_items: int = Field(100_000, ge=1, description="Above this catalogue size an approximate index is used.")
     approximate_index: Literal["ivf", "hnsw"] = "hnsw"
     ivf_lists: int = Field(256, ge=1)
+    ivf_probes: int = Field(16, ge=1, description="Inverted lists searched per query (ivf).")
     hnsw_neighbours: int = Field(32, ge=2)
+    hnsw_search_depth: int = Field(64, ge=1, description="Candidates explored per query (hnsw efSearch).")
+    popularity_weight: float = Field(
+        0.5, ge=0, description="User scores add this times log(1 + users who have the item) to the cosine."
+    )
 
 
 class MFConfig(Section):

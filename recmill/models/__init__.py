@@ -7,6 +7,7 @@ from recmill.models.base import Recommender
 from recmill.models.category import CategoryRecommender
 from recmill.models.content import ContentRecommender
 from recmill.models.ease import EASERecommender
+from recmill.models.item2vec import Item2VecRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
 from recmill.models.segments import SegmentsRecommender
@@ -15,7 +16,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        SegmentsRecommender,
+        Item2VecRecommender, SegmentsRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

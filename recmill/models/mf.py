@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from threadpoolctl import threadpool_limits
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
@@ -29,6 +30,7 @@ from recmill.models.base import EVENT_CODES, Recommender, _text_array
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
+SOLVE_ENTRIES = 100_000  # at most this many (padded) user-item entries in one batch
 
 
 def confidence(weights: np.ndarray) -> np.ndarray:
@@ -186,22 +188,17 @@ class MFRecommender(Recommender):
     # ---- explanations ---------------------------------------------------------------
     def _evidence(self, row: int, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The user's history (columns of seen_) and each history item's contribution to
-        each target column: cosine(item factors of history item, of target) x the history
-        item's weight (-inf for the target itself). The weight is the rating minus the baseline (global mean + user bias
-        + item bias) for explicit feedback, and the pair's confidence for implicit feedback;
-        a history item without a rating weighs 0."""
+        each target column: cosine(item factors of the history item, of the target) x the
+        history item's weight; -inf for the target itself. The weight is the rating minus
+        the baseline (global mean + user bias + item bias) for explicit feedback, and the
+        pair's confidence for implicit feedback; 0 for a history item without either."""
         history = self.seen_[row].indices
-        signal = self.signal_[row]
-        values = np.zeros(len(history))
-        at = np.searchsorted(signal.indices, history)
-        found = at < signal.nnz
-        found[found] &= signal.indices[at[found]] == history[found]
-        values[found] = signal.data[at[found]]
+        values = self.signal_[row].toarray()[0, history].astype(np.float64)
         if self.explicit_:
             baseline = float(self.global_mean_) + self.user_bias_[row] + self.item_bias_[history]
-            weights = np.where(found, values - baseline, 0.0)
+            weights = np.where(values != 0, values - baseline, 0.0)
         else:
-            weights = np.where(found, confidence(values), 0.0)
+            weights = np.where(values != 0, confidence(values), 0.0)
         contributions = (_unit(self.item_factors_[cols]) @ _unit(self.item_factors_[history]).T) * weights[None, :]
         contributions[cols[:, None] == history[None, :]] = -np.inf  # an item does not explain itself
         return history, contributions
@@ -272,8 +269,8 @@ class MFRecommender(Recommender):
                 "interaction": float(self.user_factors_[row] @ self.item_factors_[col]),
             },
             "history": [
-                {"item_id": str(self.item_ids_[history[j]]), "name": str(self.item_names_[history[j]]), "contribution": float(contributions[j])}
-                for j in best
+                {"item_id": str(self.item_ids_[c]), "name": str(self.item_names_[c]), "contribution": float(contributions[j])}
+                for j, c in zip(best, history[best])
             ],
             "attributes": attributes,
             "reason": self._sentence(row, col, history, contributions, attributes),
@@ -362,7 +359,8 @@ def fold_in(model: MFRecommender, events: pd.DataFrame, interactions: Interactio
     model.event_code_ = sp.csr_matrix(((merged.data - 1).astype(np.int8), seen.indices, seen.indptr), shape=shape)
 
     users = np.unique(rows)
-    factors, biases = _solve_users(model, users)
+    with threadpool_limits(1, "blas"):  # many small products: BLAS threads only add overhead
+        factors, biases = _solve_users(model, users)
     model.user_factors_[users], model.user_bias_[users] = factors, biases
     return model
 
@@ -375,29 +373,34 @@ def _solve_users(model: MFRecommender, users: np.ndarray) -> tuple[np.ndarray, n
     signal = model.signal_[users[perm]]
     counts = np.diff(signal.indptr)
     cols, values = signal.indices, signal.data.astype(np.float64)
-    d = X.shape[1]
-    A = np.broadcast_to(model.config.fold_in_regularization * np.eye(d), (len(users), d, d)).copy()
-    b = np.zeros((len(users), d))
     if model.explicit_:
         weights, rhs = np.ones_like(values), values + base[cols]
     else:
         alpha = model.config.negatives * counts / X.shape[0]
-        A += alpha[:, None, None] * (X.T @ X)
-        b += alpha[:, None] * (X.T @ base)
+        gram, gram_rhs = X.T @ X, X.T @ base
         # the user's own items: target 1 with their confidence instead of target 0 with weight alpha
         entry_alpha, conf = np.repeat(alpha, counts), confidence(values)
         weights, rhs = conf - entry_alpha, conf * (1 + base[cols]) - entry_alpha * base[cols]
-    for start in range(0, len(users), SOLVE_CHUNK):
-        stop = min(start + SOLVE_CHUNK, len(users))
+    penalty = model.config.fold_in_regularization * np.eye(X.shape[1])
+    theta = np.empty((len(users), X.shape[1]))
+    start = 0
+    while start < len(users):
+        size = SOLVE_CHUNK
+        while size > 1 and size * counts[min(start + size, len(users)) - 1] > SOLVE_ENTRIES:
+            size //= 2
+        stop = min(start + size, len(users))
         lo, hi = signal.indptr[start], signal.indptr[stop]
         n = counts[start:stop]
         owner = np.repeat(np.arange(stop - start), n)
         slot = np.arange(hi - lo) - np.repeat(signal.indptr[start:stop] - lo, n)
-        feats = np.zeros((stop - start, max(n.max(initial=0), 1), d))
+        feats = np.zeros((stop - start, max(n.max(), 1), X.shape[1]))
         wt, rt = np.zeros(feats.shape[:2]), np.zeros(feats.shape[:2])
         feats[owner, slot], wt[owner, slot], rt[owner, slot] = X[cols[lo:hi]], weights[lo:hi], rhs[lo:hi]
-        A[start:stop] += (feats * wt[..., None]).transpose(0, 2, 1) @ feats
-        b[start:stop] += np.einsum("und,un->ud", feats, rt)
-    theta = np.empty((len(users), d))
-    theta[perm] = np.linalg.solve(A, b[..., None])[..., 0]
+        A = (feats * wt[..., None]).transpose(0, 2, 1) @ feats + penalty
+        b = np.einsum("und,un->ud", feats, rt)
+        if not model.explicit_:
+            A += alpha[start:stop, None, None] * gram
+            b += alpha[start:stop, None] * gram_rhs
+        theta[perm[start:stop]] = np.linalg.solve(A, b[..., None])[..., 0]
+        start = stop
     return theta[:, :-1].astype(np.float32), theta[:, -1].astype(np.float32)
