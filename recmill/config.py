@@ -150,7 +150,7 @@ class MFConfig(Section):
         "auto", description="explicit: fit the ratings; implicit: fit confidence-weighted 1s and sampled 0s; auto: explicit when ratings exist."
     )
     negatives: int = Field(4, ge=0, description="implicit: sampled negatives per positive.")
-    fold_in_regularization: float = Field(0.1, ge=0, description="Ridge penalty of the fold-in solve for a user's bias and factors.")
+    fold_in_regularization: float = Field(10.0, ge=0, description="Ridge penalty of the fold-in solve for a user's bias and factors.")
 
 
 class SegmentsConfig(Section):
@@ -181,7 +181,7 @@ class ModelsConfig(Section):
 
 
 class TrainConfig(Section):
-    models: list[str] = ["popularity", "als"]
+    models: list[str] = ["popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments"]
 
     @model_validator(mode="after")
     def _known(self):

@@ -8,6 +8,7 @@ from recmill.models.category import CategoryRecommender
 from recmill.models.content import ContentRecommender
 from recmill.models.ease import EASERecommender
 from recmill.models.item2vec import Item2VecRecommender
+from recmill.models.mf import MFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
 from recmill.models.segments import SegmentsRecommender
@@ -16,7 +17,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        Item2VecRecommender, SegmentsRecommender,
+        Item2VecRecommender, MFRecommender, SegmentsRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

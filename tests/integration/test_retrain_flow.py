@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recmill import warehouse
-from recmill.config import TrackingConfig
+from recmill.config import Settings, TrackingConfig
 from recmill.tracking import Tracker
 from recmill.cli import app
 from tests.integration.conftest import TINY
@@ -52,20 +52,36 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     metrics = warehouse.query(db, "SELECT * FROM model_metrics")
     valid_ndcg = metrics[(metrics.split == "valid") & (metrics.metric == "ndcg") & (metrics.k == 10)].set_index("model")["value"]
     assert chosen == valid_ndcg.idxmax()
-    assert set(metrics.model) == {"popularity", "als"} and set(metrics.split) == {"valid", "test"}
-    assert set(warehouse.query(db, "SELECT DISTINCT model FROM similar_items")["model"]) == {"als"}
+    assert set(metrics.model) == set(Settings().train.models) and set(metrics.split) == {"valid", "test"}
+    rated = metrics[metrics.metric.isin(["rmse", "mae"])]
+    assert rated.empty  # the shop has no ratings: no rating metrics, for mf or anyone
+    assert set(metrics.slice) - {"all"} and all(s.startswith("segment=") for s in set(metrics.slice) - {"all"})
+    assert set(warehouse.query(db, "SELECT DISTINCT model FROM similar_items")["model"]) == {"als", "content", "item2vec"}
+    segments = warehouse.query(db, "SELECT * FROM user_segments")
+    assert len(segments) == events.user_id.nunique() and segments["label"].str.len().gt(3).all()
+    profiles = warehouse.query(db, "SELECT * FROM segment_profiles")
+    assert profiles["size"].sum() == len(segments)
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
 
     # every fit is an MLflow run in the sqlite store, with params, metrics and the model
     tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
-    assert set(tracked) == {"popularity", "als", "als-full"} | {f"{chosen}-full"}
+    refit = {"als", "content", "item2vec", "mf", "segments", chosen}
+    assert set(tracked) == set(Settings().train.models) | {f"{m}-full" for m in refit}
     als = tracked["als"]
     assert als.data.params["config.factors"] == "128"
     assert als.data.metrics["valid_ndcg_at_10"] == pytest.approx(valid_ndcg["als"])
     assert recs["model_version"].iloc[0] == tracked[f"{chosen}-full"].info.run_id
     artifacts = {a.path for a in Tracker(TrackingConfig()).client.list_artifacts(als.info.run_id, "model")}
     assert artifacts == {"model/valid", "model/test"}
+
+    # why would the first user get their first recommendation? (the mf model explains)
+    user, item = recs.user_id.iloc[0], recs.item_id.iloc[0]
+    explained = runner.invoke(app, ["explain", user, item], catch_exceptions=False)
+    assert explained.exit_code == 0, explained.output
+    assert "because you" in explained.output and "score" in explained.output
+    unknown = runner.invoke(app, ["explain", "nobody", item], catch_exceptions=False)
+    assert unknown.exit_code == 1 and "nobody" in unknown.output
 
     # the same data written as plain files, one event type broken: refused, warehouse unchanged
     files = workdir / "files"
