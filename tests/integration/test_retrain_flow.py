@@ -50,7 +50,8 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
 
     chosen = recs["model"].iloc[0]
     metrics = warehouse.query(db, "SELECT * FROM model_metrics")
-    valid_ndcg = metrics[(metrics.split == "valid") & (metrics.metric == "ndcg") & (metrics.k == 10)].set_index("model")["value"]
+    overall = metrics[metrics.slice == "all"]
+    valid_ndcg = overall[(overall.split == "valid") & (overall.metric == "ndcg") & (overall.k == 10)].set_index("model")["value"]
     assert chosen == valid_ndcg.idxmax()
     assert set(metrics.model) == set(Settings().train.models) and set(metrics.split) == {"valid", "test"}
     rated = metrics[metrics.metric.isin(["rmse", "mae"])]
