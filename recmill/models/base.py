@@ -31,7 +31,7 @@ RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
 SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
 
 
-def _text_array(values) -> np.ndarray:
+def text_array(values) -> np.ndarray:
     """Strings as a fixed-width unicode array (storable without pickle)."""
     return np.asarray(["" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=str)
 
@@ -107,9 +107,9 @@ class Recommender(ABC):
         # the fallback list for users without history: users per item, unless _fit says otherwise
         self.popularity_ = np.bincount(self.seen_.indices, minlength=data.n_items).astype(np.float64)
         items = data.items.set_index(data.items["item_id"].astype(str)) if len(data.items) else pd.DataFrame()
-        self.item_names_ = _text_array(items["name"].reindex(self.item_ids_) if "name" in items else self.item_ids_)
+        self.item_names_ = text_array(items["name"].reindex(self.item_ids_) if "name" in items else self.item_ids_)
         self.item_names_ = np.where(self.item_names_ == "", self.item_ids_, self.item_names_)
-        self.item_categories_ = _text_array(items["category"].reindex(self.item_ids_) if "category" in items else [""] * data.n_items)
+        self.item_categories_ = text_array(items["category"].reindex(self.item_ids_) if "category" in items else [""] * data.n_items)
         self._fit(data)
         self.popular_ = np.lexsort((np.arange(data.n_items), -self.popularity_)).astype(np.int64)
         return self
@@ -118,7 +118,7 @@ class Recommender(ABC):
         """Top-k items for each user, best first; rank starts at 1."""
         self._check_fitted()
         users = pd.Index(pd.unique(np.asarray(list(users), dtype=object).astype(str)))
-        rows = pd.Index(self.user_ids_).get_indexer(users)
+        rows = self.user_rows(users)
         known = rows >= 0
         frames = []
         known_users, known_rows = users[known], rows[known]
@@ -204,6 +204,15 @@ class Recommender(ABC):
         return model
 
     # ---- helpers --------------------------------------------------------------------
+    def user_rows(self, user_ids) -> np.ndarray:
+        """Row numbers of these user ids, -1 for unknown ones.
+
+        The id index is built once per user_ids_ array (fold-in may replace it), so a
+        one-user lookup does not pay for indexing every user."""
+        if getattr(self, "_indexed_users", None) is not self.user_ids_:
+            self._user_index, self._indexed_users = pd.Index(self.user_ids_), self.user_ids_
+        return self._user_index.get_indexer(pd.Index(np.asarray(list(user_ids), dtype=object).astype(str)))
+
     def _batch_size(self) -> int:
         return max(1, SCORE_CELLS // max(1, len(self.item_ids_)))
 

@@ -16,7 +16,7 @@ from sklearn.preprocessing import normalize
 from recmill.config import ContentConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import RecmillError
-from recmill.models.base import EVENT_CODES, SCORE_CELLS, VERBS, Recommender, _text_array, top_k
+from recmill.models.base import EVENT_CODES, SCORE_CELLS, VERBS, Recommender, text_array, top_k
 
 # fields whose whole value is one term (a category, a brand), not a bag of words
 WHOLE_VALUE_FIELDS = ("category", "brand")
@@ -40,7 +40,7 @@ def item_vectors(items: pd.DataFrame, item_ids: np.ndarray, config: ContentConfi
     table = items.set_index(items["item_id"].astype(str)) if present else None
     blocks, terms, fields = [], [], []
     for field in present:
-        texts = _text_array(table[field].reindex(item_ids))
+        texts = text_array(table[field].reindex(item_ids))
         if not (np.char.str_len(texts) > 0).any():
             continue
         if field in WHOLE_VALUE_FIELDS:

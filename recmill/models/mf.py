@@ -26,7 +26,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_weights
 from recmill.errors import RecmillError
-from recmill.models.base import EVENT_CODES, Recommender, _text_array
+from recmill.models.base import EVENT_CODES, Recommender, text_array
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -91,8 +91,8 @@ class MFRecommender(Recommender):
             raise RecmillError("model 'mf' found no ratings or weighted interactions to fit")
         items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
         blank = [""] * data.n_items
-        self.item_brands_ = _text_array(items["brand"].reindex(self.item_ids_) if "brand" in items else blank)
-        self.item_tags_ = _text_array(items["tags"].reindex(self.item_ids_) if "tags" in items else blank)
+        self.item_brands_ = text_array(items["brand"].reindex(self.item_ids_) if "brand" in items else blank)
+        self.item_tags_ = text_array(items["tags"].reindex(self.item_ids_) if "tags" in items else blank)
         if explicit:
             self.global_mean_ = np.array(float(self.signal_.data.mean()))
             self.rating_range_ = np.array([self.signal_.data.min(), self.signal_.data.max()], dtype=np.float64)
@@ -173,7 +173,7 @@ class MFRecommender(Recommender):
         items = np.asarray(list(item_ids), dtype=object).astype(str)
         if len(users) != len(items):
             raise RecmillError(f"predict needs as many items as users, got {len(items)} and {len(users)}")
-        rows = pd.Index(self.user_ids_).get_indexer(users)
+        rows = self.user_rows(users)
         cols = pd.Index(self.item_ids_).get_indexer(items)
         known_u, known_i = rows >= 0, cols >= 0
         dots = np.einsum("ij,ij->i", self.user_factors_[rows], self.item_factors_[cols])
@@ -247,7 +247,7 @@ class MFRecommender(Recommender):
         implicit feedback; see _evidence), the attributes the item shares with the history,
         and the one-line reason. ``score`` is predict()'s value; the parts sum to it unclipped."""
         self._check_fitted()
-        row = int(pd.Index(self.user_ids_).get_indexer([str(user_id)])[0])
+        row = int(self.user_rows([user_id])[0])
         col = int(pd.Index(self.item_ids_).get_indexer([str(item_id)])[0])
         if row < 0:
             raise RecmillError(f"model 'mf' does not know user '{user_id}'")

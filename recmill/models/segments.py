@@ -55,7 +55,7 @@ from threadpoolctl import threadpool_limits
 
 from recmill.config import SegmentsConfig
 from recmill.data.interactions import InteractionData
-from recmill.models.base import Recommender, _text_array, top_k
+from recmill.models.base import Recommender, text_array, top_k
 
 N_INIT = 10
 RFM = ["recency_days", "frequency", "monetary"]
@@ -104,7 +104,7 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
             "basket_size": (basket_items / frequency.replace(0, 1)).astype(np.float64),
         }
     )
-    categories = _text_array(items["category"].reindex(item_ids)) if "category" in items else np.full(len(frame), "")
+    categories = text_array(items["category"].reindex(item_ids)) if "category" in items else np.full(len(frame), "")
     counts = pd.Series(categories[categories != ""]).value_counts()
     names = sorted(counts.index, key=lambda c: (-counts[c], c))[:top_categories]
     if names:
@@ -216,9 +216,9 @@ class SegmentsRecommender(Recommender):
         self.centroids_ = kmeans.cluster_centers_[order]
         self.scaler_mean_, self.scaler_scale_ = scaler.mean_, scaler.scale_
         self.features_ = features.to_numpy(np.float64)
-        self.feature_names_ = _text_array(features.columns)
-        self.categories_ = _text_array(categories)
-        self.labels_ = _text_array(segment_labels(features, self.user_segment_, categories))
+        self.feature_names_ = text_array(features.columns)
+        self.categories_ = text_array(categories)
+        self.labels_ = text_array(segment_labels(features, self.user_segment_, categories))
         self.segment_scores_ = self._segment_scores(data.positive)
 
     def _segment_scores(self, positive: sp.csr_matrix) -> np.ndarray:
@@ -245,7 +245,7 @@ class SegmentsRecommender(Recommender):
     def segment_of(self, user_ids) -> np.ndarray:
         """Segment number of each user; -1 for users the model has not seen."""
         self._check_fitted()
-        rows = pd.Index(self.user_ids_).get_indexer(pd.Index(np.asarray(list(user_ids), dtype=object).astype(str)))
+        rows = self.user_rows(user_ids)
         return np.where(rows >= 0, self.user_segment_[rows], -1)
 
     def tables(self) -> dict[str, pd.DataFrame]:
