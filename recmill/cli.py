@@ -98,9 +98,12 @@ def explain(
         path = Layout(settings).model_dir(model, "full")
         if not (path / "config.json").exists():
             raise RecmillError(f"no published '{model}' model at {path}: run `recmill run` with {model} in train.models first")
-        why = REGISTRY[model].load(path).explain(user, item)
+        explainer = REGISTRY[model].load(path)
+        why = explainer.explain(user, item)
     except RecmillError as exc:
         _fail(exc)
+    name = explainer.item_names_[list(explainer.item_ids_).index(why["item_id"])]
+    console.print(f"user {why['user_id']}, item {why['item_id']} ({name}), by the {model} model", highlight=False)
     console.print(f"[bold]{why['reason']}[/]", highlight=False)
     parts = why["parts"]
     console.print(
