@@ -282,6 +282,16 @@ class Recommender(ABC):
         return frame
 
 
+def csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A sparse matrix as plain arrays for state.npz."""
+    return {f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr}
+
+
+def csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
+    """The sparse matrix csr_arrays stored under this name."""
+    return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)
+
+
 def ranks(counts: np.ndarray) -> np.ndarray:
     """1..c for each row's count c, concatenated: the rank column of row-wise top lists."""
     starts = np.repeat(np.cumsum(counts) - counts, counts)

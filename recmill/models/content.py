@@ -16,7 +16,9 @@ from sklearn.preprocessing import normalize
 from recmill.config import ContentConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import RecmillError
-from recmill.models.base import EVENT_CODES, SCORE_CELLS, VERBS, Recommender, text_array, top_k
+from recmill.models.base import (
+    EVENT_CODES, SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, text_array, top_k,
+)
 
 # fields whose whole value is one term (a category, a brand), not a bag of words
 WHOLE_VALUE_FIELDS = ("category", "brand")
@@ -186,9 +188,9 @@ class ContentRecommender(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         return {
-            **_csr_arrays("item_vectors", self.item_vectors_),
-            **_csr_arrays("neighbours", self.neighbours_),
-            **_csr_arrays("history", self.history_),
+            **csr_arrays("item_vectors", self.item_vectors_),
+            **csr_arrays("neighbours", self.neighbours_),
+            **csr_arrays("history", self.history_),
             "history_codes": self.history_codes_,
             "terms": self.terms_,
             "term_fields": self.term_fields_,
@@ -196,15 +198,8 @@ class ContentRecommender(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         n_users, n_items, n_terms = len(self.user_ids_), len(self.item_ids_), len(arrays["terms"])
-        self.item_vectors_ = _csr_from("item_vectors", arrays, (n_items, n_terms))
-        self.neighbours_ = _csr_from("neighbours", arrays, (n_items, n_items))
-        self.history_ = _csr_from("history", arrays, (n_users, n_items))
+        self.item_vectors_ = csr_from("item_vectors", arrays, (n_items, n_terms))
+        self.neighbours_ = csr_from("neighbours", arrays, (n_items, n_items))
+        self.history_ = csr_from("history", arrays, (n_users, n_items))
         self.history_codes_, self.terms_, self.term_fields_ = arrays["history_codes"], arrays["terms"], arrays["term_fields"]
 
-
-def _csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
-    return {f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr}
-
-
-def _csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
-    return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)

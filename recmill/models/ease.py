@@ -11,7 +11,7 @@ import numpy as np
 from recmill.config import EASEConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import ModelSkipped
-from recmill.models.base import Recommender
+from recmill.models.base import Recommender, csr_arrays, csr_from
 
 
 class EASERecommender(Recommender):
@@ -48,12 +48,8 @@ class EASERecommender(Recommender):
         return [self._history_reason(row, history[b]) for b in best]
 
     def _state(self) -> dict[str, np.ndarray]:
-        h = self.history_
-        return {"weights": self.weights_, "history_data": h.data, "history_indices": h.indices, "history_indptr": h.indptr}
+        return {"weights": self.weights_, **csr_arrays("history", self.history_)}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        import scipy.sparse as sp
-
         self.weights_ = arrays["weights"]
-        shape = (len(self.user_ids_), len(self.item_ids_))
-        self.history_ = sp.csr_matrix((arrays["history_data"], arrays["history_indices"], arrays["history_indptr"]), shape=shape)
+        self.history_ = csr_from("history", arrays, (len(self.user_ids_), len(self.item_ids_)))

@@ -26,7 +26,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_weights
 from recmill.errors import RecmillError
-from recmill.models.base import EVENT_CODES, Recommender, text_array
+from recmill.models.base import EVENT_CODES, Recommender, csr_arrays, csr_from, text_array
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -286,9 +286,7 @@ class MFRecommender(Recommender):
             "global_mean": self.global_mean_,
             "rating_range": self.rating_range_,
             "explicit": self.explicit_,
-            "signal_indptr": self.signal_.indptr,
-            "signal_indices": self.signal_.indices,
-            "signal_data": self.signal_.data,
+            **csr_arrays("signal", self.signal_),
             "item_brands": self.item_brands_,
             "item_tags": self.item_tags_,
         }
@@ -298,7 +296,7 @@ class MFRecommender(Recommender):
         self.user_bias_, self.item_bias_ = arrays["user_bias"], arrays["item_bias"]
         self.global_mean_, self.rating_range_, self.explicit_ = arrays["global_mean"], arrays["rating_range"], arrays["explicit"]
         shape = (len(self.user_factors_), len(self.item_factors_))
-        self.signal_ = sp.csr_matrix((arrays["signal_data"], arrays["signal_indices"], arrays["signal_indptr"]), shape=shape)
+        self.signal_ = csr_from("signal", arrays, shape)
         self.item_brands_, self.item_tags_ = arrays["item_brands"], arrays["item_tags"]
 
 
