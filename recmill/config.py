@@ -168,6 +168,32 @@ class SegmentsConfig(Section):
         return self
 
 
+class GradientBoostingConfig(Section):
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0)
+    n_estimators: int = Field(300, ge=1)
+    min_child_samples: int = Field(20, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1, description="Stop when the validation score has not improved for this many rounds.")
+
+
+class TwoStageConfig(Section):
+    generators: list[str] = Field(
+        ["als", "ease", "item2vec", "popularity"], description="Candidate sources: models trained with their own settings."
+    )
+    candidates_per_generator: int = Field(100, ge=1)
+    keep: int = Field(50, ge=1, description="Candidates per user that stage 1 keeps for the ranker.")
+    label_fraction: float = Field(0.2, gt=0, lt=1, description="Each user's last share of training events that labels the candidates.")
+    ranker_valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the ranker early.")
+    stage1: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=200))
+    ranker: GradientBoostingConfig = Field(default_factory=GradientBoostingConfig)
+
+    @model_validator(mode="after")
+    def _generators(self):
+        if "two_stage" in self.generators or not self.generators:
+            raise ValueError("models.two_stage.generators must name other models")
+        return self
+
+
 class ModelsConfig(Section):
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     random: RandomConfig = Field(default_factory=RandomConfig)
@@ -178,6 +204,7 @@ class ModelsConfig(Section):
     item2vec: Item2VecConfig = Field(default_factory=Item2VecConfig)
     mf: MFConfig = Field(default_factory=MFConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    two_stage: TwoStageConfig = Field(default_factory=TwoStageConfig)
 
 
 class TrainConfig(Section):
