@@ -25,4 +25,4 @@ MODEL_NAMES = tuple(REGISTRY)
 
 def build_model(name: str, settings) -> Recommender:
     """A fresh model of this name with its config section from the settings."""
-    return REGISTRY[name](getattr(settings.models, name), seed=settings.seed)
+    return REGISTRY[name].from_settings(settings)

@@ -48,6 +48,11 @@ class Recommender(ABC):
         self.config = config if config is not None else self.Config()
         self.seed = seed
 
+    @classmethod
+    def from_settings(cls, settings) -> Self:
+        """A fresh model with its section of settings.models (a model that needs more overrides this)."""
+        return cls(getattr(settings.models, cls.name), seed=settings.seed)
+
     # ---- subclasses implement these -------------------------------------------------
     @abstractmethod
     def _fit(self, data: InteractionData) -> None:
