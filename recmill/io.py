@@ -51,6 +51,7 @@ def write_json(path: Path, obj) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; reports are for everyone
     os.replace(tmp, path)
 
 
