@@ -185,12 +185,17 @@ class TwoStageConfig(Section):
     label_fraction: float = Field(0.2, gt=0, lt=1, description="Each user's last share of training events that labels the candidates.")
     ranker_valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the ranker early.")
     stage1: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=200))
-    ranker: GradientBoostingConfig = Field(default_factory=GradientBoostingConfig)
+    ranker: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(num_leaves=7, min_child_samples=100))
 
     @model_validator(mode="after")
     def _generators(self):
+        from recmill.models import MODEL_NAMES
+
         if "two_stage" in self.generators or not self.generators:
             raise ValueError("models.two_stage.generators must name other models")
+        unknown = [g for g in self.generators if g not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown generator(s) {unknown}; known: {sorted(MODEL_NAMES)}")
         return self
 
 
@@ -208,7 +213,9 @@ class ModelsConfig(Section):
 
 
 class TrainConfig(Section):
-    models: list[str] = ["popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments"]
+    models: list[str] = [
+        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage",
+    ]
 
     @model_validator(mode="after")
     def _known(self):

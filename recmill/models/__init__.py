@@ -12,12 +12,13 @@ from recmill.models.mf import MFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
 from recmill.models.segments import SegmentsRecommender
+from recmill.models.two_stage import TwoStageRecommender
 
 REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        Item2VecRecommender, MFRecommender, SegmentsRecommender,
+        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

@@ -1,0 +1,458 @@
+"""Two-stage ranking: other models propose candidates, gradient-boosted trees order them.
+
+fit() holds out each user's last ``label_fraction`` of training events as labels, fits
+the generators on what comes before, and builds one feature row per (user, candidate):
+each generator's score and rank, how many generators proposed it, item popularity and
+recency, the user's history and category shares. A LightGBM classifier (stage 1) keeps
+each user's ``keep`` most promising candidates; a LightGBM lambdarank ranker (stage 2)
+orders them. The generators are then refit on all the data for serving. Boosters are
+stored as LightGBM text, generators through their own save/load, in subfolders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel
+
+from recmill import schema as S
+from recmill.config import InteractionsConfig, SplitConfig, TwoStageConfig
+from recmill.data.interactions import InteractionData
+from recmill.data.split import temporal_split
+from recmill.errors import ModelSkipped
+from recmill.models.base import Recommender, text_array, top_k
+
+log = logging.getLogger("recmill")
+DAY = pd.Timedelta(days=1)
+ITEM_FEATURES = [
+    "n_generators", "item_popularity", "item_log_popularity", "category_share",
+    "item_last_days", "item_first_days", "user_item_gap_days",
+]
+USER_FEATURES = ["user_history", "user_last_days"]
+# feature -> what it says about the item, for the reasons (generator features are named apart)
+FEATURE_FAMILY = {
+    "n_generators": "agreement", "item_popularity": "popular", "item_log_popularity": "popular",
+    "category_share": "category", "item_last_days": "recent", "item_first_days": "recent", "user_item_gap_days": "recent",
+}
+
+
+def label_split(events: pd.DataFrame, label_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(earlier events, label events): each user's last label_fraction of events, in time, labels.
+
+    A user with one event keeps it in the earlier part, so every user has some history."""
+    parts = temporal_split(events, SplitConfig(test_fraction=label_fraction, valid_fraction=None, min_user_events=2))
+    return parts["train"], parts["test"]
+
+
+def label_positives(earlier: pd.DataFrame, labels: pd.DataFrame, positive_event_types) -> pd.DataFrame:
+    """(user_id, item_id) pairs the user came to have in the label slice and did not have before."""
+    def had(events):
+        chosen = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
+        return chosen[[S.USER_ID, S.ITEM_ID]].astype(str).drop_duplicates()
+
+    pairs = had(labels).merge(had(earlier), how="left", indicator=True)
+    new = pairs[pairs["_merge"] == "left_only"][[S.USER_ID, S.ITEM_ID]]
+    return new.sort_values([S.USER_ID, S.ITEM_ID]).reset_index(drop=True)
+
+
+@dataclass
+class Context:
+    """What the features read besides the generators: the data the generators were fit on."""
+
+    positive: sp.csr_matrix  # users x items the user has
+    categories: np.ndarray  # item -> category code, -1 for none
+    item_last_days: np.ndarray  # days from the item's last event to the end of the data
+    item_first_days: np.ndarray  # ... from its first event
+    user_last_days: np.ndarray  # ... from the user's last event
+
+    @classmethod
+    def of(cls, data: InteractionData, categories: np.ndarray) -> Context:
+        ev = data.events
+        age = ((ev[S.TIMESTAMP].max() - ev[S.TIMESTAMP]) / DAY).to_numpy(np.float64)
+        rows = pd.Index(data.user_ids).get_indexer(ev[S.USER_ID].astype(str))
+        cols = pd.Index(data.item_ids).get_indexer(ev[S.ITEM_ID].astype(str))
+        by_item = pd.Series(age).groupby(cols)
+        return cls(
+            positive=data.positive.tocsr(),
+            categories=categories,
+            item_last_days=by_item.min().reindex(np.arange(data.n_items)).to_numpy(np.float64),
+            item_first_days=by_item.max().reindex(np.arange(data.n_items)).to_numpy(np.float64),
+            user_last_days=pd.Series(age).groupby(rows).min().reindex(np.arange(data.n_users)).to_numpy(np.float64),
+        )
+
+
+def category_codes(categories: np.ndarray) -> np.ndarray:
+    """Item categories as codes, -1 for items without one."""
+    codes, _ = pd.factorize(pd.Series(categories).replace("", None))
+    return codes.astype(np.int64)
+
+
+def generator_lists(model: Recommender, rows: np.ndarray, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row * n_items + col, rank, score) of each user's n best items from one fitted generator."""
+    n_items = len(model.item_ids_)
+    keys, ranks, scores = [], [], []
+    step = model._batch_size()
+    for start in range(0, len(rows), step):
+        batch = rows[start : start + step]
+        top, top_scores = model._top(batch, n, exclude_seen)
+        valid = np.isfinite(top_scores)
+        keys.append((batch[:, None] * n_items + top)[valid])
+        ranks.append(np.broadcast_to(np.arange(1, top.shape[1] + 1), top.shape)[valid])
+        scores.append(top_scores[valid])
+    return np.concatenate(keys), np.concatenate(ranks), np.concatenate(scores)
+
+
+def candidate_features(
+    generators: dict[str, Recommender], names: list[str], context: Context, rows: np.ndarray, n: int, exclude_seen: bool
+) -> pd.DataFrame:
+    """One row per (user, candidate) of these users, sorted by row and col: the union of each
+    generator's top n and the features the stages read. A generator in ``names`` but not in
+    ``generators`` (skipped) leaves its columns missing."""
+    n_items = context.positive.shape[1]
+    lists = {g: generator_lists(generators[g], rows, n, exclude_seen) for g in names if g in generators}
+    keys = np.unique(np.concatenate([k for k, _, _ in lists.values()] or [np.zeros(0, np.int64)]))
+    frame = pd.DataFrame({"row": keys // n_items, "col": keys % n_items})
+    proposed = np.zeros(len(keys), dtype=np.float32)
+    for g in names:
+        score, rank = np.full(len(keys), np.nan, np.float32), np.full(len(keys), np.nan, np.float32)
+        if g in lists:
+            k, r, s = lists[g]
+            at = np.searchsorted(keys, k)
+            score[at], rank[at] = s, r
+            proposed[at] += 1
+        frame[f"score_{g}"], frame[f"rank_{g}"] = score, rank
+    r, c = frame["row"].to_numpy(), frame["col"].to_numpy()
+    popularity = np.bincount(context.positive.indices, minlength=n_items).astype(np.float32)
+    history = np.diff(context.positive.indptr).astype(np.float32)
+    frame["n_generators"] = proposed
+    frame["item_popularity"] = popularity[c]
+    frame["item_log_popularity"] = np.log1p(popularity[c])
+    frame["category_share"] = category_share(context, r, c, history)
+    frame["item_last_days"] = context.item_last_days[c].astype(np.float32)
+    frame["item_first_days"] = context.item_first_days[c].astype(np.float32)
+    frame["user_item_gap_days"] = (context.item_first_days[c] - context.user_last_days[r]).astype(np.float32)
+    frame["user_history"] = history[r]
+    frame["user_last_days"] = context.user_last_days[r].astype(np.float32)
+    return frame
+
+
+def category_share(context: Context, rows: np.ndarray, cols: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Share of the user's items in the candidate's category; missing when it has none."""
+    cats = context.categories
+    has = cats >= 0
+    out = np.full(len(rows), np.nan, dtype=np.float32)
+    if not has.any() or not len(rows):
+        return out
+    users, local = np.unique(rows, return_inverse=True)
+    onehot = sp.csr_matrix((np.ones(int(has.sum())), (np.flatnonzero(has), cats[has])), shape=(len(cats), cats.max() + 1))
+    counts = (context.positive[users] @ onehot).toarray()
+    known = cats[cols] >= 0
+    out[known] = counts[local[known], cats[cols][known]] / np.maximum(history[rows[known]], 1)
+    return out
+
+
+def keep_best(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, keep: int) -> np.ndarray:
+    """Mask of each user's ``keep`` best-scored candidates (ties: lower column first)."""
+    order = np.lexsort((cols, -scores, rows))
+    sorted_rows = rows[order]
+    starts = np.searchsorted(sorted_rows, sorted_rows, side="left")
+    mask = np.zeros(len(rows), dtype=bool)
+    mask[order] = np.arange(len(rows)) - starts < keep
+    return mask
+
+
+def reciprocal_rank(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Sum of 1/rank over the generators: the order when no stage could be trained."""
+    return sum(np.nan_to_num(1.0 / frame[f"rank_{g}"].to_numpy(np.float64)) for g in names)
+
+
+def group_sizes(rows: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal rows (rows sorted): LightGBM's query groups."""
+    return np.diff(np.flatnonzero(np.r_[True, rows[1:] != rows[:-1], True]))
+
+
+class TwoStageRecommender(Recommender):
+    name = "two_stage"
+    Config = TwoStageConfig
+
+    def __init__(
+        self,
+        config: TwoStageConfig | None = None,
+        seed: int = 42,
+        generator_configs: dict[str, BaseModel] | None = None,
+        interactions: InteractionsConfig | None = None,
+    ):
+        super().__init__(config, seed)
+        self.generator_configs = dict(generator_configs or {})
+        self.interactions = interactions if interactions is not None else InteractionsConfig()
+
+    # ---- training -------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings) -> "TwoStageRecommender":
+        """With each generator's own settings section and the interaction weights."""
+        config = settings.models.two_stage
+        generators = {name: getattr(settings.models, name) for name in config.generators}
+        return cls(config, seed=settings.seed, generator_configs=generators, interactions=settings.interactions)
+
+    def _fit(self, data: InteractionData) -> None:
+        c = self.config
+        earlier_events, label_events = label_split(data.events, c.label_fraction)
+        positives = label_positives(earlier_events, label_events, data.positive_event_types)
+        # the whole catalogue, so the earlier data has the same item columns as ``data``;
+        # every user keeps an earlier event, so the rows match too
+        missing = np.setdiff1d(data.item_ids.astype(str), data.items[S.ITEM_ID].astype(str))
+        catalogue = pd.concat([data.items, pd.DataFrame({S.ITEM_ID: missing})], ignore_index=True) if len(missing) else data.items
+        weights = InteractionsConfig(event_weights=self.interactions.event_weights, positive_event_types=list(data.positive_event_types))
+        earlier = InteractionData.build(earlier_events, catalogue, data.users, weights)
+        generators = self._fit_generators(earlier)
+        if not generators:
+            raise ModelSkipped("two_stage skipped: every generator was skipped")
+        self.generator_names_ = text_array(generators)
+        self.categories_ = category_codes(self.item_categories_)
+        frame = candidate_features(
+            generators, list(self.generator_names_), Context.of(earlier, self.categories_),
+            np.arange(earlier.n_users), c.candidates_per_generator, True,
+        )
+        self.features_ = text_array([col for col in frame.columns if col not in ("row", "col")])
+        label_keys = self.user_rows(positives[S.USER_ID]) * len(self.item_ids_) + pd.Index(self.item_ids_).get_indexer(positives[S.ITEM_ID])
+        labels = np.isin(frame["row"].to_numpy() * len(self.item_ids_) + frame["col"].to_numpy(), label_keys)
+        self._train_stages(frame, labels, len(positives))
+        self.generators_ = self._fit_generators(data)
+        context = Context.of(data, self.categories_)
+        self.item_last_days_, self.item_first_days_ = context.item_last_days, context.item_first_days
+        self.user_last_days_ = context.user_last_days
+
+    def _generator_config(self, name: str) -> BaseModel:
+        from recmill.models import REGISTRY
+
+        return self.generator_configs.get(name) or REGISTRY[name].Config()
+
+    def _fit_generators(self, data: InteractionData) -> dict[str, Recommender]:
+        from recmill.models import REGISTRY
+
+        fitted = {}
+        for name in self.config.generators:
+            try:
+                fitted[name] = REGISTRY[name](self._generator_config(name), seed=self.seed).fit(data)
+            except ModelSkipped as exc:
+                log.warning("two_stage: generator %s left out: %s", name, exc)
+        return fitted
+
+    def _train_stages(self, frame: pd.DataFrame, labels: np.ndarray, n_positives: int) -> None:
+        """Stage 1 on every candidate, the ranker on what stage 1 keeps; early stopping on a
+        seeded share of the users with labels. Too few labels: fall back to simpler orders."""
+        import lightgbm
+
+        c = self.config
+        rows = frame["row"].to_numpy()
+        with_labels = np.unique(rows[labels])
+        rng = np.random.default_rng(self.seed)
+        n_valid = int(round(len(with_labels) * c.ranker_valid_users)) if len(with_labels) > 1 else 0
+        valid = np.isin(rows, rng.choice(with_labels, size=n_valid, replace=False))
+        X = frame[list(self.features_)]
+        self.stage1_ = self.ranker_ = None
+        if labels[~valid].all() or not labels[~valid].any():
+            log.warning("two_stage: too few label positives among the candidates; ordering by the generators' reciprocal ranks")
+            self.stage1_recall_ = np.float64(labels.sum() / max(n_positives, 1))
+            return
+        stage1 = lightgbm.LGBMClassifier(**self._booster_params(c.stage1))
+        stage1.fit(X[~valid], labels[~valid], **self._early_stopping(c.stage1, X[valid], labels[valid], None))
+        self.stage1_ = lightgbm.Booster(model_str=stage1.booster_.model_to_string())
+        first = self._out_of_fold(X, labels, rows, valid, self.stage1_.current_iteration())
+        kept = keep_best(rows, frame["col"].to_numpy(), first, c.keep)
+        self.stage1_recall_ = np.float64((labels & kept).sum() / max(n_positives, 1))
+        log.info("two_stage: stage 1 keeps %.1f%% of the label positives (candidates hold %.1f%%)",
+                 100 * self.stage1_recall_, 100 * labels.sum() / max(n_positives, 1))
+        # lambdarank learns only from lists with a positive
+        lists = kept & np.isin(rows, rows[labels & kept])
+        train, held = lists & ~valid, lists & valid
+        if not labels[train].any():
+            log.warning("two_stage: no kept label positive to train the ranker on; ordering by stage 1")
+            return
+        ranker = lightgbm.LGBMRanker(objective="lambdarank", **self._booster_params(c.ranker))
+        ranker.fit(
+            X[train], labels[train], group=group_sizes(rows[train]),
+            **self._early_stopping(c.ranker, X[held], labels[held], group_sizes(rows[held])),
+        )
+        self.ranker_ = lightgbm.Booster(model_str=ranker.booster_.model_to_string())
+
+    def _out_of_fold(self, X: pd.DataFrame, labels: np.ndarray, rows: np.ndarray, valid: np.ndarray, n_estimators: int) -> np.ndarray:
+        """Stage-1 scores where no user is scored by a model that saw their labels: the
+        held-out users by stage 1 itself, each half of the others by a model of the other half.
+        In-sample scores would keep the positives stage 1 memorised, and the ranker would
+        learn from lists unlike those it meets when serving."""
+        import lightgbm
+
+        scores = self.stage1_.predict(X)
+        users = np.unique(rows[~valid])
+        half = np.isin(rows, np.random.default_rng(self.seed).permutation(users)[: len(users) // 2])
+        for part in (half & ~valid, ~half & ~valid):
+            other = ~valid & ~part
+            if not labels[other].any() or labels[other].all() or not part.any():
+                log.warning("two_stage: too few label positives to score stage 1 out of fold; using its in-sample scores")
+                return self.stage1_.predict(X)
+            params = {**self._booster_params(self.config.stage1), "n_estimators": n_estimators}
+            scores[part] = lightgbm.LGBMClassifier(**params).fit(X[other], labels[other]).predict_proba(X[part])[:, 1]
+        return scores
+
+    def _booster_params(self, cfg) -> dict:
+        return {
+            "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate, "n_estimators": cfg.n_estimators,
+            "min_child_samples": cfg.min_child_samples, "random_state": self.seed, "n_jobs": 1,
+            "deterministic": True, "force_row_wise": True, "verbose": -1,
+        }
+
+    def _early_stopping(self, cfg, X, y, groups) -> dict:
+        """fit() arguments that stop on the held-out users, when they hold a positive."""
+        import lightgbm
+
+        if not y.any():
+            log.warning("two_stage: no held-out label positive; training without early stopping")
+            return {}
+        args = {"eval_X": (X,), "eval_y": (y,), "callbacks": [lightgbm.early_stopping(cfg.early_stopping_rounds, verbose=False)]}
+        if groups is not None:
+            args.update(eval_group=[groups], eval_at=[10], eval_metric="ndcg")
+        return args
+
+    # ---- serving --------------------------------------------------------------------
+    def _context(self) -> Context:
+        return Context(self.seen_, self.categories_, self.item_last_days_, self.item_first_days_, self.user_last_days_)
+
+    def _ranked(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[pd.DataFrame, np.ndarray]:
+        """The candidates the ranker orders for these users, and its scores of them."""
+        c = self.config
+        names = list(self.generator_names_)
+        frame = candidate_features(self.generators_, names, self._context(), rows, max(c.candidates_per_generator, k), exclude_seen)
+        if self.stage1_ is None:
+            return frame, reciprocal_rank(frame, names)
+        X = frame[list(self.features_)]
+        first = self.stage1_.predict(X)
+        kept = keep_best(frame["row"].to_numpy(), frame["col"].to_numpy(), first, max(c.keep, k))
+        frame = frame[kept].reset_index(drop=True)
+        scores = first[kept] if self.ranker_ is None else self.ranker_.predict(X[kept])
+        return frame, np.asarray(scores, dtype=np.float64)
+
+    def _dense(self, rows: np.ndarray, frame: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+        dense = np.full((len(rows), len(self.item_ids_)), -np.inf)
+        dense[pd.Index(rows).get_indexer(frame["row"]), frame["col"].to_numpy()] = scores
+        return dense
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        frame, scores = self._ranked(rows, 0, exclude_seen=False)
+        return self._dense(rows, frame, scores)
+
+    def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        frame, scores = self._ranked(rows, k, exclude_seen)
+        self._served = frame  # the features of this batch, for its reasons
+        return top_k(self._dense(rows, frame, scores), k)
+
+    # ---- reasons --------------------------------------------------------------------
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        """Name the features that pushed each item up most (LightGBM contributions)."""
+        served = getattr(self, "_served", None)
+        mine = served[served["row"] == row] if served is not None else pd.DataFrame()
+        at = pd.Index(mine["col"]).get_indexer(items) if len(mine) else np.full(len(items), -1)
+        booster = self.ranker_ if self.ranker_ is not None else self.stage1_
+        names = list(self.generator_names_)
+        if booster is None or (at < 0).all():
+            return [self._rank_reason(row, mine.iloc[a] if a >= 0 else None, col) for a, col in zip(at, items)]
+        rows = mine.iloc[np.maximum(at, 0)]
+        contrib = booster.predict(rows[list(self.features_)], pred_contrib=True)[:, :-1]
+        families = [f.split("_", 1)[1] if f.startswith(("score_", "rank_")) else FEATURE_FAMILY.get(f, "user") for f in self.features_]
+        weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
+        out = []
+        for i, (a, col) in enumerate(zip(at, items)):
+            if a < 0:
+                out.append(self._popular_reason(col))
+                continue
+            strongest = weight.iloc[i][weight.iloc[i] > 0].sort_values(ascending=False, kind="stable").index[:2].tolist()
+            out.append(self._explain(row, col, strongest, rows.iloc[i], names))
+        return out
+
+    def _explain(self, row: int, col: int, strongest: list[str], features: pd.Series, names: list[str]) -> str:
+        if not strongest:
+            return self._rank_reason(row, features, col)
+        if strongest[0] in self.generators_:
+            own = self.generators_[strongest[0]]._reasons(row, np.array([col]))[0]
+            if own.startswith("because"):
+                return own
+        parts = []
+        ranked_by = [f for f in strongest if f in names]
+        if "agreement" in strongest:
+            ranked_by += [g for g in self._proposers(features, names) if g not in ranked_by]
+        phrases = {
+            "popular": self._popular_reason(col),
+            "category": f"matches your taste for {self.item_categories_[col]}",
+            "recent": "in demand lately",
+        }
+        for family in strongest:
+            if family in phrases:
+                parts.append(phrases[family])
+            elif ranked_by and family in (*names, "agreement"):
+                parts.append("ranked high by " + " and ".join(ranked_by[:2]))
+                ranked_by = []
+        return "; ".join(parts) if parts else self._rank_reason(row, features, col)
+
+    def _proposers(self, features: pd.Series | None, names: list[str]) -> list[str]:
+        """The generators that proposed the item, best rank first."""
+        if features is None:
+            return []
+        ranks = {g: features[f"rank_{g}"] for g in names if np.isfinite(features[f"rank_{g}"])}
+        return sorted(ranks, key=ranks.get)
+
+    def _rank_reason(self, row: int, features: pd.Series | None, col: int) -> str:
+        proposers = self._proposers(features, list(self.generator_names_))
+        return "ranked high by " + " and ".join(proposers[:2]) if proposers else self._popular_reason(col)
+
+    # ---- persistence ----------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "generator_names": self.generator_names_, "features": self.features_, "categories": self.categories_,
+            "item_last_days": self.item_last_days_, "item_first_days": self.item_first_days_,
+            "user_last_days": self.user_last_days_, "stage1_recall": np.asarray(self.stage1_recall_),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.generator_names_, self.features_, self.categories_ = arrays["generator_names"], arrays["features"], arrays["categories"]
+        self.item_last_days_, self.item_first_days_ = arrays["item_last_days"], arrays["item_first_days"]
+        self.user_last_days_, self.stage1_recall_ = arrays["user_last_days"], np.float64(arrays["stage1_recall"])
+
+    def save(self, path: Path | str) -> Path:
+        path = super().save(path)
+        meta = {
+            "generator_configs": {n: self._generator_config(n).model_dump(mode="json") for n in self.config.generators},
+            "interactions": self.interactions.model_dump(mode="json"),
+            "fitted": list(self.generators_),
+        }
+        (path / "generators.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for name, model in self.generators_.items():
+            model.save(path / "generators" / name)
+        for name, booster in (("stage1", self.stage1_), ("ranker", self.ranker_)):
+            if booster is not None:
+                booster.save_model(str(path / f"{name}.txt"))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        import lightgbm
+
+        from recmill.models import REGISTRY
+
+        path = Path(path)
+        model = super().load(path)
+        meta = json.loads((path / "generators.json").read_text())
+        model.generator_configs = {n: REGISTRY[n].Config.model_validate(c) for n, c in meta["generator_configs"].items()}
+        model.interactions = InteractionsConfig.model_validate(meta["interactions"])
+        model.generators_ = {n: REGISTRY[n].load(path / "generators" / n) for n in meta["fitted"]}
+        model.stage1_, model.ranker_ = (
+            lightgbm.Booster(model_file=str(path / f"{n}.txt")) if (path / f"{n}.txt").exists() else None for n in ("stage1", "ranker")
+        )
+        return model

@@ -1,0 +1,132 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recmill.config import ALSConfig, GradientBoostingConfig, InteractionsConfig, PopularityConfig, SplitConfig, TwoStageConfig, load_settings
+from recmill.data.interactions import InteractionData
+from recmill.data.sources import load_source
+from recmill.data.split import items_by_user, relevant_items, temporal_split
+from recmill.evaluation.holdout import score_model
+from recmill.models.als import ALSRecommender
+from recmill.models.popularity import PopularityRecommender
+from recmill.models.two_stage import TwoStageRecommender, group_sizes, keep_best, label_positives, label_split
+from tests.models.contract import RecommenderContract, make_data
+
+BOOSTING = GradientBoostingConfig(n_estimators=20, num_leaves=4, min_child_samples=2, early_stopping_rounds=5)
+CONFIG = TwoStageConfig(generators=["popularity", "als"], candidates_per_generator=10, keep=8, stage1=BOOSTING, ranker=BOOSTING)
+GENERATORS = {"als": ALSConfig(factors=4, iterations=5, regularization=0.1), "popularity": PopularityConfig()}
+
+
+def two_stage(config=CONFIG, seed=7):
+    return TwoStageRecommender(config, seed=seed, generator_configs=GENERATORS)
+
+
+class TestTwoStageContract(RecommenderContract):
+    model_class = TwoStageRecommender
+    config = CONFIG
+
+    def make(self, seed: int = 7):
+        return two_stage(self.config, seed)
+
+
+def events(rows):
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "hour"])
+    frame["timestamp"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(frame.pop("hour"), unit="h")
+    frame["value"] = 1.0
+    return frame
+
+
+def test_labels_are_the_last_part_of_each_users_training_events():
+    ev = events([
+        # a: 5 events, the last one (20%) labels; b bought b1 before, so buying it again is no label
+        ("a", "x1", "purchase", 1), ("a", "x2", "purchase", 2), ("a", "x3", "view", 3), ("a", "x4", "purchase", 4), ("a", "x5", "purchase", 5),
+        ("b", "b1", "purchase", 1), ("b", "b2", "purchase", 2), ("b", "b3", "purchase", 3), ("b", "b4", "view", 4), ("b", "b1", "purchase", 5),
+        # c: the label slice is a view only; d has one event, which stays history
+        ("c", "c1", "purchase", 1), ("c", "c2", "purchase", 2), ("c", "c3", "purchase", 3), ("c", "c4", "purchase", 4), ("c", "c5", "view", 5),
+        ("d", "d1", "purchase", 9),
+    ])
+    earlier, labels = label_split(ev, 0.2)
+    assert sorted(zip(labels.user_id, labels.item_id)) == [("a", "x5"), ("b", "b1"), ("c", "c5")]
+    assert len(earlier) == len(ev) - 3 and "d1" in set(earlier.item_id)
+    positives = label_positives(earlier, labels, ["purchase", "rating"])
+    assert list(zip(positives.user_id, positives.item_id)) == [("a", "x5")]
+
+
+def test_label_split_never_reaches_past_the_training_data():
+    # fit sees only the data it is given: its labels are a subset of those events, all
+    # later than the history they are predicted from
+    data = make_data()
+    earlier, labels = label_split(data.events, 0.2)
+    assert len(earlier) + len(labels) == len(data.events)
+    last_seen = earlier.groupby("user_id")["timestamp"].max()
+    assert (labels["timestamp"].to_numpy() >= last_seen.reindex(labels["user_id"]).to_numpy()).all()
+
+
+def test_keep_best_keeps_each_users_top_scores_ties_by_column():
+    rows = np.array([0, 0, 0, 1, 1, 1])
+    cols = np.array([5, 3, 9, 1, 2, 4])
+    scores = np.array([0.1, 0.9, 0.9, 0.5, 0.2, 0.7])
+    assert keep_best(rows, cols, scores, 2).tolist() == [False, True, True, True, False, True]
+    assert keep_best(rows, cols, scores, 1).tolist() == [False, True, False, False, False, True]
+
+
+def test_group_sizes():
+    assert group_sizes(np.array([3, 3, 5, 7, 7, 7])).tolist() == [2, 1, 3]
+
+
+def test_stage1_recall_and_saved_files(tmp_path):
+    model = two_stage().fit(make_data())
+    assert 0 < model.stage1_recall_ <= 1
+    model.save(tmp_path / "m")
+    assert {"stage1.txt", "ranker.txt", "generators.json"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    assert sorted(p.name for p in (tmp_path / "m" / "generators").iterdir()) == ["als", "popularity"]
+    assert (tmp_path / "m" / "ranker.txt").read_text().startswith("tree")
+    loaded = TwoStageRecommender.load(tmp_path / "m")
+    assert loaded.generator_configs["als"] == GENERATORS["als"]
+    assert loaded.stage1_recall_ == model.stage1_recall_
+
+
+def test_without_label_positives_falls_back_to_reciprocal_ranks(caplog):
+    # every user's last events are views: nothing to learn from, the generators' ranks decide
+    data = make_data()
+    ev = data.events.copy()
+    late = ev.groupby("user_id")["timestamp"].rank(ascending=False) <= 2
+    ev.loc[late, "event_type"] = "view"
+    data = InteractionData.build(ev, data.items, data.users, InteractionsConfig())
+    with caplog.at_level(logging.WARNING, logger="recmill"):
+        model = two_stage().fit(data)
+    assert "reciprocal ranks" in caplog.text
+    assert model.stage1_ is None and model.ranker_ is None
+    recs = model.recommend(["u3"], k=3)
+    als = model.generators_["als"].recommend(["u3"], k=10)
+    pop = model.generators_["popularity"].recommend(["u3"], k=10)
+    fused = (1 / als.set_index("item_id")["rank"]).add(1 / pop.set_index("item_id")["rank"], fill_value=0)
+    assert recs["score"].tolist() == pytest.approx(sorted(fused, reverse=True)[:3])
+
+
+def test_reasons_name_generators_or_history():
+    data = make_data()
+    recs = two_stage().fit(data).recommend(list(data.user_ids[:5]), k=5, reasons=True)
+    assert recs["reason"].str.match(r"^(because you bought|ranked high by|popular in|matches your taste|in demand lately)").all()
+
+
+def test_beats_its_generators_on_the_synthetic_shop():
+    # the pipeline's protocol: fit on train + valid, score purchases the user did not have
+    settings = load_settings(None)
+    tables = load_source("synthetic", None, preset="small", seed=settings.seed)
+    parts = temporal_split(tables.events, SplitConfig())
+    train = pd.concat([parts["train"], parts["valid"]], ignore_index=True)
+    truth = relevant_items(parts["test"], ["purchase"], items_by_user(train, ["purchase"]))
+    data = InteractionData.build(train, tables.items, tables.users, InteractionsConfig())
+    generators = {"als": settings.models.als, "popularity": settings.models.popularity}
+    boosting = GradientBoostingConfig(n_estimators=100, learning_rate=0.1, early_stopping_rounds=10)
+    config = TwoStageConfig(generators=["popularity", "als"], candidates_per_generator=50, keep=20, stage1=boosting, ranker=boosting)
+
+    def ndcg(model):
+        return score_model(model, truth, ["ndcg"], [10])[0]["value"]
+
+    best_single = max(ndcg(ALSRecommender(generators["als"], seed=1).fit(data)), ndcg(PopularityRecommender(seed=1).fit(data)))
+    combined = ndcg(TwoStageRecommender(config, seed=1, generator_configs=generators).fit(data))
+    assert combined > best_single
