@@ -378,28 +378,31 @@ class TwoStageRecommender(Recommender):
         return out
 
     def _explain(self, row: int, col: int, strongest: list[str], features: pd.Series, names: list[str]) -> str:
+        """Words for the strongest feature families: a generator speaks through its own reason
+        (a shopper has no use for model names), the others through a short phrase."""
         if not strongest:
             return self._rank_reason(row, features, col)
-        if strongest[0] in self.generators_:
-            own = self.generators_[strongest[0]]._reasons(row, np.array([col]))[0]
-            if own.startswith("because"):
-                return own
-        parts = []
-        ranked_by = [f for f in strongest if f in names]
-        if "agreement" in strongest:
-            ranked_by += [g for g in self._proposers(features, names) if g not in ranked_by]
+        proposers = self._proposers(features, names)
         phrases = {
             "popular": self._popular_reason(col),
             "category": f"matches your taste for {self.item_categories_[col]}",
             "recent": "in demand lately",
         }
+        parts = []
         for family in strongest:
             if family in phrases:
                 parts.append(phrases[family])
-            elif ranked_by and family in (*names, "agreement"):
-                parts.append("ranked high by " + " and ".join(ranked_by[:2]))
-                ranked_by = []
+            elif family in (*names, "agreement") and not any(p.startswith("because") for p in parts):
+                reason = self._generator_reason(row, col, [family, *proposers] if family in names else proposers)
+                if reason:
+                    parts.append(reason)
+        parts = sorted(dict.fromkeys(parts), key=lambda p: not p.startswith("because"))  # history first
         return "; ".join(parts) if parts else self._rank_reason(row, features, col)
+
+    def _generator_reason(self, row: int, col: int, generators: list[str]) -> str | None:
+        """The first 'because you ...' among these generators' own reasons, else the first reason."""
+        own = [self.generators_[g]._reasons(row, np.array([col]))[0] for g in dict.fromkeys(generators) if g in self.generators_]
+        return next((r for r in own if r.startswith("because")), own[0] if own else None)
 
     def _proposers(self, features: pd.Series | None, names: list[str]) -> list[str]:
         """The generators that proposed the item, best rank first."""
@@ -409,8 +412,8 @@ class TwoStageRecommender(Recommender):
         return sorted(ranks, key=ranks.get)
 
     def _rank_reason(self, row: int, features: pd.Series | None, col: int) -> str:
-        proposers = self._proposers(features, list(self.generator_names_))
-        return "ranked high by " + " and ".join(proposers[:2]) if proposers else self._popular_reason(col)
+        reason = self._generator_reason(row, col, self._proposers(features, list(self.generator_names_)))
+        return reason or self._popular_reason(col)
 
     # ---- persistence ----------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
