@@ -1,8 +1,8 @@
 """Score one model's two fits on the held-out slices: valid (for choosing) and test (reported).
 
 Ranking metrics for every model; RMSE and MAE for models that predict ratings, where the
-held-out slice has ratings; and, when the segments model was trained, the ranking
-metrics of each user segment.
+held-out slice has ratings; what a model measured while training (two_stage's stage-1
+recall); and, when the segments model was trained, the ranking metrics of each segment.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int
     truth = relevant_items(held_out, positive, had)
     ev = settings.evaluate
     overall = {metric_key(r["metric"], r["k"]): r["value"] for r in score_model(fitted, truth, ev.metrics, ev.k, exclude)}
+    overall.update(fitted.training_metrics())
 
     ratings = held_out[held_out["event_type"] == "rating"]
     if fitted.predicts_ratings and len(ratings):

@@ -96,6 +96,10 @@ class Recommender(ABC):
         """Predicted ratings of (user, item) pairs."""
         raise RecmillError(f"model '{self.name}' does not predict ratings")
 
+    def training_metrics(self) -> dict[str, float]:
+        """Figures the model measured while training, keyed 'metric@k' (reported beside the holdout's)."""
+        return {}
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """Extra warehouse tables this model publishes (schema.WAREHOUSE_TABLES names)."""
         return {}

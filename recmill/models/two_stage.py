@@ -354,6 +354,10 @@ class TwoStageRecommender(Recommender):
         self._served = frame  # the features of this batch, for its reasons
         return top_k(self._dense(rows, frame, scores), k)
 
+    def training_metrics(self) -> dict[str, float]:
+        """Stage-1 recall: the share of the training labels' positives kept for the ranker."""
+        return {f"stage1_recall@{self.config.keep}": float(self.stage1_recall_)}
+
     # ---- reasons --------------------------------------------------------------------
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """Name the features that pushed each item up most (LightGBM contributions)."""

@@ -54,6 +54,8 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     valid_ndcg = overall[(overall.split == "valid") & (overall.metric == "ndcg") & (overall.k == 10)].set_index("model")["value"]
     assert chosen == valid_ndcg.idxmax()
     assert set(metrics.model) == set(Settings().train.models) and set(metrics.split) == {"valid", "test"}
+    stage1 = overall[(overall.model == "two_stage") & (overall.metric == "stage1_recall")]
+    assert set(stage1.split) == {"valid", "test"} and stage1["value"].between(0, 1).all()
     rated = metrics[metrics.metric.isin(["rmse", "mae"])]
     assert rated.empty  # the shop has no ratings: no rating metrics, for mf or anyone
     assert set(metrics.slice) - {"all"} and all(s.startswith("segment=") for s in set(metrics.slice) - {"all"})

@@ -131,3 +131,11 @@ def test_beats_its_generators_on_the_synthetic_shop():
     best_single = max(ndcg(ALSRecommender(generators["als"], seed=1).fit(data)), ndcg(PopularityRecommender(seed=1).fit(data)))
     combined = ndcg(TwoStageRecommender(config, seed=1, generator_configs=generators).fit(data))
     assert combined > best_single
+
+
+def test_training_metrics_report_stage1_recall():
+    data = make_data()
+    model = two_stage().fit(data)
+    (key, value), = model.training_metrics().items()
+    assert key == f"stage1_recall@{model.config.keep}"
+    assert 0.0 <= value <= 1.0 and value == float(model.stage1_recall_)
