@@ -14,8 +14,8 @@ import numpy as np
 from pipelines.common import fit_events
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
-from recmill.evaluation.holdout import score_model
-from recmill.evaluation.metrics import RATING_METRICS, per_user
+from recmill.evaluation.holdout import ranked_lists
+from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.tracking import Tracker
@@ -47,7 +47,9 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int
     had = items_by_user(fit_events(settings, fit), positive) if exclude else None
     truth = relevant_items(held_out, positive, had)
     ev = settings.evaluate
-    overall = {metric_key(r["metric"], r["k"]): r["value"] for r in score_model(fitted, truth, ev.metrics, ev.k, exclude)}
+    ranked = ranked_lists(fitted, truth, max(ev.k), exclude)  # once: overall and per segment
+    rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
+    overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
     overall.update(fitted.training_metrics())
 
     ratings = held_out[held_out["event_type"] == "rating"]
@@ -58,8 +60,6 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int
     by_segment = {}
     labels = segment_labels(settings, fit, list(truth))
     if labels:
-        recs = fitted.recommend(list(truth), k=max(ev.k), exclude_seen=exclude)
-        ranked = recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
         members = defaultdict(list)
         for user, label in labels.items():
             members[label].append(user)
