@@ -8,7 +8,8 @@ sorted by (timestamp, item id), the last 20% (at least one) held out; every rati
 positive; 10 items per user from the full catalogue, excluding the user's training items;
 metrics averaged over users with a test item. synthetic uses the default shop and the
 pipeline's own split: models fit on train + valid, scored on test (purchases the user did
-not already have). Models use params.yaml's settings. Writes
+not already have), and a buy-again model on each user's next order (AUC, log loss,
+next-basket F1 beside the baselines). Models use params.yaml's settings. Writes
 reports/benchmarks/quality_<dataset>.json and .md, and prints the table.
 """
 
@@ -28,6 +29,7 @@ from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
 from recmill.data.split import items_by_user, relevant_items, temporal_split
 from recmill.errors import ModelSkipped
+from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import score_model
 from recmill.evaluation.metrics import RATING_METRICS
 from recmill.models import REGISTRY
@@ -83,7 +85,7 @@ def main() -> None:
     tables, train, test, truth = holdout(args.dataset, settings, args.data)
     data = InteractionData.build(train, tables.items, tables.users, settings.interactions)
     ratings = test[test["event_type"] == "rating"]
-    results, skipped = {}, {}
+    results, skipped, buy_again = {}, {}, {}
     for label, (name, config) in candidates(args.dataset, settings).items():
         started = time.perf_counter()
         try:
@@ -92,6 +94,14 @@ def main() -> None:
             skipped[label] = str(exc)
             continue
         row = {"fit_seconds": round(time.perf_counter() - started, 2)}
+        if model.predicts_reorders:  # scored on each user's next order, not as a ranking
+            positive = settings.interactions.positive_event_types
+            scores = buy_again_metrics(
+                model.reorder_probabilities(), train[train["event_type"].isin(positive)], test[test["event_type"].isin(positive)]
+            )
+            buy_again[label] = {**row, **{m: round(v, 4) for m, v in scores.items()}}
+            print(f"{label}: {buy_again[label]}", flush=True)
+            continue
         for r in score_model(model, truth, ["ndcg", "recall", "precision", "map", "coverage"], [10]):
             row[f"{r['metric']}@{r['k']}"] = round(r["value"], 4)
         if model.predicts_ratings and len(ratings):
@@ -108,6 +118,7 @@ def main() -> None:
         "train_events": len(train),
         "test_events": len(test),
         "models": results,
+        "buy_again": buy_again,
         "skipped": skipped,
         "reference": reference,
     }
@@ -118,6 +129,14 @@ def main() -> None:
     title = f"{args.dataset}: {len(truth)} users scored, {len(train):,} training and {len(test):,} test events"
     markdown = table.astype(object).where(table.notna(), None).to_markdown(floatfmt=".4f", missingval="")
     notes = "".join(f"\n- {label}: {why}" for label, why in skipped.items())
+    if buy_again:
+        baskets = pd.DataFrame(buy_again).T
+        markdown += (
+            f"\n\n## Buy again: each user's next complete order on test ({int(baskets['basket_users'].iloc[0])} users)\n\n"
+            "basket_f1: expected-F1 baskets from the model's probabilities; the baselines repeat the last basket "
+            "or take the user's most frequent items (as many as their mean basket size).\n\n"
+            + baskets.drop(columns="basket_users").to_markdown(floatfmt=".4f")
+        )
     (args.out / f"quality_{args.dataset}.md").write_text(f"# {title}\n\n{markdown}\n{notes}\n")
     print(f"\n{title}\n")
     print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))

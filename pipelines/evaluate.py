@@ -3,6 +3,8 @@
 Ranking metrics for every model; RMSE and MAE for models that predict ratings, where the
 held-out slice has ratings; what a model measured while training (two_stage's stage-1
 recall); and, when the segments model was trained, the ranking metrics of each segment.
+A buy-again model is scored on each user's next order instead: AUC, log loss and
+next-basket F1, beside the F1 of the two baselines.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from pipelines.common import fit_events
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
+from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import ranked_lists
 from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user
 from recmill.io import Layout, read_frame, read_json, write_json
@@ -37,10 +40,26 @@ def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, 
     return {u: labels.get(s, "unknown") for u, s in zip(users, segments.segment_of(users)) if s >= 0}
 
 
+def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, dict, int]:
+    """Buy-again metrics of one fit on the next orders after its training data."""
+    positive = settings.interactions.positive_event_types
+    history = fit_events(settings, fit)
+    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
+    scores = buy_again_metrics(
+        fitted.reorder_probabilities(),
+        history[history["event_type"].isin(positive)],
+        held_out[held_out["event_type"].isin(positive)],
+    )
+    scores.update(fitted.training_metrics())
+    return scores, {}, int(scores.pop("basket_users"))
+
+
 def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int]:
     """Metrics of one fit on the slice after its training data: overall, per segment, users scored."""
     layout = Layout(settings)
     fitted = REGISTRY[model].load(layout.model_dir(model, fit))
+    if fitted.predicts_reorders:
+        return score_buy_again(settings, fitted, fit)
     exclude = settings.publish.exclude_seen
     held_out = read_frame(layout.splits / f"{fit}.parquet")
     positive = settings.interactions.positive_event_types

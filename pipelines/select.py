@@ -1,10 +1,12 @@
-"""Choose the model to publish: the best validation score on the selection metric."""
+"""Choose the model to publish: the best validation score on the selection metric, among
+the models that rank items (a buy-again model does not compete)."""
 
 from __future__ import annotations
 
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.io import Layout, read_json, write_json
+from recmill.models import REGISTRY
 
 
 def choose(scores: dict[str, float]) -> str:
@@ -17,6 +19,8 @@ def run(settings: Settings) -> dict:
     metric, k = settings.evaluate.selection_metric, settings.evaluate.selection_k
     scores, skipped = {}, {}
     for model in settings.train.models:
+        if REGISTRY[model].predicts_reorders:
+            continue
         scored = read_json(layout.metrics_file(model))
         if "skipped" in scored:
             skipped[model] = scored["skipped"]

@@ -15,6 +15,10 @@ from recmill.runtime import offline_defaults
 app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
 console = Console()
 SUMMARY_METRICS = ("precision", "recall", "ndcg", "map", "coverage")
+BUY_AGAIN_METRICS = {  # metric -> column title
+    "auc": "AUC", "log_loss": "log loss", "basket_f1": "F1",
+    "basket_f1_repeat_last_basket": "F1 last basket", "basket_f1_top_frequent": "F1 top items",
+}
 
 
 @app.callback()
@@ -47,6 +51,21 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     for _, row in wide.sort_values(["split", "model"], ascending=[False, True]).iterrows():
         table.add_row(row["model"], row["split"], *(f"{row[m]:.4f}" for m in shown))
     console.print(table)
+    buy_again = warehouse.query(
+        warehouse_path,
+        f"SELECT model, metric, value FROM model_metrics WHERE run_id = ? AND split = 'test' AND slice = 'all' "
+        f"AND metric IN ({', '.join('?' * len(BUY_AGAIN_METRICS))})",
+        [result["run_id"], *BUY_AGAIN_METRICS],
+    )
+    if len(buy_again):
+        table = Table(title="Buy again: the next order on test (F1 beside the baselines)")
+        table.add_column("model")
+        for title in BUY_AGAIN_METRICS.values():
+            table.add_column(title, justify="right")
+        for model, rows in buy_again.groupby("model"):
+            values = rows.set_index("metric")["value"]
+            table.add_row(model, *(f"{values.get(m, float('nan')):.4f}" for m in BUY_AGAIN_METRICS))
+        console.print(table)
     counts = Table(title="Published tables")
     counts.add_column("table")
     counts.add_column("rows", justify="right")

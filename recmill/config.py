@@ -199,6 +199,38 @@ class TwoStageConfig(Section):
         return self
 
 
+class ReorderConfig(Section):
+    booster: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=500))
+    valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the booster early.")
+    max_per_user: int = Field(50, ge=1, description="buy_again rows kept per user, most probable first.")
+    memory_limit: str = Field("4GB", description="DuckDB memory limit while building the features.")
+    threads: int = Field(2, ge=1, description="DuckDB threads while building the features.")
+
+
+class NCFConfig(Section):
+    embedding_dim: int = Field(50, ge=1, description="User and item embeddings of the collaborative branch.")
+    user_dense: int = Field(64, ge=1, description="Units of the dense layer over the user features.")
+    item_dense: int = Field(64, ge=1, description="Units of the dense layer over the item features.")
+    category_embedding_dim: int = Field(10, ge=1)
+    brand_embedding_dim: int = Field(10, ge=1)
+    hidden: list[int] = Field([128, 64, 32], min_length=1, description="Fusion layers after the concatenation.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="After every fusion layer but the last.")
+    loss: Literal["mse", "bce", "bpr"] = "mse"
+    negatives: int = Field(4, ge=1, description="Sampled negatives per positive, resampled each epoch.")
+    learning_rate: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(1e-5, ge=0)
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor.")
+    lr_patience: int = Field(3, ge=0, description="ReduceLROnPlateau patience, in epochs.")
+    min_lr: float = Field(1e-6, ge=0)
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(50, ge=1, description="Most epochs; early stopping usually ends sooner.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
+    valid_fraction: float = Field(0.1, gt=0, lt=1, description="Each user's last share of training events that validates each epoch.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available.")
+    checkpoint_dir: Path | None = Field(None, description="Per-epoch checkpoints here let an interrupted training resume.")
+
+
 class ModelsConfig(Section):
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     random: RandomConfig = Field(default_factory=RandomConfig)
@@ -210,11 +242,13 @@ class ModelsConfig(Section):
     mf: MFConfig = Field(default_factory=MFConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     two_stage: TwoStageConfig = Field(default_factory=TwoStageConfig)
+    reorder: ReorderConfig = Field(default_factory=ReorderConfig)
+    ncf: NCFConfig = Field(default_factory=NCFConfig)
 
 
 class TrainConfig(Section):
     models: list[str] = [
-        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage",
+        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder",
     ]
 
     @model_validator(mode="after")

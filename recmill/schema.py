@@ -80,6 +80,13 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("top_categories", "VARCHAR"),
         ("run_id", "VARCHAR"),
     ),
+    "buy_again": (
+        ("user_id", "VARCHAR"),
+        ("item_id", "VARCHAR"),
+        ("probability", "DOUBLE"),  # of being in the user's next order
+        ("rank", "INTEGER"),
+        ("run_id", "VARCHAR"),
+    ),
     "runs": (
         ("run_id", "VARCHAR"),
         ("started_at", "TIMESTAMP"),

@@ -246,11 +246,19 @@ def expected_f1_baskets(
 # --- baselines and truth from order history -------------------------------------
 
 
+def basket_ids(events: pd.DataFrame) -> pd.Series:
+    """Each event's basket: its order_id, or 'day <date>' for an event without one (as
+    recmill.features groups them), so rating data has one basket per active day."""
+    day = "day " + events[TIMESTAMP].dt.strftime("%Y-%m-%d")
+    if ORDER_ID not in events:
+        return day
+    return events[ORDER_ID].astype("string").fillna(day).astype(str)
+
+
 def _orders(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per (user, order, item) with the order's time, oldest order first."""
-    if history[ORDER_ID].isna().any():
-        raise ValueError("every purchase needs an order_id")
-    rows = history[[USER_ID, ORDER_ID, ITEM_ID, TIMESTAMP]].drop_duplicates([USER_ID, ORDER_ID, ITEM_ID])
+    """One row per (user, basket, item) with the basket's time, oldest first (order_id holds the basket)."""
+    rows = history.assign(**{ORDER_ID: basket_ids(history)})
+    rows = rows[[USER_ID, ORDER_ID, ITEM_ID, TIMESTAMP]].drop_duplicates([USER_ID, ORDER_ID, ITEM_ID])
     placed = rows.groupby([USER_ID, ORDER_ID])[TIMESTAMP].transform("min")  # an order's time is its first event
     return rows.assign(placed=placed).sort_values([USER_ID, "placed", ORDER_ID], kind="stable")
 
@@ -267,7 +275,8 @@ def _item_sets(rows: pd.DataFrame) -> dict[str, set[str]]:
 def repeat_last_basket(history: pd.DataFrame) -> dict[str, set[str]]:
     """Each user's last order (by its first event's time) as the reorder prediction.
 
-    history: purchase events (user_id, item_id, timestamp, order_id).
+    history: purchase events (user_id, item_id, timestamp, order_id; a missing order_id
+    makes a basket of the day).
     """
     return _item_sets(_first_or_last_order(_orders(history), last=True))
 
@@ -300,3 +309,36 @@ def next_order_truth(history_before: pd.DataFrame, next_orders: pd.DataFrame) ->
     before = _item_sets(history_before[[USER_ID, ITEM_ID]])
     following = _item_sets(_first_or_last_order(_orders(next_orders), last=False))
     return {user: (items & before[user]) or {NONE} for user, items in following.items() if user in before}
+
+
+def buy_again_metrics(probabilities: pd.DataFrame, history: pd.DataFrame, held_out: pd.DataFrame) -> dict[str, float]:
+    """How well reorder probabilities foretell each user's next order, beside the baselines.
+
+    probabilities: user_id, item_id, probability of the (user, item bought before) pairs.
+    history and held_out: purchase events before and after the model's data. The next
+    order is the user's first basket in held_out that history holds no part of (a split
+    in time can cut an order in two). Over the users with a history and a next order:
+    AUC and log loss of the pairs (label: the item is in the next order), and the mean
+    F1 of the expected-F1 baskets, of repeating the last basket and of the user's
+    most frequent items (as many as their mean basket size).
+    """
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    started = set(zip(history[USER_ID].astype(str), basket_ids(history)))
+    keys = list(zip(held_out[USER_ID].astype(str), basket_ids(held_out)))
+    complete = held_out[[key not in started for key in keys]]
+    truth = next_order_truth(history, complete)
+    if not truth:
+        raise ValueError("no user has a purchase history and a complete next order to score")
+    pairs = probabilities[probabilities[USER_ID].astype(str).isin(truth)]
+    labels = np.array([item in truth[user] for user, item in zip(pairs[USER_ID].astype(str), pairs[ITEM_ID].astype(str))])
+    p = pairs[PROBABILITY].to_numpy(dtype=float)
+    both_classes = 0 < labels.sum() < len(labels)
+    return {
+        "auc": float(roc_auc_score(labels, p)) if both_classes else float("nan"),
+        "log_loss": float(log_loss(labels, p, labels=[False, True])) if len(labels) else float("nan"),
+        "basket_f1": mean_f1(expected_f1_baskets(pairs), truth),
+        "basket_f1_repeat_last_basket": mean_f1(repeat_last_basket(history), truth),
+        "basket_f1_top_frequent": mean_f1(top_frequent_items(history), truth),
+        "basket_users": float(len(truth)),
+    }

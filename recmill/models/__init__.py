@@ -11,6 +11,7 @@ from recmill.models.item2vec import Item2VecRecommender
 from recmill.models.mf import MFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
+from recmill.models.reorder import ReorderRecommender
 from recmill.models.segments import SegmentsRecommender
 from recmill.models.two_stage import TwoStageRecommender
 
@@ -18,7 +19,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender,
+        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender, ReorderRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

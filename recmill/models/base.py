@@ -43,6 +43,9 @@ class Recommender(ABC):
     has_explanations: ClassVar[bool] = False  # implements explain
     predicts_ratings: ClassVar[bool] = False  # implements predict (scored by RMSE / MAE)
     publishes_tables: ClassVar[bool] = False  # implements tables (extra warehouse tables)
+    # implements reorder_probabilities: scored by AUC, log loss and next-basket F1, and
+    # never chosen to publish recommendations
+    predicts_reorders: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel | None = None, seed: int = 42):
         self.config = config if config is not None else self.Config()

@@ -28,6 +28,7 @@ from recmill.data.interactions import InteractionData
 from recmill.data.split import temporal_split
 from recmill.errors import ModelSkipped
 from recmill.models.base import Recommender, text_array, top_k
+from recmill.models.boosting import booster_params, early_stopping
 
 log = logging.getLogger("recmill")
 DAY = pd.Timedelta(days=1)
@@ -263,8 +264,8 @@ class TwoStageRecommender(Recommender):
             log.warning("two_stage: too few label positives among the candidates; ordering by the generators' reciprocal ranks")
             self.stage1_recall_ = np.float64(labels.sum() / max(n_positives, 1))
             return
-        stage1 = lightgbm.LGBMClassifier(**self._booster_params(c.stage1))
-        stage1.fit(X[~valid], labels[~valid], **self._early_stopping(c.stage1, X[valid], labels[valid], None))
+        stage1 = lightgbm.LGBMClassifier(**booster_params(c.stage1, self.seed))
+        stage1.fit(X[~valid], labels[~valid], **early_stopping(c.stage1, X[valid], labels[valid], None, self.name))
         self.stage1_ = lightgbm.Booster(model_str=stage1.booster_.model_to_string())
         first = self._out_of_fold(X, labels, rows, valid, self.stage1_.current_iteration())
         kept = keep_best(rows, frame["col"].to_numpy(), first, c.keep)
@@ -277,10 +278,10 @@ class TwoStageRecommender(Recommender):
         if not labels[train].any():
             log.warning("two_stage: no kept label positive to train the ranker on; ordering by stage 1")
             return
-        ranker = lightgbm.LGBMRanker(objective="lambdarank", **self._booster_params(c.ranker))
+        ranker = lightgbm.LGBMRanker(objective="lambdarank", **booster_params(c.ranker, self.seed))
         ranker.fit(
             X[train], labels[train], group=group_sizes(rows[train]),
-            **self._early_stopping(c.ranker, X[held], labels[held], group_sizes(rows[held])),
+            **early_stopping(c.ranker, X[held], labels[held], group_sizes(rows[held]), self.name),
         )
         self.ranker_ = lightgbm.Booster(model_str=ranker.booster_.model_to_string())
 
@@ -299,28 +300,9 @@ class TwoStageRecommender(Recommender):
             if not labels[other].any() or labels[other].all() or not part.any():
                 log.warning("two_stage: too few label positives to score stage 1 out of fold; using its in-sample scores")
                 return self.stage1_.predict(X)
-            params = {**self._booster_params(self.config.stage1), "n_estimators": n_estimators}
+            params = {**booster_params(self.config.stage1, self.seed), "n_estimators": n_estimators}
             scores[part] = lightgbm.LGBMClassifier(**params).fit(X[other], labels[other]).predict_proba(X[part])[:, 1]
         return scores
-
-    def _booster_params(self, cfg) -> dict:
-        return {
-            "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate, "n_estimators": cfg.n_estimators,
-            "min_child_samples": cfg.min_child_samples, "random_state": self.seed, "n_jobs": 1,
-            "deterministic": True, "force_row_wise": True, "verbose": -1,
-        }
-
-    def _early_stopping(self, cfg, X, y, groups) -> dict:
-        """fit() arguments that stop on the held-out users, when they hold a positive."""
-        import lightgbm
-
-        if not y.any():
-            log.warning("two_stage: no held-out label positive; training without early stopping")
-            return {}
-        args = {"eval_X": (X,), "eval_y": (y,), "callbacks": [lightgbm.early_stopping(cfg.early_stopping_rounds, verbose=False)]}
-        if groups is not None:
-            args.update(eval_group=[groups], eval_at=[10], eval_metric="ndcg")
-        return args
 
     # ---- serving --------------------------------------------------------------------
     def _context(self) -> Context:

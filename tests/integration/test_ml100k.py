@@ -42,3 +42,11 @@ def test_popularity_matches_the_reference(protocol):
 
 def test_als_with_default_settings_clears_the_reference(protocol):
     assert ndcg10("als", protocol) >= 0.194
+
+
+def test_buy_again_is_skipped_because_nobody_rates_a_film_twice(protocol):
+    from recmill.errors import ModelSkipped
+
+    data, _ = protocol
+    with pytest.raises(ModelSkipped, match="no user has the same item in two orders"):
+        build_model("reorder", Settings()).fit(data)

@@ -64,12 +64,22 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert len(segments) == events.user_id.nunique() and segments["label"].str.len().gt(3).all()
     profiles = warehouse.query(db, "SELECT * FROM segment_profiles")
     assert profiles["size"].sum() == len(segments)
+    # buy again: scored on the next order, published for every buyer, never the published lists
+    reorder = overall[overall.model == "reorder"].set_index(["split", "metric"])["value"]
+    assert {"auc", "log_loss", "basket_f1", "basket_f1_repeat_last_basket", "basket_f1_top_frequent"} <= set(reorder.index.get_level_values(1))
+    assert "ndcg" not in set(reorder.index.get_level_values(1)) and chosen != "reorder"
+    assert 0.5 < reorder[("test", "auc")] <= 1
+    buy_again = warehouse.query(db, "SELECT * FROM buy_again")
+    assert set(buy_again.user_id) == set(bought.user_id)
+    assert buy_again["probability"].between(0, 1).all() and set(buy_again.run_id) == {recs.run_id.iloc[0]}
+    assert set(zip(buy_again.user_id, buy_again.item_id)) <= set(zip(bought.user_id, bought.item_id))
+    assert "Buy again" in result.output
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
 
     # every fit is an MLflow run in the sqlite store, with params, metrics and the model
     tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
-    refit = {"als", "content", "item2vec", "mf", "segments", chosen}
+    refit = {"als", "content", "item2vec", "mf", "segments", "reorder", chosen}
     assert set(tracked) == set(Settings().train.models) | {f"{m}-full" for m in refit}
     als = tracked["als"]
     assert als.data.params["config.factors"] == "128"

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from recmill.evaluation.basket import (
+    basket_ids,
+    buy_again_metrics,
     expected_f1,
     expected_f1_basket,
     expected_f1_baskets,
@@ -295,6 +297,52 @@ def test_baselines_scored_against_the_truth():
     assert mean_f1(top_frequent_items(HISTORY), truth) == pytest.approx(1 / 3)
 
 
-def test_orders_need_an_order_id():
-    with pytest.raises(ValueError):
-        repeat_last_basket(HISTORY.assign(order_id=[None] + list(HISTORY["order_id"][1:])))
+def test_events_without_an_order_id_make_a_basket_of_their_day():
+    start = pd.Timestamp("2026-01-01")
+    ratings = HISTORY.assign(order_id=pd.NA, timestamp=start + (HISTORY["timestamp"] - start) / pd.Timedelta(minutes=1) * pd.Timedelta(days=1))
+    # u1's last day holds b only (d at day 300, b at day 301)
+    assert repeat_last_basket(ratings) == {"u1": {"b"}, "u2": {"y"}}
+    assert list(basket_ids(ratings.head(2))) == ["day 2026-10-28", "day 2026-10-29"]
+
+
+PROBABILITIES = pd.DataFrame(
+    [("u1", "a", 0.8), ("u1", "b", 0.9), ("u1", "c", 0.1), ("u1", "d", 0.3), ("u2", "x", 0.2), ("u2", "y", 0.4), ("u9", "a", 0.5)],
+    columns=["user_id", "item_id", "probability"],
+)
+
+
+def test_buy_again_metrics_by_hand():
+    # o3 goes on in the held-out slice: a cut order is not the next one, o6 is
+    held_out = pd.concat([NEXT, events([("u1", "o3", 302, "c")])], ignore_index=True)
+    got = buy_again_metrics(PROBABILITIES, HISTORY, held_out)
+    # labels: u1 a -> 1; b, c, d, u2 x, y -> 0 (u9 has no next order: left out)
+    # AUC: a (0.8) is above 4 of the 5 negatives
+    assert got["auc"] == pytest.approx(0.8)
+    expected_loss = -np.mean(np.log([0.8, 0.1, 0.9, 0.7, 0.8, 0.6]))
+    assert got["log_loss"] == pytest.approx(expected_loss)
+    u1 = expected_f1_basket(["a", "b", "c", "d"], [0.8, 0.9, 0.1, 0.3])
+    u2 = expected_f1_basket(["x", "y"], [0.2, 0.4])
+    assert got["basket_f1"] == pytest.approx((f1(u1, {"a"}) + f1(u2, {"None"})) / 2)
+    assert got["basket_f1_repeat_last_basket"] == 0.0
+    assert got["basket_f1_top_frequent"] == pytest.approx(1 / 3)
+    assert got["basket_users"] == 2
+
+
+def test_buy_again_auc_and_log_loss_agree_with_independent_formulas():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(3)
+    users = [f"u{i}" for i in range(60)]
+    history = events([(u, f"o{u}", 1, item) for u in users for item in "abcd"])
+    held_out = events([(u, f"n{u}", 5, item) for u in users for item in "abcd" if rng.random() < 0.4])
+    probabilities = pd.DataFrame(
+        [(u, item, rng.uniform(0.01, 0.99)) for u in users for item in "abcd"], columns=["user_id", "item_id", "probability"]
+    )
+    got = buy_again_metrics(probabilities, history, held_out)
+    truth = set(zip(held_out["user_id"], held_out["item_id"]))
+    in_scope = probabilities[probabilities["user_id"].isin(held_out["user_id"])]
+    y = np.array([pair in truth for pair in zip(in_scope["user_id"], in_scope["item_id"])])
+    p = in_scope["probability"].to_numpy()
+    u = mannwhitneyu(p[y], p[~y]).statistic  # AUC is the Mann-Whitney U over positives x negatives
+    assert got["auc"] == pytest.approx(u / (y.sum() * (~y).sum()))
+    assert got["log_loss"] == pytest.approx(-np.mean(np.where(y, np.log(p), np.log(1 - p))))

@@ -1,0 +1,286 @@
+"""Buy again: the chance that a user buys an item they bought before in their next order.
+
+A user's positive events (purchases, ratings) form baskets: one per order_id, or one per
+day for events without an order, as in recmill.features. fit() holds out each user's
+last basket as the label: the features (recmill.features, computed by DuckDB) describe
+the events before it, one row per (user, item bought before), labelled 1 when the item
+is in that basket, with the user's RFM segment (recmill.models.segments, found on the
+same earlier events). Users with a single basket teach nothing and give no row. A LightGBM
+classifier learns the labels, stopping early on a seeded share of the users. The
+features are then rebuilt from all the events and every (user, item bought before) pair
+gets its probability of being in the next order: the ``buy_again`` table.
+
+When nobody has the same item in two baskets (ratings: a film is rated once) there is
+nothing to learn and fit() raises ModelSkipped.
+
+As a recommender it lists the items the user bought before, most probable first, then
+the other items by popularity with negative scores (the share of users who have the
+item, minus one). With exclude_seen the bought items go, so what remains is the
+popularity list: this model is judged by AUC, log loss and next-basket F1, not by
+ranking metrics, and never competes to publish ``recommendations``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recmill import schema as S
+from recmill.config import InteractionsConfig, ReorderConfig, SegmentsConfig
+from recmill.data.interactions import InteractionData
+from recmill.errors import ModelSkipped
+from recmill.evaluation.basket import basket_ids
+from recmill.features import build_features
+from recmill.models.base import Recommender, csr_arrays, csr_from, ranks, text_array
+from recmill.models.boosting import booster_params, early_stopping
+from recmill.models.segments import SegmentsRecommender, rfm_features
+
+log = logging.getLogger("recmill")
+
+USER_COLUMNS = [
+    "n_orders", "n_positive", "mean_basket_size", "mean_days_between_orders", "days_since_last_order",
+    "n_items", "reorder_share", "top_category_share", "mean_price",
+]
+ITEM_COLUMNS = [
+    "n_users", "n_positive", "reorder_rate", "repeat_user_share", "mean_cart_position", "price", "price_level",
+    "age_days", "view_conversion",
+]
+PAIR_COLUMNS = [
+    "times_bought", "order_share", "orders_since_last", "days_since_last", "mean_cart_position", "longest_streak",
+    "in_last_order",
+]
+FEATURES = (
+    [f"user_{c}" for c in USER_COLUMNS] + [f"item_{c}" for c in ITEM_COLUMNS] + [f"pair_{c}" for c in PAIR_COLUMNS]
+    + ["in_top_category", "days_since_over_gap", "user_segment"]
+)
+
+
+def baskets(events: pd.DataFrame, positive_event_types) -> pd.DataFrame:
+    """Positive events with their basket (basket_ids) and the basket's start, the time of
+    its first positive event."""
+    pos = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
+    out = pos[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].astype({S.USER_ID: str, S.ITEM_ID: str})
+    out["basket"] = basket_ids(pos).to_numpy()
+    out["basket_start"] = out.groupby([S.USER_ID, "basket"])[S.TIMESTAMP].transform("min")
+    return out
+
+
+def has_repeats(basket_events: pd.DataFrame) -> bool:
+    """Whether some user has the same item in two baskets."""
+    return bool(basket_events.drop_duplicates([S.USER_ID, S.ITEM_ID, "basket"]).duplicated([S.USER_ID, S.ITEM_ID]).any())
+
+
+def last_baskets(basket_events: pd.DataFrame) -> pd.DataFrame:
+    """user_id, basket, basket_start of each user's last basket, for users with two or more."""
+    starts = basket_events.drop_duplicates([S.USER_ID, "basket"]).sort_values([S.USER_ID, "basket_start", "basket"])
+    counts = starts.groupby(S.USER_ID)["basket"].transform("size")
+    return starts[counts >= 2].groupby(S.USER_ID).tail(1)[[S.USER_ID, "basket", "basket_start"]]
+
+
+def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Every event except, for users with a label basket, those of it or after its start."""
+    ev = events[[S.USER_ID, S.TIMESTAMP]].astype({S.USER_ID: str}).merge(labels, on=S.USER_ID, how="left")
+    in_label = basket_ids(events).to_numpy() == ev["basket"].to_numpy()
+    keep = ev["basket"].isna().to_numpy() | ((ev[S.TIMESTAMP] < ev["basket_start"]).to_numpy() & ~in_label)
+    return events[keep]
+
+
+def feature_frame(events: pd.DataFrame, items: pd.DataFrame, positive_event_types, cfg: ReorderConfig) -> tuple[pd.DataFrame, dict]:
+    """One row per (user, item bought before) with FEATURES, and the feature statistics.
+
+    DuckDB computes the features from parquet copies of the events and items."""
+    with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
+        work = Path(work)
+        columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
+        events = events.reindex(columns=columns).astype({S.USER_ID: str, S.ITEM_ID: str, S.EVENT_TYPE: str, S.ORDER_ID: "string"})
+        events.to_parquet(work / "events.parquet", index=False)
+        items_path = None
+        if len(items):
+            items_path = work / "items.parquet"
+            items.assign(**{S.ITEM_ID: items[S.ITEM_ID].astype(str)}).to_parquet(items_path, index=False)
+        paths = build_features(
+            work / "events.parquet", items_path, work / "features", positive_event_types=positive_event_types,
+            memory_limit=cfg.memory_limit, threads=cfg.threads,
+        )
+        users = pd.read_parquet(paths["user_features"])
+        item_frame = pd.read_parquet(paths["item_features"])
+        pairs = pd.read_parquet(paths["user_item_features"])
+        stats = json.loads(paths["feature_stats"].read_text())
+    users = users.rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
+    item_frame = item_frame.rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
+    pairs = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS})
+    frame = pairs.merge(users, on=S.USER_ID, how="left").merge(item_frame, on=S.ITEM_ID, how="left")
+    frame["in_top_category"] = (frame["category"].notna() & (frame["category"] == frame["top_category"])).astype(float)
+    # how far into the user's usual gap between orders they are now
+    frame["days_since_over_gap"] = frame["user_days_since_last_order"] / frame["user_mean_days_between_orders"]
+    frame["pair_in_last_order"] = frame["pair_in_last_order"].astype(float)
+    return frame, stats
+
+
+def with_segments(frame: pd.DataFrame, user_ids: np.ndarray, segment: np.ndarray) -> pd.DataFrame:
+    """FEATURES of each pair, the user's segment (of user_ids, -1 when unknown) among them."""
+    frame = frame.assign(user_segment=pd.Series(segment, index=user_ids.astype(str)).reindex(frame[S.USER_ID]).fillna(-1).to_numpy())
+    frame[FEATURES] = frame[FEATURES].astype(float)
+    return frame[[S.USER_ID, S.ITEM_ID, *FEATURES]]
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+class ReorderRecommender(Recommender):
+    name = "reorder"
+    Config = ReorderConfig
+    publishes_tables = True
+    predicts_reorders = True
+
+    def __init__(self, config: ReorderConfig | None = None, seed: int = 42, segments: SegmentsConfig | None = None):
+        super().__init__(config, seed)
+        self.segments = segments if segments is not None else SegmentsConfig()
+
+    @classmethod
+    def from_settings(cls, settings) -> "ReorderRecommender":
+        """With the segments settings: the user's RFM segment is one of the features."""
+        return cls(settings.models.reorder, seed=settings.seed, segments=settings.models.segments)
+
+    def _fit(self, data: InteractionData) -> None:
+        import lightgbm
+
+        c = self.config
+        types = list(data.positive_event_types)
+        events = data.events
+        basket_events = baskets(events, types)
+        if not has_repeats(basket_events):
+            raise ModelSkipped(
+                "reorder skipped: no user has the same item in two orders (or on two days), so there is nothing to buy again"
+            )
+        labels = last_baskets(basket_events)
+        earlier = before_labels(events, labels)
+        # segments found before the labels; serving users are placed on the same centroids
+        segments = SegmentsRecommender(self.segments, seed=self.seed).fit(
+            InteractionData.build(earlier, data.items, data.users, InteractionsConfig(positive_event_types=types))
+        )
+        train, _ = feature_frame(earlier, data.items, types, c)
+        train = with_segments(train, segments.user_ids_, segments.user_segment_)
+        in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
+        keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
+        train = train[train[S.USER_ID].isin(labels[S.USER_ID])]
+        y = pd.MultiIndex.from_frame(train[[S.USER_ID, S.ITEM_ID]]).isin(keys)
+        users = train[S.USER_ID].unique()
+        rng = np.random.default_rng(self.seed)
+        valid = train[S.USER_ID].isin(rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)).to_numpy()
+        if y[~valid].all() or not y[~valid].any():
+            raise ModelSkipped("reorder skipped: the label baskets hold no reorder (or nothing but reorders) to learn from")
+        X = train[FEATURES]
+        booster = lightgbm.LGBMClassifier(**booster_params(c.booster, self.seed))
+        booster.fit(
+            X[~valid], y[~valid], categorical_feature=["user_segment"],
+            **early_stopping(c.booster, X[valid], y[valid], None, self.name),
+        )
+        self.booster_ = lightgbm.Booster(model_str=booster.booster_.model_to_string())
+        self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
+        log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
+
+        serving, self.feature_stats_ = feature_frame(events, data.items, types, c)
+        serving = with_segments(serving, data.user_ids, segments.assign(rfm_features(data, self.segments.top_categories)[0]))
+        rows = self.user_rows(serving[S.USER_ID])
+        cols = pd.Index(self.item_ids_).get_indexer(serving[S.ITEM_ID])
+        known = (rows >= 0) & (cols >= 0)
+        serving = serving[known]
+        shape = (len(self.user_ids_), len(self.item_ids_))
+
+        def pair_matrix(values) -> sp.csr_matrix:
+            m = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows[known], cols[known])), shape=shape)
+            m.sort_indices()
+            return m
+
+        self.probability_ = pair_matrix(self.booster_.predict(serving[FEATURES]))
+        self.orders_with_ = pair_matrix(np.rint(serving["pair_order_share"] * serving["user_n_orders"]))
+        self.orders_since_ = pair_matrix(serving["pair_orders_since_last"] + 1)  # +1: a zero would vanish from the sparse matrix
+        self.user_orders_ = np.zeros(shape[0])
+        self.user_orders_[rows[known]] = serving["user_n_orders"].to_numpy()
+
+    # ---- serving --------------------------------------------------------------------
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        scores = np.tile(self.popularity_ / len(self.user_ids_) - 1.0, (len(rows), 1))
+        block = self.probability_[rows].tocoo()
+        scores[block.row, block.col] = block.data
+        return scores
+
+    def _reasons(self, row: int, items: np.ndarray) -> list[str]:
+        out = []
+        for col in items:
+            times, since = self.orders_with_[row, col], self.orders_since_[row, col]
+            if not times:
+                out.append(self._popular_reason(col))
+            else:
+                bought = f"you bought it in {int(times)} of your {int(self.user_orders_[row])} orders"
+                out.append(f"{bought}, the last one included" if since == 1 else f"{bought}, last {plural(int(since) - 1, 'order')} ago")
+        return out
+
+    def reorder_probabilities(self, users=None) -> pd.DataFrame:
+        """user_id, item_id, probability of every (user, item bought before) pair; all users when None."""
+        self._check_fitted()
+        m = self.probability_ if users is None else self.probability_[self._known_rows(users)]
+        row_ids = self.user_ids_ if users is None else self.user_ids_[self._known_rows(users)]
+        coo = m.tocoo()
+        return pd.DataFrame({S.USER_ID: row_ids[coo.row], S.ITEM_ID: self.item_ids_[coo.col], "probability": coo.data})
+
+    def _known_rows(self, users) -> np.ndarray:
+        rows = self.user_rows(users)
+        return rows[rows >= 0]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """buy_again: each user's max_per_user most probable items, rank 1 the most probable."""
+        m = self.probability_
+        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        order = np.lexsort((m.indices, -m.data, row_of))  # per user: most probable first, ties by column
+        per_user = np.minimum(np.diff(m.indptr), self.config.max_per_user)
+        rank_in_user = np.arange(len(order)) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
+        keep = order[rank_in_user < np.repeat(per_user, np.diff(m.indptr))]
+        frame = pd.DataFrame({
+            "user_id": self.user_ids_[row_of[keep]], "item_id": self.item_ids_[m.indices[keep]],
+            "probability": m.data[keep], "rank": ranks(per_user),
+        })
+        return {"buy_again": frame}
+
+    def training_metrics(self) -> dict[str, float]:
+        pairs, positives, users = self.trained_on_
+        return {"train_pairs": float(pairs), "train_reorder_share": float(positives / pairs), "train_users": float(users)}
+
+    # ---- persistence ----------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            **csr_arrays("probability", self.probability_), **csr_arrays("orders_with", self.orders_with_),
+            **csr_arrays("orders_since", self.orders_since_), "user_orders": self.user_orders_,
+            "trained_on": self.trained_on_, "features": text_array(FEATURES),
+        }
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        shape = (len(self.user_ids_), len(self.item_ids_))
+        self.probability_ = csr_from("probability", arrays, shape)
+        self.orders_with_, self.orders_since_ = csr_from("orders_with", arrays, shape), csr_from("orders_since", arrays, shape)
+        self.user_orders_, self.trained_on_ = arrays["user_orders"], arrays["trained_on"]
+
+    def save(self, path: Path | str) -> Path:
+        path = super().save(path)
+        self.booster_.save_model(str(path / "booster.txt"))
+        (path / "feature_stats.json").write_text(json.dumps(self.feature_stats_, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        import lightgbm
+
+        path = Path(path)
+        model = super().load(path)
+        model.booster_ = lightgbm.Booster(model_file=str(path / "booster.txt"))
+        model.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
+        return model
