@@ -27,6 +27,7 @@ def temporal_split(events: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataF
     fewer than ``min_user_events`` events stay wholly in train.
     global_time: events before valid_start are train, then valid up to test_start, then test.
     """
+    events = events.reset_index(drop=True)  # any index, even a repeated one, as from a concat
     if cfg.method == "global_time":
         ts = events[S.TIMESTAMP]
         test_start, valid_start = pd.Timestamp(cfg.test_start), pd.Timestamp(cfg.valid_start)

@@ -30,6 +30,16 @@ def test_per_user_fraction_takes_each_users_last_events():
     assert items_of(parts["train"], "b") == ["i0"]
 
 
+def test_a_repeated_index_splits_the_same():
+    events = events_for({"a": 10, "b": 3})
+    repeated = events.copy()
+    repeated.index = list(range(6)) + list(range(7))
+    got = temporal_split(repeated, SplitConfig(test_fraction=0.2, valid_fraction=0.25))
+    want = temporal_split(events, SplitConfig(test_fraction=0.2, valid_fraction=0.25))
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name])
+
+
 def test_per_user_last_n_and_short_histories_stay_in_train():
     parts = temporal_split(events_for({"a": 6, "c": 2}), SplitConfig(test_n=2, valid_n=1, test_fraction=None))
     assert items_of(parts["test"], "a") == ["i4", "i5"]
