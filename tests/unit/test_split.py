@@ -31,7 +31,7 @@ def test_per_user_fraction_takes_each_users_last_events():
 
 
 def test_a_repeated_index_splits_the_same():
-    events = events_for({"a": 10, "b": 3})
+    events = events_for({"a": 10, "b": 3}).iloc[::-1]  # out of time order
     repeated = events.copy()
     repeated.index = list(range(6)) + list(range(7))
     got = temporal_split(repeated, SplitConfig(test_fraction=0.2, valid_fraction=0.25))
