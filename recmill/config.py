@@ -178,7 +178,7 @@ class GradientBoostingConfig(Section):
 
 class TwoStageConfig(Section):
     generators: list[str] = Field(
-        ["als", "ease", "item2vec", "popularity"], description="Candidate sources: models trained with their own settings."
+        ["als", "ease", "item2vec", "content", "popularity"], description="Candidate sources: models trained with their own settings."
     )
     candidates_per_generator: int = Field(100, ge=1)
     keep: int = Field(50, ge=1, description="Candidates per user that stage 1 keeps for the ranker.")
