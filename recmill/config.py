@@ -268,6 +268,16 @@ class EvaluateConfig(Section):
     metrics: list[str] = ["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"]
     selection_metric: str = "ndcg"
     selection_k: int = 10
+    baseline: str = Field("popularity", description="The model every other is compared with, in percent.")
+    fairness_attributes: list[str] = Field(
+        ["age_group", "gender", "segment"], description="User attributes (users table columns, or 'segment') whose groups are compared."
+    )
+    long_tail_share: float = Field(
+        0.8, gt=0, lt=1, description="Items outside the most popular ones that hold this share of interactions are the long tail."
+    )
+    light_user_events: int = Field(10, ge=1, description="Users with fewer training events than this are light (none: new).")
+    heavy_user_events: int = Field(50, ge=1, description="Users with at least this many training events are heavy.")
+    personalisation_sample: int = Field(2_000, ge=2, description="Users sampled to compare lists pairwise.")
 
     @model_validator(mode="after")
     def _known(self):
@@ -277,6 +287,32 @@ class EvaluateConfig(Section):
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
         return self
+
+
+class GateConfig(Section):
+    """When a run's challenger replaces the champion."""
+
+    margin: float = Field(0.01, ge=0, description="Relative gain in the selection metric the challenger needs (0.01: 1%).")
+    test: Literal["bootstrap", "paired_t"] = "bootstrap"
+    level: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test over users.")
+    bootstrap_samples: int = Field(2_000, ge=100)
+    max_coverage_drop: float = Field(0.2, ge=0, le=1, description="Guardrail: coverage may fall by at most this share of the champion's.")
+    max_diversity_drop: float = Field(0.2, ge=0, le=1, description="Guardrail: diversity may fall by at most this share.")
+    max_fairness_gap: float = Field(0.2, ge=0, le=1, description="Guardrail: no equal-opportunity gap may exceed this.")
+    keep_versions: int = Field(5, ge=1, description="Versions kept per model; older ones are archived.")
+    ab_test: bool = Field(False, description="Publish the challenger's lists beside the champion's for an A/B test.")
+    ab_share: float = Field(0.5, gt=0, lt=1, description="Share of users assigned to the challenger.")
+    ab_salt: str = "recmill"
+
+
+class DriftConfig(Section):
+    """Drift of this run's data and lists against the champion's."""
+
+    column_threshold: float = Field(0.05, gt=0, lt=1, description="p-value (or distance) below/above which one column drifted (evidently's default tests).")
+    drifted_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that makes a data set drifted.")
+    severe_share: float = Field(0.75, gt=0, le=1, description="Share of drifted columns that is severe: blocks automatic promotion.")
+    max_overlap_drop: float = Field(0.5, ge=0, le=1, description="Prediction drift: severe when fewer than this share of a user's items stay, on average.")
+    sample: int = Field(50_000, ge=100, description="Rows sampled per data set for the drift tests.")
 
 
 class TrackingConfig(Section):
@@ -302,6 +338,8 @@ class Settings(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
