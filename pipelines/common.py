@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -10,7 +13,7 @@ from recmill.config import Settings
 from recmill.data.interactions import InteractionData
 from recmill.io import Layout, read_frame, read_json
 from recmill.models import build_model
-from recmill.models.base import Recommender
+from recmill.models.base import FORMAT_VERSION, Recommender
 
 # which split events each fit trains on
 FIT_SPLITS = {"valid": ("train",), "test": ("train", "valid"), "full": ("train", "valid", "test")}
@@ -40,11 +43,56 @@ def fit_model(settings: Settings, model: str, fit: str) -> tuple[Recommender, fl
 
 
 def tracked_params(settings: Settings, model: str) -> dict:
-    return {
+    """Every setting that shapes this model's fits: its own section, the sections of the
+    models it trains inside (two_stage's generators), and the shared input settings."""
+    config = getattr(settings.models, model)
+    params = {
         "model": model,
-        "config": getattr(settings.models, model).model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
         "seed": settings.seed,
         "interactions": settings.interactions.model_dump(mode="json"),
         "split": settings.split.model_dump(mode="json"),
         "data": settings.data.model_dump(mode="json"),
     }
+    for inner in getattr(config, "generators", []):
+        params[f"generator.{inner}"] = getattr(settings.models, inner).model_dump(mode="json")
+    return params
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def settings_hash(settings: Settings, model: str) -> str:
+    """Changes when any setting of tracked_params does: a new minor version."""
+    return _digest(tracked_params(settings, model))
+
+
+def architecture(settings: Settings, model: str) -> str:
+    """Changes with the model's storage format or the set of its settings: a new major version."""
+    def keys(obj, prefix=""):
+        return sorted(
+            k for name, value in obj.items() for k in ([f"{prefix}{name}"] + (keys(value, f"{prefix}{name}.") if isinstance(value, dict) else []))
+        )
+
+    return _digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
+
+
+def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
+    """A registered version's fit on all the data: from its full-data run when it has one,
+    otherwise trained now on this run's data with the settings it was registered with."""
+    from recmill.models import REGISTRY
+    from recmill.tracking import Tracker
+
+    if version.full_run:
+        return REGISTRY[version.model].load(registry.download(version.full_run, "model", into))
+    own = Settings.model_validate(registry.settings_of(version, into)).model_copy(update={"paths": settings.paths})
+    fitted, _ = fit_model(own, version.model, "full")
+    tracker = Tracker(settings.tracking)
+    run = tracker.start(f"{version.model}-full", run_info(settings)["run_id"], tracked_params(own, version.model),
+                        {"model": version.model, "fit": "full"})
+    fitted.save(into / "fitted")
+    tracker.log_artifacts(run, into / "fitted", "model")
+    tracker.finish(run)
+    registry.set_full_run(version.version, run)
+    return fitted

@@ -40,7 +40,7 @@ def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, 
     return {u: labels.get(s, "unknown") for u, s in zip(users, segments.segment_of(users)) if s >= 0}
 
 
-def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, dict, int]:
+def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
     """Buy-again metrics of one fit on the next orders after its training data."""
     positive = settings.interactions.positive_event_types
     history = fit_events(settings, fit)
@@ -51,26 +51,29 @@ def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, dict, i
         held_out[held_out["event_type"].isin(positive)],
     )
     scores.update(fitted.training_metrics())
-    return scores, {}, int(scores.pop("basket_users"))
+    return scores, int(scores.pop("basket_users"))
 
 
-def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int]:
-    """Metrics of one fit on the slice after its training data: overall, per segment, users scored."""
-    layout = Layout(settings)
-    fitted = REGISTRY[model].load(layout.model_dir(model, fit))
-    if fitted.predicts_reorders:
-        return score_buy_again(settings, fitted, fit)
-    exclude = settings.publish.exclude_seen
-    held_out = read_frame(layout.splits / f"{fit}.parquet")
+def holdout_truth(settings: Settings, fit: str) -> dict[str, set]:
+    """user -> the held-out items after this fit's training data that they did not have."""
+    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
     positive = settings.interactions.positive_event_types
-    had = items_by_user(fit_events(settings, fit), positive) if exclude else None
-    truth = relevant_items(held_out, positive, had)
+    had = items_by_user(fit_events(settings, fit), positive) if settings.publish.exclude_seen else None
+    return relevant_items(held_out, positive, had)
+
+
+def score_ranking(settings: Settings, fitted, fit: str) -> dict:
+    """A ranking model on the slice after a fit's training data: 'overall' metrics, 'segments'
+    (label -> metrics), 'per_user' (user -> the selection metric) and 'users'."""
+    exclude = settings.publish.exclude_seen
+    truth = holdout_truth(settings, fit)
     ev = settings.evaluate
     ranked = ranked_lists(fitted, truth, max(ev.k), exclude)  # once: overall and per segment
     rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
     overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
     overall.update(fitted.training_metrics())
 
+    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
     ratings = held_out[held_out["event_type"] == "rating"]
     if fitted.predicts_ratings and len(ratings):
         predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
@@ -90,7 +93,17 @@ def score_fit(settings: Settings, model: str, fit: str) -> tuple[dict, dict, int
                 for m in per_user_metrics
                 for k in ev.k
             }
-    return overall, by_segment, len(truth)
+    selection = per_user(ev.selection_metric, truth, ranked, ev.selection_k)
+    return {"overall": overall, "segments": by_segment, "per_user": selection, "users": len(truth)}
+
+
+def score_fit(settings: Settings, model: str, fit: str) -> dict:
+    """score_ranking of one saved fit, or the buy-again metrics of a buy-again model."""
+    fitted = REGISTRY[model].load(Layout(settings).model_dir(model, fit))
+    if fitted.predicts_reorders:
+        overall, users = score_buy_again(settings, fitted, fit)
+        return {"overall": overall, "segments": {}, "per_user": {}, "users": users}
+    return score_ranking(settings, fitted, fit)
 
 
 def run(settings: Settings, model: str) -> dict:
@@ -103,9 +116,12 @@ def run(settings: Settings, model: str) -> dict:
         return result
     result["users_scored"], result["segments"] = {}, {}
     for fit in FITS:  # nested split -> "metric@k" -> value, the shape `dvc metrics` reads
-        result[fit], segments, result["users_scored"][fit] = score_fit(settings, model, fit)
-        if segments:
-            result["segments"][fit] = segments
+        scored = score_fit(settings, model, fit)
+        result[fit], result["users_scored"][fit] = scored["overall"], scored["users"]
+        if scored["segments"]:
+            result["segments"][fit] = scored["segments"]
+    # the selection metric of each test user: the promotion gate's paired test reads it
+    write_json(layout.per_user_file(model), scored["per_user"])
     Tracker(settings.tracking).log_metrics(
         tracking["mlflow_run_id"],
         {f"{fit}_{name.replace('@', '_at_')}": value for fit in FITS for name, value in result[fit].items()},

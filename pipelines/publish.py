@@ -1,17 +1,29 @@
-"""Score every user with the chosen model and publish all tables to DuckDB in one switch."""
+"""Publish every table to DuckDB in one switch, `recommendations` from the champion.
+
+When the gate promoted this run's challenger, its fit on all the data publishes and it
+becomes the champion. Otherwise the champion keeps publishing: its fit is re-scored for
+today's users, leaving out what they have now. With an A/B test on, the challenger's
+lists go to `recommendations_challenger` and each user gets a stable variant.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import run_info
+from pipelines.common import load_fit, run_info
 from pipelines.evaluate import FITS
 from recmill import warehouse
 from recmill.config import Settings
+from recmill.data.split import items_by_user
+from recmill.evaluation.gate import PROMOTE
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
+from recmill.models.base import Recommender
+from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
 
 
 def all_users(layout: Layout) -> list[str]:
@@ -19,6 +31,30 @@ def all_users(layout: Layout) -> list[str]:
     events = read_frame(layout.canonical / "events.parquet")["user_id"]
     users = read_frame(layout.canonical / "users.parquet")["user_id"]
     return sorted(set(events.dropna().astype(str)) | set(users.dropna().astype(str)))
+
+
+def current_had(settings: Settings) -> dict[str, set]:
+    """user -> the items they have in all of today's data."""
+    events = read_frame(Layout(settings).canonical / "events.parquet")
+    return items_by_user(events, settings.interactions.positive_event_types)
+
+
+def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] | None) -> pd.DataFrame:
+    """Each user's top k with reasons; with ``had``, items the user has now are left out,
+    including those bought after the model was fitted."""
+    extra = 0
+    if had is not None:
+        rows = model.user_rows(users)
+        for user, row in zip(users, rows):
+            known = set(model.item_ids_[model.seen_[row].indices]) if row >= 0 else set()
+            extra = max(extra, len(had.get(user, set()) - known))
+    recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
+    if extra:
+        pairs = set((u, i) for u, items in had.items() for i in items)
+        recs = recs[[(u, i) not in pairs for u, i in zip(recs["user_id"], recs["item_id"])]]
+        recs = recs[recs.groupby("user_id").cumcount() < k].copy()
+        recs["rank"] = recs.groupby("user_id").cumcount().astype("int32") + 1
+    return recs.reset_index(drop=True)
 
 
 def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
@@ -41,16 +77,49 @@ def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"k": "Int32"})
 
 
+def decision_row(run_id: str, selection: dict, decided_at: datetime) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run_id": run_id, "champion_version": selection["champion_version"], "challenger_version": selection["challenger_version"],
+        "metric": selection["metric"], "champion_value": selection["champion_value"], "challenger_value": selection["challenger_value"],
+        "p_value": selection["p_value"], "decision": selection["decision"], "reasons": "; ".join(selection["reasons"]),
+        "decided_at": decided_at,
+    }])
+
+
+def ab_variant(user_ids, salt: str, share: float) -> list[str]:
+    """'challenger' for a stable share of users (a hash of salt and user id), else 'champion'."""
+    def unit(user: str) -> float:
+        return int.from_bytes(hashlib.sha256(f"{salt}:{user}".encode()).digest()[:8], "big") / 2**64
+
+    return ["challenger" if unit(str(u)) < share else "champion" for u in user_ids]
+
+
+def recommendation_frame(recs: pd.DataFrame, version: Version, run_id: str, generated_at: datetime) -> pd.DataFrame:
+    return recs.assign(model=version.model, model_version=version.version, run_id=run_id, generated_at=generated_at)
+
+
+def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tuple[Version, Recommender]:
+    """The version that publishes and its fit on all the data."""
+    layout = Layout(settings)
+    if selection["decision"] == PROMOTE:
+        version = registry.get(selection["challenger_version"])
+        return version, REGISTRY[version.model].load(layout.model_dir(version.model, "full"))
+    version = registry.get(selection["champion_version"])
+    return version, load_fit(settings, registry, version, layout.data / "champion" / version.version)
+
+
 def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.DataFrame]:
     layout = Layout(settings)
     info = run_info(settings)
     refit = read_json(layout.refit / "refit.json")
-    chosen = refit["chosen"]
+    selection = read_json(layout.selection)
+    registry = Registry(settings.tracking)
+    users = all_users(layout)
+    had = current_had(settings) if settings.publish.exclude_seen else None
+    version, publisher = champion_fit(settings, registry, selection)
+    recs = recommendation_frame(lists_now(publisher, users, settings.publish.k, had), version, info["run_id"], generated_at)
+
     models = {m: REGISTRY[m].load(layout.model_dir(m, "full")) for m in refit["mlflow_run_ids"]}
-
-    recs = models[chosen].recommend(all_users(layout), k=settings.publish.k, exclude_seen=settings.publish.exclude_seen, reasons=True)
-    recs = recs.assign(model=chosen, model_version=refit["mlflow_run_ids"][chosen], run_id=info["run_id"], generated_at=generated_at)
-
     similar = [
         m.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"])
         for name, m in models.items()
@@ -60,6 +129,16 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     for name, m in models.items():
         for table, frame in m.tables().items():
             extra[table] = frame.assign(run_id=info["run_id"])
+    ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=["user_id", "variant", "run_id"])}
+    if settings.gate.ab_test and selection["decision"] != PROMOTE:
+        challenger = registry.get(selection["challenger_version"])
+        fitted = models.get(challenger.model) or REGISTRY[challenger.model].load(layout.model_dir(challenger.model, "full"))
+        ab["recommendations_challenger"] = recommendation_frame(
+            lists_now(fitted, users, settings.publish.k, had), challenger, info["run_id"], generated_at
+        )
+        ab["ab_assignments"] = pd.DataFrame(
+            {"user_id": users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
+        )
     runs = pd.DataFrame(
         [
             {
@@ -77,20 +156,72 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         "recommendations": recs,
         "similar_items": pd.concat(similar, ignore_index=True) if similar else empty_similar,
         "model_metrics": metric_rows(settings, info["run_id"]),
+        "model_decisions": decision_row(info["run_id"], selection, generated_at),
         "runs": runs,
+        **ab,
         **extra,
     }
+
+
+def make_champion(registry: Registry, version: str) -> None:
+    """Point the champion alias at version, remembering the one it replaces (for rollback)."""
+    current = registry.alias(CHAMPION)
+    if current is not None and current.version != str(version):
+        registry.set_alias(PREVIOUS_CHAMPION, current.version)
+    registry.set_alias(CHAMPION, str(version))
 
 
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
     generated_at = datetime.now(UTC).replace(tzinfo=None)
+    selection = read_json(layout.selection)
     counts = warehouse.publish(settings.publish.warehouse, build_frames(settings, generated_at))
+    registry = Registry(settings.tracking)
+    if selection["decision"] == PROMOTE:
+        make_champion(registry, selection["challenger_version"])
+    champion = registry.alias(CHAMPION)
+    archived = registry.archive_old(settings.gate.keep_versions)
     result = {
         "run_id": run_info(settings)["run_id"],
         "warehouse": str(settings.publish.warehouse),
-        "chosen": read_json(layout.selection)["chosen"],
+        "chosen": selection["chosen"],
+        "decision": selection["decision"],
+        "champion": champion.label,
+        "archived_versions": archived,
         "row_counts": counts,
     }
     write_json(layout.publish_report, result)
     return result
+
+
+def activate(settings: Settings, version: str, decision: str) -> dict:
+    """Make a registered version the champion and republish `recommendations` from it, at once.
+
+    decision ('activate' or 'rollback') is recorded in model_decisions."""
+    layout = Layout(settings)
+    registry = Registry(settings.tracking)
+    target = registry.get(version)
+    current = registry.alias(CHAMPION)
+    fitted = load_fit(settings, registry, target, layout.data / "champion" / target.version)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    run_id = warehouse.query(settings.publish.warehouse, "SELECT max(run_id) AS r FROM recommendations")["r"].item()
+    had = current_had(settings) if settings.publish.exclude_seen else None
+    recs = recommendation_frame(lists_now(fitted, all_users(layout), settings.publish.k, had), target, run_id, now)
+    row = decision_row(run_id, {
+        "champion_version": current.version if current else None, "challenger_version": target.version,
+        "metric": target.metric, "champion_value": current.test_value if current else None, "challenger_value": target.test_value,
+        "p_value": None, "decision": decision, "reasons": [f"{target.label} made champion by hand ({decision})"],
+    }, now)
+    counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
+    make_champion(registry, target.version)
+    return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
+
+
+def rollback(settings: Settings) -> dict:
+    """Give the champion back to the version it replaced."""
+    from recmill.errors import RecmillError
+
+    previous = Registry(settings.tracking).alias(PREVIOUS_CHAMPION)
+    if previous is None:
+        raise RecmillError("nothing to roll back to: no champion has been replaced yet")
+    return activate(settings, previous.version, "rollback")

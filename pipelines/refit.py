@@ -1,5 +1,6 @@
-"""Refit on all the data the models whose output is published: the chosen one, and every
-model that yields similar items, explanations or tables of its own."""
+"""Refit on all the data the models whose output is published: the challenger when it is
+promoted (or when an A/B test publishes its lists too), and every model that yields
+similar items, explanations or tables of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pipelines.common import fit_model, run_info, tracked_params
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.io import Layout, read_json, write_json
+from recmill.evaluation.gate import PROMOTE
 from recmill.models import REGISTRY
+from recmill.registry import Registry
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
@@ -20,9 +23,10 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
     def published(cls) -> bool:
         return cls.has_similar_items or cls.has_explanations or cls.publishes_tables
 
+    challenger_lists = selection["decision"] == PROMOTE or settings.gate.ab_test
     return [
         m for m in settings.train.models
-        if m not in selection["skipped"] and (m == selection["chosen"] or published(REGISTRY[m]))
+        if m not in selection["skipped"] and ((m == selection["chosen"] and challenger_lists) or published(REGISTRY[m]))
     ]
 
 
@@ -30,6 +34,7 @@ def run(settings: Settings) -> dict:
     layout = Layout(settings)
     selection = read_json(layout.selection)
     tracker = Tracker(settings.tracking)
+    registry = Registry(settings.tracking)
     pipeline_run = run_info(settings)["run_id"]
     shutil.rmtree(layout.refit, ignore_errors=True)
     fitted_runs = {}
@@ -39,7 +44,7 @@ def run(settings: Settings) -> dict:
             fitted, seconds = fit_model(settings, model, "full")
         except ModelSkipped as exc:
             # all the data can hold more items than the training slices did
-            if model == selection["chosen"]:
+            if model == selection["chosen"] and selection["decision"] == PROMOTE:
                 raise
             log.warning("%s", exc)
             tracker.client.set_tag(mlflow_run, "skipped", str(exc))
@@ -50,6 +55,8 @@ def run(settings: Settings) -> dict:
         tracker.log_artifacts(mlflow_run, layout.model_dir(model, "full"), "model")
         tracker.finish(mlflow_run)
         fitted_runs[model] = mlflow_run
+        if model == selection["chosen"]:
+            registry.set_full_run(selection["challenger_version"], mlflow_run)
     result = {"chosen": selection["chosen"], "mlflow_run_ids": fitted_runs}
     write_json(layout.refit / "refit.json", result)
     return result

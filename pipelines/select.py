@@ -1,12 +1,28 @@
-"""Choose the model to publish: the best validation score on the selection metric, among
-the models that rank items (a buy-again model does not compete)."""
+"""Choose this run's challenger and decide whether it replaces the champion.
+
+The challenger is the ranking model with the best validation score on the selection
+metric (a buy-again model does not compete). Every trained ranking model is registered
+as a model version; the gate (recmill.evaluation.gate) then compares the challenger with
+the champion on this run's test users: the champion's recipe (its model and settings)
+trained on the same data as the challenger, so neither has seen the test slice.
+"""
 
 from __future__ import annotations
 
+import logging
+import tempfile
+from pathlib import Path
+
+from pipelines.common import architecture, fit_model, run_info, settings_hash
+from pipelines.evaluate import score_ranking
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
+from recmill.evaluation.gate import Contender, decide
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
+from recmill.registry import CHALLENGER, CHAMPION, Registry, Version
+
+log = logging.getLogger("recmill")
 
 
 def choose(scores: dict[str, float]) -> str:
@@ -14,9 +30,40 @@ def choose(scores: dict[str, float]) -> str:
     return max(scores, key=lambda m: (scores[m], -list(scores).index(m)))
 
 
+def contender(version: Version, per_user: dict, test: dict, settings: Settings) -> Contender:
+    k = settings.evaluate.selection_k
+    gaps = {key.split("=", 1)[1]: v for key, v in test.items() if key.startswith(f"equal_opportunity_gap@{k}=")}
+    return Contender(version.label, per_user, test.get(f"coverage@{k}"), test.get(f"diversity@{k}"), gaps)
+
+
+def champion_contender(settings: Settings, registry: Registry, champion: Version, versions: dict[str, Version]) -> Contender:
+    """The champion's recipe scored on this run's test users: this run's fit of it when the
+    run trained the same model with the same settings, else trained now with its own settings."""
+    layout = Layout(settings)
+    same = versions.get(champion.model)
+    if same is not None and same.settings_hash == champion.settings_hash:
+        return contender(champion, read_json(layout.per_user_file(champion.model)), read_json(layout.metrics_file(champion.model))["test"], settings)
+    with tempfile.TemporaryDirectory(prefix="recmill-champion-") as work:
+        own = Settings.model_validate(registry.settings_of(champion, Path(work))).model_copy(update={"paths": settings.paths})
+    log.info("scoring the champion %s: training its settings on this run's data", champion.label)
+    fitted, _ = fit_model(own, champion.model, "test")
+    scored = score_ranking(settings, fitted, "test")
+    return contender(champion, scored["per_user"], scored["overall"], settings)
+
+
+def severe_drift(layout: Layout, run_id: str) -> str | None:
+    """The drift summary of this run when the drift stage found severe drift."""
+    path = layout.drift / "summary.json"
+    if not path.exists():
+        return None
+    drift = read_json(path)
+    return drift["summary"] if drift.get("run_id") == run_id and drift.get("severe") else None
+
+
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
     metric, k = settings.evaluate.selection_metric, settings.evaluate.selection_k
+    key = f"{metric}@{k}"
     scores, skipped = {}, {}
     for model in settings.train.models:
         if REGISTRY[model].predicts_reorders:
@@ -25,13 +72,37 @@ def run(settings: Settings) -> dict:
         if "skipped" in scored:
             skipped[model] = scored["skipped"]
             continue
-        valid = scored["valid"]
-        if f"{metric}@{k}" not in valid:
-            raise ValueError(f"{layout.metrics_file(model)} has no valid {metric}@{k}; add {k} to evaluate.k")
-        scores[model] = valid[f"{metric}@{k}"]
+        if key not in scored["valid"]:
+            raise ValueError(f"{layout.metrics_file(model)} has no valid {key}; add {k} to evaluate.k")
+        scores[model] = scored["valid"][key]
     if not scores:
         raise ModelSkipped(f"every model was skipped, nothing to publish: {skipped}")
     chosen = choose(scores)
-    result = {"chosen": chosen, "metric": f"{metric}@{k}", "split": "valid", "scores": scores, "skipped": skipped}
+
+    info = run_info(settings)
+    registry = Registry(settings.tracking)
+    champion = registry.alias(CHAMPION)  # before this run registers anything
+    versions = {}
+    for model in scores:
+        metrics = read_json(layout.metrics_file(model))
+        versions[model] = registry.register(
+            model, read_json(layout.tracking_file(model))["mlflow_run_id"], info["run_id"], architecture(settings, model),
+            settings_hash(settings, model), info["data_fingerprint"], key, metrics["valid"][key], metrics["test"].get(key),
+        )
+    challenger = versions[chosen]
+    registry.set_alias(CHALLENGER, challenger.version)
+    challenger_side = contender(challenger, read_json(layout.per_user_file(chosen)), read_json(layout.metrics_file(chosen))["test"], settings)
+    champion_side = champion_contender(settings, registry, champion, versions) if champion else None
+    decision = decide(champion_side, challenger_side, settings.gate, key, settings.seed, severe_drift(layout, info["run_id"]))
+    log.info("%s: %s", decision.decision, "; ".join(decision.reasons))
+    registry.record_decision(challenger.version, decision.decision, decision.reasons)
+    result = {
+        "chosen": chosen, "metric": key, "split": "valid", "scores": scores, "skipped": skipped,
+        "challenger_version": challenger.version, "challenger": challenger.label,
+        "champion_version": champion.version if champion else None, "champion": champion.label if champion else None,
+        "decision": decision.decision, "reasons": decision.reasons, "p_value": decision.p_value,
+        "champion_value": decision.champion_value, "challenger_value": decision.challenger_value,
+        "registered": {m: v.version for m, v in versions.items()},
+    }
     write_json(layout.selection, result)
     return result

@@ -18,6 +18,7 @@ def run(settings: Settings, model: str) -> dict:
     layout = Layout(settings)
     tracker = Tracker(settings.tracking)
     mlflow_run = tracker.start(model, run_info(settings)["run_id"], tracked_params(settings, model), {"model": model})
+    tracker.client.log_text(mlflow_run, settings.to_json(), "settings.json")  # what a later refit of this version needs
     shutil.rmtree(layout.models / model, ignore_errors=True)
     info = {"model": model, "mlflow_run_id": mlflow_run}
     try:

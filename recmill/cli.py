@@ -35,7 +35,8 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     from recmill import warehouse
 
     console.print(f"\n[bold]Warehouse:[/] {warehouse_path.resolve()}")
-    console.print(f"[bold]Run:[/] {result['run_id']}   [bold]published model:[/] {result['chosen']}")
+    console.print(f"[bold]Run:[/] {result['run_id']}   [bold]challenger:[/] {result['chosen']}   [bold]decision:[/] {result['decision']}")
+    console.print(f"[bold]Champion (publishes recommendations):[/] {result['champion']}")
     metrics = warehouse.query(
         warehouse_path,
         "SELECT model, split, metric, k, value FROM model_metrics WHERE run_id = ? AND k = ? AND slice = 'all'",
@@ -139,6 +140,60 @@ def explain(
         console.print(table)
     for match in why["attributes"]:
         console.print(f"same {match['attribute']} '{match['value']}' as {match['history_items']} items in the history", highlight=False)
+
+
+models_app = typer.Typer(help="Registered model versions: the champion publishes `recommendations`.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")
+OverrideOption = typer.Option([], "--set", "-s", help="override a dotted key")
+
+
+@models_app.command("list")
+def models_list(config: Path = ConfigOption, overrides: list[str] = OverrideOption, archived: bool = typer.Option(False, help="show archived versions too")) -> None:
+    """Every registered version, newest first, with its aliases and figures."""
+    from recmill.registry import Registry
+
+    try:
+        versions = Registry(load_settings(config, overrides).tracking).versions()
+    except RecmillError as exc:
+        _fail(exc)
+    metric = versions[0].metric if versions else ""
+    table = Table(title=f"Model versions of 'recmill', newest first ({metric} on the valid and test slices of their run)")
+    for column in ("version", "model", "semver", "aliases", "valid", "test", "status"):
+        table.add_column(column, justify="right" if column in ("version", "valid", "test") else "left")
+    for v in versions:
+        if v.archived and not archived:
+            continue
+        table.add_row(
+            v.version, v.model, v.semver, ", ".join(v.aliases),
+            "" if v.valid_value is None else f"{v.valid_value:.4f}", "" if v.test_value is None else f"{v.test_value:.4f}",
+            "archived" if v.archived else "",
+        )
+    console.print(table)
+
+
+@models_app.command("activate")
+def models_activate(version: str = typer.Argument(..., help="registry version number"), config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
+    """Make VERSION the champion and republish `recommendations` from it."""
+    from pipelines.publish import activate
+
+    try:
+        result = activate(load_settings(config, overrides), version, "activate")
+    except RecmillError as exc:
+        _fail(exc)
+    console.print(f"champion: {result['champion']} (was {result['previous']}); recommendations: {result['row_counts']['recommendations']:,} rows", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback(config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
+    """Give the champion back to the version it replaced, and republish from it."""
+    from pipelines.publish import rollback
+
+    try:
+        result = rollback(load_settings(config, overrides))
+    except RecmillError as exc:
+        _fail(exc)
+    console.print(f"champion: {result['champion']} (was {result['previous']}); recommendations: {result['row_counts']['recommendations']:,} rows", highlight=False)
 
 
 if __name__ == "__main__":

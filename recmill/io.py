@@ -29,6 +29,8 @@ class Layout:
     validation = property(lambda self: self.reports / "validation")
     metrics = property(lambda self: self.reports / "metrics")
     selection = property(lambda self: self.reports / "selection.json")
+    drift = property(lambda self: self.reports / "drift")
+    evaluation = property(lambda self: self.reports / "evaluation")
 
     refit = property(lambda self: self.data / "refit")
     publish_report = property(lambda self: self.reports / "publish.json")
@@ -39,6 +41,10 @@ class Layout:
 
     def metrics_file(self, model: str) -> Path:
         return self.metrics / f"{model}.json"
+
+    def per_user_file(self, model: str) -> Path:
+        """user -> the selection metric of the test fit."""
+        return self.metrics / f"{model}.per_user.json"
 
     def tracking_file(self, model: str) -> Path:
         return self.models / model / "mlflow.json"

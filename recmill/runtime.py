@@ -14,6 +14,7 @@ OFFLINE_DEFAULTS = {
     "PREFECT_LOGGING_EXTRA_LOGGERS": "recmill",  # the stages' own log lines show in Prefect's
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # ... and outside a flow stay local
     "OPENBLAS_NUM_THREADS": "1",  # implicit runs its own threads; BLAS threads on top only contend
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -87,6 +87,34 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rank", "INTEGER"),
         ("run_id", "VARCHAR"),
     ),
+    "recommendations_challenger": (  # the challenger's lists while an A/B test runs
+        ("user_id", "VARCHAR"),
+        ("item_id", "VARCHAR"),
+        ("rank", "INTEGER"),
+        ("score", "DOUBLE"),
+        ("model", "VARCHAR"),
+        ("model_version", "VARCHAR"),
+        ("reason", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("generated_at", "TIMESTAMP"),
+    ),
+    "ab_assignments": (
+        ("user_id", "VARCHAR"),
+        ("variant", "VARCHAR"),  # 'champion' or 'challenger'
+        ("run_id", "VARCHAR"),
+    ),
+    "model_decisions": (
+        ("run_id", "VARCHAR"),
+        ("champion_version", "VARCHAR"),
+        ("challenger_version", "VARCHAR"),
+        ("metric", "VARCHAR"),
+        ("champion_value", "DOUBLE"),
+        ("challenger_value", "DOUBLE"),
+        ("p_value", "DOUBLE"),
+        ("decision", "VARCHAR"),  # promote, keep, activate, rollback
+        ("reasons", "VARCHAR"),
+        ("decided_at", "TIMESTAMP"),
+    ),
     "runs": (
         ("run_id", "VARCHAR"),
         ("started_at", "TIMESTAMP"),
@@ -97,4 +125,4 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 # Tables that keep their history across runs (the others hold the latest run only).
-HISTORY_TABLES = ("model_metrics", "runs")
+HISTORY_TABLES = ("model_metrics", "model_decisions", "runs")

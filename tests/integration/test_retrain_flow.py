@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from recmill import warehouse
 from recmill.config import Settings, TrackingConfig
+from recmill.registry import Registry
 from recmill.tracking import Tracker
 from recmill.cli import app
 from tests.integration.conftest import TINY
@@ -84,7 +85,10 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     als = tracked["als"]
     assert als.data.params["config.factors"] == "128"
     assert als.data.metrics["valid_ndcg_at_10"] == pytest.approx(valid_ndcg["als"])
-    assert recs["model_version"].iloc[0] == tracked[f"{chosen}-full"].info.run_id
+    # the first run's challenger is promoted: a registered version, its full fit tagged on it
+    champion = Registry(TrackingConfig()).alias("champion")
+    assert recs["model_version"].iloc[0] == champion.version and champion.model == chosen
+    assert champion.full_run == tracked[f"{chosen}-full"].info.run_id
     artifacts = {a.path for a in Tracker(TrackingConfig()).client.list_artifacts(als.info.run_id, "model")}
     assert artifacts == {"model/valid", "model/test"}
 

@@ -1,0 +1,87 @@
+"""The champion / challenger gate over several runs, against a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recmill import warehouse
+from recmill.cli import app
+from recmill.config import TrackingConfig
+from recmill.registry import Registry
+from tests.integration.conftest import TINY
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def recmill(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def run(*overrides: str) -> dict:
+    args = ["run"]
+    for o in [*TINY, *overrides]:
+        args += ["--set", o]
+    recmill(*args)
+    return json.loads(open("reports/selection.json").read())
+
+
+def published(db) -> tuple[str, str]:
+    recs = warehouse.query(db, "SELECT DISTINCT model, model_version FROM recommendations")
+    assert len(recs) == 1
+    return recs["model"].item(), recs["model_version"].item()
+
+
+CRIPPLED = "models.popularity.window_days=0.001"  # popularity counted over the last minute and a half only
+
+
+def test_only_a_better_model_replaces_the_champion(prefect_server, workdir):
+    db = workdir / "warehouse" / "recmill.duckdb"
+    first = run("train.models=[popularity]", CRIPPLED)
+    assert first["decision"] == "promote" and first["reasons"] == [f"no champion yet: {first['challenger']} is the first"]
+    assert published(db) == ("popularity", first["challenger_version"])
+
+    # the same data and settings again: nothing is significantly better
+    again = run("train.models=[popularity]", CRIPPLED)
+    assert again["decision"] == "keep" and again["p_value"] == 1.0
+    assert "does not beat" in again["reasons"][0] and "(+0.0%)" in again["reasons"][0]
+    assert published(db) == ("popularity", first["challenger_version"])
+
+    # a better model appears: promoted, and it publishes
+    better = run("train.models=[popularity]")
+    assert better["decision"] == "promote", better["reasons"]
+    assert better["champion_version"] == first["challenger_version"] and better["p_value"] < 0.05
+    assert published(db) == ("popularity", better["challenger_version"])
+
+    # a crippled challenger is kept out; the champion goes on publishing
+    weak = run("train.models=[popularity]", CRIPPLED)
+    assert weak["decision"] == "keep" and weak["challenger_value"] < weak["champion_value"]
+    assert published(db) == ("popularity", better["challenger_version"])
+
+    decisions = warehouse.query(db, "SELECT * FROM model_decisions ORDER BY decided_at")
+    assert decisions["decision"].tolist() == ["promote", "keep", "promote", "keep"]
+    assert decisions["challenger_version"].tolist() == [r["challenger_version"] for r in (first, again, better, weak)]
+    assert decisions["reasons"].str.len().gt(20).all()
+
+    registry = Registry(TrackingConfig())
+    versions = {v.version: v for v in registry.versions()}
+    assert versions[better["challenger_version"]].aliases == ("champion",)
+    assert versions[weak["challenger_version"]].aliases == ("challenger",)
+    assert [versions[r["challenger_version"]].semver for r in (first, again, better, weak)] == ["1.0.0", "1.0.1", "1.1.0", "1.2.0"]
+
+    # by hand: activate the first champion, then roll back
+    listed = recmill("models", "list").output
+    assert "champion" in listed and "challenger" in listed
+    recmill("models", "activate", first["challenger_version"])
+    assert published(db) == ("popularity", first["challenger_version"])
+    recmill("models", "rollback")
+    assert published(db) == ("popularity", better["challenger_version"])
+    decisions = warehouse.query(db, "SELECT decision FROM model_decisions ORDER BY decided_at")["decision"].tolist()
+    assert decisions[-2:] == ["activate", "rollback"]
+    unknown = runner.invoke(app, ["models", "activate", "999"])
+    assert unknown.exit_code == 1 and "no model version 999" in unknown.output
