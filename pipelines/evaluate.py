@@ -1,21 +1,33 @@
 """Score one model's two fits on the held-out slices: valid (for choosing) and test (reported).
 
-Ranking metrics for every model; RMSE and MAE for models that predict ratings, where the
-held-out slice has ratings; what a model measured while training (two_stage's stage-1
-recall); and, when the segments model was trained, the ranking metrics of each segment.
+For a ranking model, over the users with a held-out item they did not have:
+
+- ranking: precision, recall, NDCG, MAP, hit rate and MRR at each evaluate.k, and what the
+  model measured while training (two_stage's stage-1 recall); RMSE and MAE for models
+  that predict ratings, where the slice has ratings;
+- business: catalogue coverage, diversity, novelty, serendipity (against the baseline
+  model's lists) and personalisation at each k;
+- fairness, for each of evaluate.fairness_attributes: the spread across its groups of
+  long-tail exposure and of recall (the equal-opportunity gap) at the selection k;
+- slices: the ranking metrics of each user segment, of new / light / medium / heavy
+  users, of each group of the fairness attributes, and recall by item popularity decile.
+
 A buy-again model is scored on each user's next order instead: AUC, log loss and
-next-basket F1, beside the F1 of the two baselines.
+next-basket F1, beside the F1 of the two baselines. Undefined figures (a gap with one
+group) are left out rather than written as NaN.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 
 import numpy as np
 
 from pipelines.common import fit_events
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
+from recmill.evaluation import beyond
 from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import ranked_lists
 from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user
@@ -24,10 +36,16 @@ from recmill.models import REGISTRY
 from recmill.tracking import Tracker
 
 FITS = ("valid", "test")
+PREDICTION_METRICS = ("rmse", "mae", "auc", "log_loss", "basket_f1", "basket_f1_repeat_last_basket", "basket_f1_top_frequent")
+BUSINESS_METRICS = ("coverage", "diversity", "novelty", "serendipity", "personalisation")
 
 
 def metric_key(metric: str, k: int | None) -> str:
     return metric if k is None else f"{metric}@{k}"
+
+
+def finite(values: dict) -> dict:
+    return {key: float(v) for key, v in values.items() if v is not None and math.isfinite(v)}
 
 
 def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, str] | None:
@@ -38,6 +56,115 @@ def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, 
     segments = REGISTRY["segments"].load(path)
     labels = segments.tables()["segment_profiles"].set_index("segment")["label"]
     return {u: labels.get(s, "unknown") for u, s in zip(users, segments.segment_of(users)) if s >= 0}
+
+
+def user_groups(settings: Settings, fit: str, users: list[str]) -> dict[str, dict[str, str]]:
+    """attribute -> user -> group, for each fairness attribute the data has."""
+    table = read_frame(Layout(settings).canonical / "users.parquet").astype({"user_id": str}).set_index("user_id")
+    groups = {}
+    for attribute in settings.evaluate.fairness_attributes:
+        if attribute == "segment":
+            labels = segment_labels(settings, fit, users)
+        elif attribute in table:
+            column = table[attribute].dropna().astype(str)
+            labels = {u: column[u] for u in users if u in column.index}
+        else:
+            labels = None
+        if labels:
+            groups[attribute] = labels
+    return groups
+
+
+def holdout_truth(settings: Settings, fit: str) -> dict[str, set]:
+    """user -> the held-out items after this fit's training data that they did not have."""
+    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
+    positive = settings.interactions.positive_event_types
+    had = items_by_user(fit_events(settings, fit), positive) if settings.publish.exclude_seen else None
+    return relevant_items(held_out, positive, had)
+
+
+def baseline_lists(settings: Settings, fit: str, users, k: int) -> dict[str, list[str]] | None:
+    """The baseline model's lists of the same fit, when it was trained."""
+    name = settings.evaluate.baseline
+    path = Layout(settings).model_dir(name, fit)
+    if name not in settings.train.models or not (path / "config.json").exists():
+        return None
+    return ranked_lists(REGISTRY[name].load(path), users, k, settings.publish.exclude_seen)
+
+
+def mean_by_group(metric: str, truth: dict, ranked: dict, k: int, members: dict[str, list[str]]) -> dict[str, float]:
+    scores = per_user(metric, truth, ranked, k)
+    return {label: float(np.mean([scores[u] for u in users])) for label, users in members.items()}
+
+
+def score_ranking(settings: Settings, fitted, fit: str) -> dict:
+    """A ranking model on the slice after a fit's training data: 'overall' metrics, 'slices'
+    (slice name -> metrics), 'per_user' (user -> the selection metric) and 'users'."""
+    ev = settings.evaluate
+    exclude = settings.publish.exclude_seen
+    truth = holdout_truth(settings, fit)
+    top = max(ev.k)
+    ranked = ranked_lists(fitted, truth, top, exclude)  # once, for every figure below
+    rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
+    overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
+    overall.update(fitted.training_metrics())
+
+    layout = Layout(settings)
+    held_out = read_frame(layout.splits / f"{fit}.parquet")
+    ratings = held_out[held_out["event_type"] == "rating"]
+    if fitted.predicts_ratings and len(ratings):
+        predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
+        overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
+
+    history = fit_events(settings, fit)
+    had = items_by_user(history, settings.interactions.positive_event_types)
+    popularity = Counter(item for items in had.values() for item in items)
+    ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
+    baseline = baseline_lists(settings, fit, truth, top)
+    for k in ev.k:
+        overall[f"diversity@{k}"] = beyond.diversity(ranked, k, ids, vectors)
+        overall[f"novelty@{k}"] = beyond.novelty(ranked, k, popularity, max(len(had), 1))
+        overall[f"personalisation@{k}"] = beyond.personalisation(ranked, k, ev.personalisation_sample, settings.seed)
+        if baseline is not None:
+            overall[f"serendipity@{k}"] = beyond.serendipity(ranked, truth, k, baseline)
+
+    slices: dict[str, dict] = {}
+    ranking = [m for m in ev.metrics if m != "coverage"]
+
+    def add_groups(name: str, labels: dict[str, str]) -> None:
+        members = defaultdict(list)
+        for user, label in labels.items():
+            if user in truth:
+                members[label].append(user)
+        for m in ranking:
+            for k in ev.k:
+                for label, value in mean_by_group(m, truth, ranked, k, members).items():
+                    slices.setdefault(f"{name}={label}", {})[metric_key(m, k)] = value
+        for label, users in members.items():
+            slices[f"{name}={label}"]["users"] = float(len(users))
+
+    segments = segment_labels(settings, fit, list(truth))
+    if segments:
+        add_groups("segment", segments)
+    counts = history["user_id"].astype(str).value_counts().to_dict()
+    add_groups("activity", beyond.activity_slices(counts, truth, ev.light_user_events, ev.heavy_user_events))
+    k = ev.selection_k
+    tail = beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set()
+    for attribute, groups in user_groups(settings, fit, list(truth)).items():
+        if attribute != "segment":
+            add_groups(attribute, groups)
+        exposure, _ = beyond.exposure_gap(ranked, k, groups, tail)
+        opportunity, _ = beyond.equal_opportunity_gap(ranked, truth, k, groups)
+        slices[f"fairness={attribute}"] = {f"exposure_gap@{k}": exposure, f"equal_opportunity_gap@{k}": opportunity}
+    for decile, value in beyond.popularity_decile_recall(ranked, truth, k, popularity).items():
+        slices[f"popularity_decile={decile}"] = {f"recall@{k}": value}
+    selection = per_user(ev.selection_metric, truth, ranked, ev.selection_k)
+    return {
+        "overall": finite(overall),
+        "slices": {name: finite(values) for name, values in slices.items()},
+        "per_user": selection,
+        "users": len(truth),
+    }
 
 
 def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
@@ -51,50 +178,7 @@ def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
         held_out[held_out["event_type"].isin(positive)],
     )
     scores.update(fitted.training_metrics())
-    return scores, int(scores.pop("basket_users"))
-
-
-def holdout_truth(settings: Settings, fit: str) -> dict[str, set]:
-    """user -> the held-out items after this fit's training data that they did not have."""
-    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
-    positive = settings.interactions.positive_event_types
-    had = items_by_user(fit_events(settings, fit), positive) if settings.publish.exclude_seen else None
-    return relevant_items(held_out, positive, had)
-
-
-def score_ranking(settings: Settings, fitted, fit: str) -> dict:
-    """A ranking model on the slice after a fit's training data: 'overall' metrics, 'segments'
-    (label -> metrics), 'per_user' (user -> the selection metric) and 'users'."""
-    exclude = settings.publish.exclude_seen
-    truth = holdout_truth(settings, fit)
-    ev = settings.evaluate
-    ranked = ranked_lists(fitted, truth, max(ev.k), exclude)  # once: overall and per segment
-    rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
-    overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
-    overall.update(fitted.training_metrics())
-
-    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
-    ratings = held_out[held_out["event_type"] == "rating"]
-    if fitted.predicts_ratings and len(ratings):
-        predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
-        overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
-
-    by_segment = {}
-    labels = segment_labels(settings, fit, list(truth))
-    if labels:
-        members = defaultdict(list)
-        for user, label in labels.items():
-            members[label].append(user)
-        per_user_metrics = [m for m in ev.metrics if m != "coverage"]
-        for label, users in sorted(members.items()):
-            sub = {u: truth[u] for u in users}
-            by_segment[label] = {
-                metric_key(m, k): float(np.mean(list(per_user(m, sub, ranked, k).values())))
-                for m in per_user_metrics
-                for k in ev.k
-            }
-    selection = per_user(ev.selection_metric, truth, ranked, ev.selection_k)
-    return {"overall": overall, "segments": by_segment, "per_user": selection, "users": len(truth)}
+    return finite(scores), int(scores.pop("basket_users"))
 
 
 def score_fit(settings: Settings, model: str, fit: str) -> dict:
@@ -102,7 +186,7 @@ def score_fit(settings: Settings, model: str, fit: str) -> dict:
     fitted = REGISTRY[model].load(Layout(settings).model_dir(model, fit))
     if fitted.predicts_reorders:
         overall, users = score_buy_again(settings, fitted, fit)
-        return {"overall": overall, "segments": {}, "per_user": {}, "users": users}
+        return {"overall": overall, "slices": {}, "per_user": {}, "users": users}
     return score_ranking(settings, fitted, fit)
 
 
@@ -114,12 +198,11 @@ def run(settings: Settings, model: str) -> dict:
         result["skipped"] = tracking["skipped"]
         write_json(layout.metrics_file(model), result)
         return result
-    result["users_scored"], result["segments"] = {}, {}
+    result["users_scored"], result["slices"] = {}, {}
     for fit in FITS:  # nested split -> "metric@k" -> value, the shape `dvc metrics` reads
         scored = score_fit(settings, model, fit)
         result[fit], result["users_scored"][fit] = scored["overall"], scored["users"]
-        if scored["segments"]:
-            result["segments"][fit] = scored["segments"]
+        result["slices"][fit] = scored["slices"]
     # the selection metric of each test user: the promotion gate's paired test reads it
     write_json(layout.per_user_file(model), scored["per_user"])
     Tracker(settings.tracking).log_metrics(

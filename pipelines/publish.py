@@ -18,6 +18,7 @@ from pipelines.common import load_fit, run_info
 from pipelines.evaluate import FITS
 from recmill import warehouse
 from recmill.config import Settings
+from recmill.data.output_checks import check_recommendations, raise_if_failed
 from recmill.data.split import items_by_user
 from recmill.evaluation.gate import PROMOTE
 from recmill.io import Layout, read_frame, read_json, write_json
@@ -58,15 +59,20 @@ def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] 
 
 
 def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
-    """Every evaluated model's figures as model_metrics rows: overall (slice 'all') and per segment."""
+    """Every evaluated model's figures as model_metrics rows: overall (slice 'all'), every
+    slice of the evaluation, and the percent difference from the baseline ('vs_baseline')."""
     layout = Layout(settings)
+    document = read_json(layout.evaluation / f"{run_id}.json")
     rows = []
     for model in settings.train.models:
         scored = read_json(layout.metrics_file(model))
         if "skipped" in scored:
             continue
         slices = [(split, "all", scored[split]) for split in FITS]
-        slices += [(split, f"segment={label}", values) for split, by in scored["segments"].items() for label, values in by.items()]
+        slices += [(split, name, values) for split, by in scored["slices"].items() for name, values in by.items()]
+        versus = document["models"].get(model, {}).get("comparison_to_baseline")
+        if versus:
+            slices.append(("test", f"vs_baseline={settings.evaluate.baseline}", {m: v for m, v in versus.items() if v is not None}))
         for split, slice_, values in slices:
             for key, value in values.items():
                 metric, _, k = key.partition("@")
@@ -94,6 +100,21 @@ def ab_variant(user_ids, salt: str, share: float) -> list[str]:
     return ["challenger" if unit(str(u)) < share else "champion" for u in user_ids]
 
 
+def checked_lists(
+    settings: Settings, model: Recommender, users: list[str], had: dict[str, set] | None, table: str
+) -> pd.DataFrame:
+    """lists_now, after the output checks pass (they raise, naming the rows at fault, when not)."""
+    recs = lists_now(model, users, settings.publish.k, had)
+    known = set(model.item_ids_)
+    result = check_recommendations(
+        recs, settings.publish.k, users, None if had is None else {u: items & known for u, items in had.items()},
+        len(model.item_ids_), Layout(settings).reports / "output_checks", table=table,
+        example_rows=settings.validation.example_rows,
+    )
+    raise_if_failed(result)
+    return recs
+
+
 def recommendation_frame(recs: pd.DataFrame, version: Version, run_id: str, generated_at: datetime) -> pd.DataFrame:
     return recs.assign(model=version.model, model_version=version.version, run_id=run_id, generated_at=generated_at)
 
@@ -117,7 +138,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     users = all_users(layout)
     had = current_had(settings) if settings.publish.exclude_seen else None
     version, publisher = champion_fit(settings, registry, selection)
-    recs = recommendation_frame(lists_now(publisher, users, settings.publish.k, had), version, info["run_id"], generated_at)
+    recs = recommendation_frame(checked_lists(settings, publisher, users, had, "recommendations"), version, info["run_id"], generated_at)
 
     models = {m: REGISTRY[m].load(layout.model_dir(m, "full")) for m in refit["mlflow_run_ids"]}
     similar = [
@@ -134,7 +155,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         challenger = registry.get(selection["challenger_version"])
         fitted = models.get(challenger.model) or REGISTRY[challenger.model].load(layout.model_dir(challenger.model, "full"))
         ab["recommendations_challenger"] = recommendation_frame(
-            lists_now(fitted, users, settings.publish.k, had), challenger, info["run_id"], generated_at
+            checked_lists(settings, fitted, users, had, "recommendations_challenger"), challenger, info["run_id"], generated_at
         )
         ab["ab_assignments"] = pd.DataFrame(
             {"user_id": users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
@@ -206,7 +227,7 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
     now = datetime.now(UTC).replace(tzinfo=None)
     run_id = warehouse.query(settings.publish.warehouse, "SELECT max(run_id) AS r FROM recommendations")["r"].item()
     had = current_had(settings) if settings.publish.exclude_seen else None
-    recs = recommendation_frame(lists_now(fitted, all_users(layout), settings.publish.k, had), target, run_id, now)
+    recs = recommendation_frame(checked_lists(settings, fitted, all_users(layout), had, "recommendations"), target, run_id, now)
     row = decision_row(run_id, {
         "champion_version": current.version if current else None, "challenger_version": target.version,
         "metric": target.metric, "champion_value": current.test_value if current else None, "challenger_value": target.test_value,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.common import architecture, fit_model, run_info, settings_hash
-from pipelines.evaluate import score_ranking
+from pipelines.evaluate import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
+from recmill.evaluation.beyond import compare_to_baseline
 from recmill.evaluation.gate import Contender, decide
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
@@ -30,10 +32,56 @@ def choose(scores: dict[str, float]) -> str:
     return max(scores, key=lambda m: (scores[m], -list(scores).index(m)))
 
 
-def contender(version: Version, per_user: dict, test: dict, settings: Settings) -> Contender:
+def contender(version: Version, per_user: dict, scored: dict, settings: Settings) -> Contender:
+    """The gate's view of a model: per-user values, coverage, diversity and fairness gaps on test."""
     k = settings.evaluate.selection_k
-    gaps = {key.split("=", 1)[1]: v for key, v in test.items() if key.startswith(f"equal_opportunity_gap@{k}=")}
-    return Contender(version.label, per_user, test.get(f"coverage@{k}"), test.get(f"diversity@{k}"), gaps)
+    overall, slices = scored["overall"], scored["slices"]
+    gaps = {
+        name.removeprefix("fairness="): values[f"equal_opportunity_gap@{k}"]
+        for name, values in slices.items() if name.startswith("fairness=") and f"equal_opportunity_gap@{k}" in values
+    }
+    return Contender(version.label, per_user, overall.get(f"coverage@{k}"), overall.get(f"diversity@{k}"), gaps)
+
+
+def test_scores(layout: Layout, model: str) -> dict:
+    scored = read_json(layout.metrics_file(model))
+    return {"overall": scored["test"], "slices": scored["slices"]["test"]}
+
+
+def evaluation_document(settings: Settings, run: dict, chosen: str, versions: dict[str, Version]) -> dict:
+    """This run's evaluation: every model's test figures by kind, its slices and its
+    difference from the baseline in percent, the challenger's at the top level."""
+    layout = Layout(settings)
+    baseline = settings.evaluate.baseline
+    models = {}
+    for model in settings.train.models:
+        scored = read_json(layout.metrics_file(model))
+        if "skipped" in scored:
+            continue
+        test = scored["test"]
+
+        def kind(key: str) -> str:
+            name = key.partition("@")[0]
+            return "prediction" if name in PREDICTION_METRICS else "business" if name in BUSINESS_METRICS else "ranking"
+
+        metrics = {"ranking": {}, "prediction": {}, "business": {}, "fairness": {}}
+        for key, value in test.items():
+            metrics[kind(key)][key] = value
+        slices = scored["slices"].get("test", {})
+        metrics["fairness"] = {name.removeprefix("fairness="): v for name, v in slices.items() if name.startswith("fairness=")}
+        versus = None
+        if model != baseline and (layout.metrics_file(baseline)).exists() and "test" in read_json(layout.metrics_file(baseline)):
+            versus = compare_to_baseline(test, read_json(layout.metrics_file(baseline))["test"])
+        models[model] = {
+            "model_version": versions[model].label if model in versions else None,
+            "metrics": metrics,
+            "slices": {name: v for name, v in slices.items() if not name.startswith("fairness=")},
+            "comparison_to_baseline": versus,
+        }
+    return {
+        "run_id": run["run_id"], "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "baseline": baseline,
+        "model": chosen, **models[chosen], "models": models,
+    }
 
 
 def champion_contender(settings: Settings, registry: Registry, champion: Version, versions: dict[str, Version]) -> Contender:
@@ -42,13 +90,13 @@ def champion_contender(settings: Settings, registry: Registry, champion: Version
     layout = Layout(settings)
     same = versions.get(champion.model)
     if same is not None and same.settings_hash == champion.settings_hash:
-        return contender(champion, read_json(layout.per_user_file(champion.model)), read_json(layout.metrics_file(champion.model))["test"], settings)
+        return contender(champion, read_json(layout.per_user_file(champion.model)), test_scores(layout, champion.model), settings)
     with tempfile.TemporaryDirectory(prefix="recmill-champion-") as work:
         own = Settings.model_validate(registry.settings_of(champion, Path(work))).model_copy(update={"paths": settings.paths})
     log.info("scoring the champion %s: training its settings on this run's data", champion.label)
     fitted, _ = fit_model(own, champion.model, "test")
     scored = score_ranking(settings, fitted, "test")
-    return contender(champion, scored["per_user"], scored["overall"], settings)
+    return contender(champion, scored["per_user"], scored, settings)
 
 
 def severe_drift(layout: Layout, run_id: str) -> str | None:
@@ -91,7 +139,10 @@ def run(settings: Settings) -> dict:
         )
     challenger = versions[chosen]
     registry.set_alias(CHALLENGER, challenger.version)
-    challenger_side = contender(challenger, read_json(layout.per_user_file(chosen)), read_json(layout.metrics_file(chosen))["test"], settings)
+    challenger_side = contender(challenger, read_json(layout.per_user_file(chosen)), test_scores(layout, chosen), settings)
+    document = evaluation_document(settings, info, chosen, versions)
+    write_json(layout.evaluation / f"{info['run_id']}.json", document)
+    registry.client.log_dict(challenger.mlflow_run, document, f"evaluation/{info['run_id']}.json")
     champion_side = champion_contender(settings, registry, champion, versions) if champion else None
     decision = decide(champion_side, challenger_side, settings.gate, key, settings.seed, severe_drift(layout, info["run_id"]))
     log.info("%s: %s", decision.decision, "; ".join(decision.reasons))

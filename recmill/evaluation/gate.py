@@ -7,7 +7,8 @@ all of these hold, and the reasons say which did not:
 2. the difference is significant under a one-sided paired test over users (bootstrap of
    the mean per-user difference, or the paired t-test) at ``level``;
 3. the guardrails hold: coverage and diversity fall by at most their allowed share of the
-   champion's, and no equal-opportunity gap exceeds its limit;
+   champion's, and no equal-opportunity gap both exceeds its limit and is wider than the
+   champion's (a gap the champion already had does not block a better model);
 4. the run's data did not drift severely (a person decides then).
 
 With no champion yet, the challenger is promoted.
@@ -72,8 +73,10 @@ def guardrail_failures(champion: Contender, challenger: Contender, cfg: GateConf
         if old is not None and new is not None and new < old * (1 - allowed):
             failures.append(f"{name} falls from {old:.4f} to {new:.4f}, more than the allowed {allowed:.0%}")
     for attribute, gap in sorted(challenger.fairness_gaps.items()):
-        if gap > cfg.max_fairness_gap:
-            failures.append(f"equal-opportunity gap across {attribute} is {gap:.4f}, above the limit {cfg.max_fairness_gap}")
+        before = champion.fairness_gaps.get(attribute)
+        if gap > cfg.max_fairness_gap and (before is None or gap > before):
+            was = "" if before is None else f" (champion: {before:.4f})"
+            failures.append(f"equal-opportunity gap across {attribute} is {gap:.4f}, above the limit {cfg.max_fairness_gap}{was}")
     return failures
 
 

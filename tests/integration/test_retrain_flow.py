@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pandas as pd
 import pytest
@@ -59,7 +60,19 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert set(stage1.split) == {"valid", "test"} and stage1["value"].between(0, 1).all()
     rated = metrics[metrics.metric.isin(["rmse", "mae"])]
     assert rated.empty  # the shop has no ratings: no rating metrics, for mf or anyone
-    assert set(metrics.slice) - {"all"} and all(s.startswith("segment=") for s in set(metrics.slice) - {"all"})
+    families = {s.split("=")[0] for s in set(metrics.slice) - {"all"}}
+    assert families == {"segment", "activity", "age_group", "gender", "fairness", "popularity_decile", "vs_baseline"}
+    gaps = metrics[(metrics.slice == "fairness=gender") & (metrics.split == "test")]
+    assert set(gaps.metric) == {"exposure_gap", "equal_opportunity_gap"} and gaps["value"].between(0, 1).all()
+    business = overall[(overall.model == "als") & (overall.split == "test") & (overall.k == 10)].set_index("metric")["value"]
+    assert {"diversity", "novelty", "serendipity", "personalisation", "coverage"} <= set(business.index)
+    assert 0 < business["diversity"] <= 1 and business["novelty"] > 0
+    versus = metrics[(metrics.slice == "vs_baseline=popularity") & (metrics.model == "als") & (metrics.metric == "ndcg") & (metrics.k == 10)]
+    test_ndcg = overall[(overall.split == "test") & (overall.metric == "ndcg") & (overall.k == 10)].set_index("model")["value"]
+    assert versus["value"].item() == pytest.approx(100 * (test_ndcg["als"] / test_ndcg["popularity"] - 1))
+    document = json.loads((workdir / "reports" / "evaluation" / f"{recs.run_id.iloc[0]}.json").read_text())
+    assert set(document["metrics"]) == {"ranking", "prediction", "business", "fairness"}
+    assert document["model"] == chosen and document["comparison_to_baseline"]["ndcg@10"] > 0
     assert set(warehouse.query(db, "SELECT DISTINCT model FROM similar_items")["model"]) == {"als", "content", "item2vec"}
     segments = warehouse.query(db, "SELECT * FROM user_segments")
     assert len(segments) == events.user_id.nunique() and segments["label"].str.len().gt(3).all()

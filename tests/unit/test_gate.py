@@ -67,14 +67,14 @@ def test_guardrails_and_drift_block_a_better_model():
     old = rng.uniform(0, 0.5, 400)
     new = old + 0.1
     d = decide(
-        contender("v1", old, coverage=0.5, diversity=0.8),
-        contender("v2", new, coverage=0.3, diversity=0.7, fairness_gaps={"age_group": 0.25, "gender": 0.05}),
+        contender("v1", old, coverage=0.5, diversity=0.8, fairness_gaps={"age_group": 0.21, "segment": 0.3}),
+        contender("v2", new, coverage=0.3, diversity=0.7, fairness_gaps={"age_group": 0.25, "gender": 0.05, "segment": 0.28}),
         CFG, "ndcg@10", 0, severe_drift="events: 5 of 6 columns drifted",
     )
     assert d.decision == KEEP
     assert d.reasons == [
         "coverage falls from 0.5000 to 0.3000, more than the allowed 20%",
-        "equal-opportunity gap across age_group is 0.2500, above the limit 0.2",
+        "equal-opportunity gap across age_group is 0.2500, above the limit 0.2 (champion: 0.2100)",
         "severe drift blocks automatic promotion: events: 5 of 6 columns drifted",
     ]
 
