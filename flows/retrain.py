@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+import pipelines.drift
 import pipelines.evaluate
 import pipelines.ingest
 import pipelines.publish
@@ -47,6 +48,11 @@ def split(settings: Settings) -> dict:
     return pipelines.split.run(settings)
 
 
+@task(name="drift", cache_policy=NO_CACHE)
+def drift(settings: Settings) -> dict:
+    return pipelines.drift.run(settings)
+
+
 @task(name="train", task_run_name="train-{model}", cache_policy=NO_CACHE)
 def train(settings: Settings, model: str) -> dict:
     return pipelines.train.run(settings, model)
@@ -72,16 +78,18 @@ def publish(settings: Settings) -> dict:
     return pipelines.publish.run(settings)
 
 
-STAGE_TASKS = (ingest, validate, split, train, evaluate, select, refit, publish)
+STAGE_TASKS = (ingest, validate, split, drift, train, evaluate, select, refit, publish)
 
 
 @flow(name="weekly_retrain")
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """Ingest, validate, split, train then evaluate every model, choose, refit, publish."""
+    """Ingest, validate, split, check drift, train then evaluate every model, gate the
+    challenger against the champion, refit, publish."""
     settings = load_settings(config, overrides or [])
     ingest(settings)
     validate(settings)
     split(settings)
+    drift(settings)
     for model in settings.train.models:
         train(settings, model)
     for model in settings.train.models:  # after every training: evaluation slices by segment

@@ -20,6 +20,7 @@ from recmill import warehouse
 from recmill.config import Settings
 from recmill.data.output_checks import check_recommendations, raise_if_failed
 from recmill.data.split import items_by_user
+from recmill.drift import ROW_COLUMNS, prediction_drift
 from recmill.evaluation.gate import PROMOTE
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
@@ -160,13 +161,14 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         ab["ab_assignments"] = pd.DataFrame(
             {"user_id": users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
         )
+    checks, severe = drift_rows(settings, recs, len(publisher.item_ids_))
     runs = pd.DataFrame(
         [
             {
                 "run_id": info["run_id"],
                 "started_at": pd.Timestamp(info["started_at"]),
                 "finished_at": generated_at,
-                "status": "success",
+                "status": "success, severe drift" if severe else "success",
                 "data_fingerprint": info["data_fingerprint"],
                 "params_json": info["params_json"],
             }
@@ -178,10 +180,26 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         "similar_items": pd.concat(similar, ignore_index=True) if similar else empty_similar,
         "model_metrics": metric_rows(settings, info["run_id"]),
         "model_decisions": decision_row(info["run_id"], selection, generated_at),
+        "drift_checks": checks.assign(run_id=info["run_id"]),
         "runs": runs,
         **ab,
         **extra,
     }
+
+
+def drift_rows(settings: Settings, recs: pd.DataFrame, n_items: int) -> tuple[pd.DataFrame, list[str]]:
+    """drift_checks rows of this run (its data, from the drift stage; its lists against
+    the published ones) and the summaries of what drifted severely."""
+    layout = Layout(settings)
+    data = read_json(layout.drift / "summary.json")
+    frames, severe = [pd.DataFrame(data["rows"], columns=list(ROW_COLUMNS))], [data["summary"]] if data["severe"] else []
+    path = settings.publish.warehouse
+    previous = warehouse.query(path, "SELECT user_id, item_id, rank, score FROM recommendations") if Path(path).exists() else pd.DataFrame()
+    if len(previous) and len(recs):
+        lists = prediction_drift(previous, recs, n_items, settings.drift, layout.drift, settings.seed)
+        frames.append(lists.rows)
+        severe += [lists.summary] if lists.severe else []
+    return pd.concat(frames, ignore_index=True), severe
 
 
 def make_champion(registry: Registry, version: str) -> None:

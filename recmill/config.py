@@ -248,7 +248,7 @@ class ModelsConfig(Section):
 
 class TrainConfig(Section):
     models: list[str] = [
-        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder",
+        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf",
     ]
 
     @model_validator(mode="after")

@@ -115,6 +115,15 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("reasons", "VARCHAR"),
         ("decided_at", "TIMESTAMP"),
     ),
+    "drift_checks": (
+        ("run_id", "VARCHAR"),
+        ("check", "VARCHAR"),  # events, user_features, item_features, prediction
+        ("column", "VARCHAR"),  # '*' for a data set's share of drifted columns
+        ("statistic", "VARCHAR"),
+        ("value", "DOUBLE"),
+        ("threshold", "DOUBLE"),
+        ("drifted", "BOOLEAN"),
+    ),
     "runs": (
         ("run_id", "VARCHAR"),
         ("started_at", "TIMESTAMP"),
@@ -125,4 +134,4 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 # Tables that keep their history across runs (the others hold the latest run only).
-HISTORY_TABLES = ("model_metrics", "model_decisions", "runs")
+HISTORY_TABLES = ("model_metrics", "model_decisions", "drift_checks", "runs")

@@ -24,10 +24,14 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        if cfg.uri.startswith("sqlite:///"):
-            Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(cfg.uri)
-        self.client = MlflowClient(tracking_uri=cfg.uri)
+        uri = cfg.uri
+        if uri.startswith("sqlite:///"):
+            # absolute, because MLflow caches one store per URI string for the whole process
+            db = Path(uri.removeprefix("sqlite:///")).resolve()
+            db.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"sqlite:///{db}"
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             location = Path(cfg.artifacts).resolve()

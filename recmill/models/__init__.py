@@ -9,6 +9,7 @@ from recmill.models.content import ContentRecommender
 from recmill.models.ease import EASERecommender
 from recmill.models.item2vec import Item2VecRecommender
 from recmill.models.mf import MFRecommender
+from recmill.models.ncf import NCFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.models.random import RandomRecommender
 from recmill.models.reorder import ReorderRecommender
@@ -19,7 +20,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.name: cls
     for cls in (
         PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender, ReorderRecommender,
+        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender, ReorderRecommender, NCFRecommender,
     )
 }
 MODEL_NAMES = tuple(REGISTRY)

@@ -94,7 +94,7 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     # every fit is an MLflow run in the sqlite store, with params, metrics and the model
     tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
     refit = {"als", "content", "item2vec", "mf", "segments", "reorder", chosen}
-    assert set(tracked) == set(Settings().train.models) | {f"{m}-full" for m in refit}
+    assert set(tracked) == set(Settings().train.models) | {f"{m}-full" for m in refit} | {"data-profile"}
     als = tracked["als"]
     assert als.data.params["config.factors"] == "128"
     assert als.data.metrics["valid_ndcg_at_10"] == pytest.approx(valid_ndcg["als"])
