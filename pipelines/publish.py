@@ -225,6 +225,8 @@ def run(settings: Settings) -> dict:
         "warehouse": str(settings.publish.warehouse),
         "chosen": selection["chosen"],
         "decision": selection["decision"],
+        "reasons": selection["reasons"],
+        "drift": read_json(layout.drift / "summary.json")["summary"],
         "champion": champion.label,
         "archived_versions": archived,
         "row_counts": counts,

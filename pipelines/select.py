@@ -1,8 +1,8 @@
 """Choose this run's challenger and decide whether it replaces the champion.
 
 The challenger is the ranking model with the best validation score on the selection
-metric (a buy-again model does not compete). Every trained ranking model is registered
-as a model version; the gate (recmill.evaluation.gate) then compares the challenger with
+metric (a buy-again model does not compete). Every trained model is registered as a
+model version; the gate (recmill.evaluation.gate) then compares the challenger with
 the champion on this run's test users: the champion's recipe (its model and settings)
 trained on the same data as the challenger, so neither has seen the test slice.
 """
@@ -131,11 +131,13 @@ def run(settings: Settings) -> dict:
     registry = Registry(settings.tracking)
     champion = registry.alias(CHAMPION)  # before this run registers anything
     versions = {}
-    for model in scores:
+    trained = [m for m in settings.train.models if m in scores or (REGISTRY[m].predicts_reorders and "skipped" not in read_json(layout.metrics_file(m)))]
+    for model in trained:  # every trained model, the buy-again one by its basket F1
         metrics = read_json(layout.metrics_file(model))
+        figure = "basket_f1" if REGISTRY[model].predicts_reorders else key
         versions[model] = registry.register(
             model, read_json(layout.tracking_file(model))["mlflow_run_id"], info["run_id"], architecture(settings, model),
-            settings_hash(settings, model), info["data_fingerprint"], key, metrics["valid"][key], metrics["test"].get(key),
+            settings_hash(settings, model), info["data_fingerprint"], figure, metrics["valid"].get(figure), metrics["test"].get(figure),
         )
     challenger = versions[chosen]
     registry.set_alias(CHALLENGER, challenger.version)

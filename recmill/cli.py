@@ -36,7 +36,10 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
 
     console.print(f"\n[bold]Warehouse:[/] {warehouse_path.resolve()}")
     console.print(f"[bold]Run:[/] {result['run_id']}   [bold]challenger:[/] {result['chosen']}   [bold]decision:[/] {result['decision']}")
+    for reason in result["reasons"]:
+        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
     console.print(f"[bold]Champion (publishes recommendations):[/] {result['champion']}")
+    console.print(f"[bold]Data drift:[/] {result['drift']}", highlight=False, soft_wrap=True)
     metrics = warehouse.query(
         warehouse_path,
         "SELECT model, split, metric, k, value FROM model_metrics WHERE run_id = ? AND k = ? AND slice = 'all'",

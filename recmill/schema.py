@@ -29,19 +29,20 @@ EVENT_REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
 ITEM_COLUMNS = (ITEM_ID, "name", "description", "category", "tags", "brand", "price")
 USER_COLUMNS = (USER_ID,)
 
+RECOMMENDATIONS = (
+    ("user_id", "VARCHAR"),
+    ("item_id", "VARCHAR"),
+    ("rank", "INTEGER"),
+    ("score", "DOUBLE"),
+    ("model", "VARCHAR"),
+    ("model_version", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("run_id", "VARCHAR"),
+    ("generated_at", "TIMESTAMP"),
+)
 # Published tables: name -> ordered (column, DuckDB type).
 WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "recommendations": (
-        ("user_id", "VARCHAR"),
-        ("item_id", "VARCHAR"),
-        ("rank", "INTEGER"),
-        ("score", "DOUBLE"),
-        ("model", "VARCHAR"),
-        ("model_version", "VARCHAR"),
-        ("reason", "VARCHAR"),
-        ("run_id", "VARCHAR"),
-        ("generated_at", "TIMESTAMP"),
-    ),
+    "recommendations": RECOMMENDATIONS,
     "similar_items": (
         ("item_id", "VARCHAR"),
         ("similar_item_id", "VARCHAR"),
@@ -87,17 +88,7 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rank", "INTEGER"),
         ("run_id", "VARCHAR"),
     ),
-    "recommendations_challenger": (  # the challenger's lists while an A/B test runs
-        ("user_id", "VARCHAR"),
-        ("item_id", "VARCHAR"),
-        ("rank", "INTEGER"),
-        ("score", "DOUBLE"),
-        ("model", "VARCHAR"),
-        ("model_version", "VARCHAR"),
-        ("reason", "VARCHAR"),
-        ("run_id", "VARCHAR"),
-        ("generated_at", "TIMESTAMP"),
-    ),
+    "recommendations_challenger": RECOMMENDATIONS,  # the challenger's lists while an A/B test runs
     "ab_assignments": (
         ("user_id", "VARCHAR"),
         ("variant", "VARCHAR"),  # 'champion' or 'challenger'

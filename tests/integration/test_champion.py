@@ -50,15 +50,26 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     assert first["decision"] == "promote" and first["reasons"] == [f"no champion yet: {first['challenger']} is the first"]
     assert published(db) == ("popularity", first["challenger_version"])
 
-    # the same data and settings again: nothing is significantly better
-    again = run("train.models=[popularity]", CRIPPLED)
+    # the same data and settings again: nothing is significantly better; an A/B test
+    # publishes the challenger's lists beside the champion's
+    again = run("train.models=[popularity]", CRIPPLED, "gate.ab_test=true", "gate.ab_share=0.3")
     assert again["decision"] == "keep" and again["p_value"] == 1.0
     assert "does not beat" in again["reasons"][0] and "(+0.0%)" in again["reasons"][0]
     assert published(db) == ("popularity", first["challenger_version"])
+    challenger_lists = warehouse.query(db, "SELECT DISTINCT model_version FROM recommendations_challenger")
+    assert challenger_lists["model_version"].tolist() == [again["challenger_version"]]
+    variants = warehouse.query(db, "SELECT * FROM ab_assignments")
+    users = warehouse.query(db, "SELECT DISTINCT user_id FROM recommendations")
+    assert set(variants.user_id) == set(users.user_id) and set(variants.variant) == {"champion", "challenger"}
+    assert 0.15 < (variants.variant == "challenger").mean() < 0.45
+    from pipelines.publish import ab_variant
 
-    # a better model appears: promoted, and it publishes
+    assert ab_variant(variants.user_id, "recmill", 0.3) == variants.variant.tolist()  # stable: a hash, not a draw
+
+    # a better model appears: promoted, and it publishes; no A/B test any more
     better = run("train.models=[popularity]")
     assert better["decision"] == "promote", better["reasons"]
+    assert warehouse.query(db, "SELECT count(*) AS n FROM ab_assignments")["n"].item() == 0
     assert better["champion_version"] == first["challenger_version"] and better["p_value"] < 0.05
     assert published(db) == ("popularity", better["challenger_version"])
 
