@@ -286,6 +286,8 @@ class EvaluateConfig(Section):
         unknown = [m for m in [*self.metrics, self.selection_metric] if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        if self.light_user_events > self.heavy_user_events:
+            raise ValueError("evaluate.light_user_events must not exceed heavy_user_events")
         return self
 
 
@@ -308,10 +310,13 @@ class GateConfig(Section):
 class DriftConfig(Section):
     """Drift of this run's data and lists against the champion's."""
 
-    column_threshold: float = Field(0.05, gt=0, lt=1, description="p-value (or distance) below/above which one column drifted (evidently's default tests).")
+    column_threshold: float = Field(
+        0.05, gt=0, lt=1,
+        description="p-value at or below which one column drifted (evidently's small-sample tests: K-S, chi-square, Z); its distance tests keep their 0.1.",
+    )
     drifted_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that makes a data set drifted.")
     severe_share: float = Field(0.75, gt=0, le=1, description="Share of drifted columns that is severe: blocks automatic promotion.")
-    max_overlap_drop: float = Field(0.5, ge=0, le=1, description="Prediction drift: severe when fewer than this share of a user's items stay, on average.")
+    max_overlap_drop: float = Field(0.5, ge=0, le=1, description="Prediction drift: severe when the mean Jaccard overlap of users' previous and new lists is below this.")
     sample: int = Field(50_000, ge=100, description="Rows sampled per data set for the drift tests.")
 
 
