@@ -179,6 +179,19 @@ def group_sizes(rows: np.ndarray) -> np.ndarray:
     return np.diff(np.flatnonzero(np.r_[True, rows[1:] != rows[:-1], True]))
 
 
+class OwnReasons:
+    """The generators' own reasons for one user's recommended items, each generator asked
+    once for all of them, and only when one is needed."""
+
+    def __init__(self, generators: dict[str, Recommender], row: int, items: np.ndarray):
+        self.generators, self.row, self.items, self.asked = generators, row, np.asarray(items), {}
+
+    def __call__(self, generator: str, col: int) -> str:
+        if generator not in self.asked:
+            self.asked[generator] = dict(zip(self.items.tolist(), self.generators[generator]._reasons(self.row, self.items)))
+        return self.asked[generator][int(col)]
+
+
 class TwoStageRecommender(Recommender):
     name = "two_stage"
     Config = TwoStageConfig
@@ -348,26 +361,30 @@ class TwoStageRecommender(Recommender):
         at = pd.Index(mine["col"]).get_indexer(items) if len(mine) else np.full(len(items), -1)
         booster = self.ranker_ if self.ranker_ is not None else self.stage1_
         names = list(self.generator_names_)
+        own = OwnReasons(self.generators_, row, items)
         if booster is None or (at < 0).all():
-            return [self._rank_reason(row, mine.iloc[a] if a >= 0 else None, col) for a, col in zip(at, items)]
+            return [self._rank_reason(own, mine.iloc[a] if a >= 0 else None, col) for a, col in zip(at, items)]
         rows = mine.iloc[np.maximum(at, 0)]
         contrib = booster.predict(rows[list(self.features_)], pred_contrib=True)[:, :-1]
         families = [f.split("_", 1)[1] if f.startswith(("score_", "rank_")) else FEATURE_FAMILY.get(f, "user") for f in self.features_]
         weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
+        labels, weights = list(weight.columns), weight.to_numpy()
+        records = rows.to_dict("records")
         out = []
         for i, (a, col) in enumerate(zip(at, items)):
             if a < 0:
                 out.append(self._popular_reason(col))
                 continue
-            strongest = weight.iloc[i][weight.iloc[i] > 0].sort_values(ascending=False, kind="stable").index[:2].tolist()
-            out.append(self._explain(row, col, strongest, rows.iloc[i], names))
+            best = np.argsort(-weights[i], kind="stable")[:2]  # ties keep the column order
+            strongest = [labels[j] for j in best if weights[i, j] > 0]
+            out.append(self._explain(own, col, strongest, records[i], names))
         return out
 
-    def _explain(self, row: int, col: int, strongest: list[str], features: pd.Series, names: list[str]) -> str:
+    def _explain(self, own: OwnReasons, col: int, strongest: list[str], features: dict, names: list[str]) -> str:
         """Words for the strongest feature families: a generator speaks through its own reason
         (a shopper has no use for model names), the others through a short phrase."""
         if not strongest:
-            return self._rank_reason(row, features, col)
+            return self._rank_reason(own, features, col)
         proposers = self._proposers(features, names)
         phrases = {
             "popular": self._popular_reason(col),
@@ -379,26 +396,32 @@ class TwoStageRecommender(Recommender):
             if family in phrases:
                 parts.append(phrases[family])
             elif family in (*names, "agreement") and not any(p.startswith("because") for p in parts):
-                reason = self._generator_reason(row, col, [family, *proposers] if family in names else proposers)
+                reason = self._generator_reason(own, col, [family, *proposers] if family in names else proposers)
                 if reason:
                     parts.append(reason)
         parts = sorted(dict.fromkeys(parts), key=lambda p: not p.startswith("because"))  # history first
-        return "; ".join(parts) if parts else self._rank_reason(row, features, col)
+        return "; ".join(parts) if parts else self._rank_reason(own, features, col)
 
-    def _generator_reason(self, row: int, col: int, generators: list[str]) -> str | None:
+    def _generator_reason(self, own: OwnReasons, col: int, generators: list[str]) -> str | None:
         """The first 'because you ...' among these generators' own reasons, else the first reason."""
-        own = [self.generators_[g]._reasons(row, np.array([col]))[0] for g in dict.fromkeys(generators) if g in self.generators_]
-        return next((r for r in own if r.startswith("because")), own[0] if own else None)
+        known = [g for g in dict.fromkeys(generators) if g in self.generators_]
+        first = None
+        for g in known:
+            reason = own(g, col)
+            if reason.startswith("because"):
+                return reason
+            first = first or reason
+        return first
 
-    def _proposers(self, features: pd.Series | None, names: list[str]) -> list[str]:
+    def _proposers(self, features: dict | pd.Series | None, names: list[str]) -> list[str]:
         """The generators that proposed the item, best rank first."""
         if features is None:
             return []
         ranks = {g: features[f"rank_{g}"] for g in names if np.isfinite(features[f"rank_{g}"])}
         return sorted(ranks, key=ranks.get)
 
-    def _rank_reason(self, row: int, features: pd.Series | None, col: int) -> str:
-        reason = self._generator_reason(row, col, self._proposers(features, list(self.generator_names_)))
+    def _rank_reason(self, own: OwnReasons, features: dict | pd.Series | None, col: int) -> str:
+        reason = self._generator_reason(own, col, self._proposers(features, list(self.generator_names_)))
         return reason or self._popular_reason(col)
 
     # ---- persistence ----------------------------------------------------------------

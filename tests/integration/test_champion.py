@@ -74,7 +74,7 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     assert published(db) == ("popularity", better["challenger_version"])
 
     # a crippled challenger is kept out; the champion goes on publishing
-    weak = run("train.models=[popularity]", CRIPPLED)
+    weak = run("train.models=[popularity]", CRIPPLED, "gate.keep_versions=2")
     assert weak["decision"] == "keep" and weak["challenger_value"] < weak["champion_value"]
     assert published(db) == ("popularity", better["challenger_version"])
 
@@ -88,6 +88,9 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     assert versions[better["challenger_version"]].aliases == ("champion",)
     assert versions[weak["challenger_version"]].aliases == ("challenger",)
     assert [versions[r["challenger_version"]].semver for r in (first, again, better, weak)] == ["1.0.0", "1.0.1", "1.1.0", "1.2.0"]
+    # two kept per model: the older ones are archived, unless an alias still names them
+    assert [versions[r["challenger_version"]].archived for r in (first, again, better, weak)] == [False, True, False, False]
+    assert versions[first["challenger_version"]].aliases == ("previous-champion",)
 
     # by hand: activate the first champion, then roll back
     listed = recmill("models", "list").output
