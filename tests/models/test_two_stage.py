@@ -139,3 +139,18 @@ def test_training_metrics_report_stage1_recall():
     (key, value), = model.training_metrics().items()
     assert key == f"stage1_recall@{model.config.keep}"
     assert 0.0 <= value <= 1.0 and value == float(model.stage1_recall_)
+
+
+def test_buy_again_history_is_a_generator_where_had_items_may_be_recommended():
+    from recmill.config import ReorderConfig
+    from tests.models.test_reorder import with_repeats
+
+    data = with_repeats(make_data())
+    boosting = GradientBoostingConfig(n_estimators=20, num_leaves=4, min_child_samples=2, early_stopping_rounds=5)
+    config = TwoStageConfig(generators=["popularity", "reorder"], candidates_per_generator=10, keep=8, stage1=boosting, ranker=boosting)
+    model = TwoStageRecommender(config, seed=7, generator_configs={"popularity": PopularityConfig(), "reorder": ReorderConfig(booster=boosting)})
+    model.fit(data)
+    recs = model.recommend(list(data.user_ids[:10]), k=5, exclude_seen=False, reasons=True)
+    had = set(zip(data.events["user_id"], data.events["item_id"]))
+    again = recs[[pair in had for pair in zip(recs["user_id"], recs["item_id"])]]
+    assert len(again) > 0 and again["reason"].str.startswith("you bought it in").any()
