@@ -160,15 +160,14 @@ def models_list(config: Path = ConfigOption, overrides: list[str] = OverrideOpti
         versions = Registry(load_settings(config, overrides).tracking).versions()
     except RecmillError as exc:
         _fail(exc)
-    metric = versions[0].metric if versions else ""
-    table = Table(title=f"Model versions of 'recmill', newest first ({metric} on the valid and test slices of their run)")
-    for column in ("version", "model", "semver", "aliases", "valid", "test", "status"):
+    table = Table(title="Model versions of 'recmill', newest first (each one's metric on the valid and test slices of its run)")
+    for column in ("version", "model", "semver", "aliases", "metric", "valid", "test", "status"):
         table.add_column(column, justify="right" if column in ("version", "valid", "test") else "left")
     for v in versions:
         if v.archived and not archived:
             continue
         table.add_row(
-            v.version, v.model, v.semver, ", ".join(v.aliases),
+            v.version, v.model, v.semver, ", ".join(v.aliases), v.metric,
             "" if v.valid_value is None else f"{v.valid_value:.4f}", "" if v.test_value is None else f"{v.test_value:.4f}",
             "archived" if v.archived else "",
         )
