@@ -161,15 +161,14 @@ def models_list(config: Path = ConfigOption, overrides: list[str] = OverrideOpti
     except RecmillError as exc:
         _fail(exc)
     table = Table(title="Model versions of 'recmill', newest first (each one's metric on the valid and test slices of its run)")
-    for column in ("version", "model", "semver", "aliases", "metric", "valid", "test", "status"):
-        table.add_column(column, justify="right" if column in ("version", "valid", "test") else "left")
+    for column in ("version", "model", "semver", "aliases", "metric", "valid", "test"):
+        table.add_column(column, justify="right" if column in ("version", "valid", "test") else "left", no_wrap=column == "aliases")
     for v in versions:
         if v.archived and not archived:
             continue
         table.add_row(
-            v.version, v.model, v.semver, ", ".join(v.aliases), v.metric,
+            v.version, v.model, v.semver, ", ".join(v.aliases + (("archived",) if v.archived else ())), v.metric,
             "" if v.valid_value is None else f"{v.valid_value:.4f}", "" if v.test_value is None else f"{v.test_value:.4f}",
-            "archived" if v.archived else "",
         )
     console.print(table)
 

@@ -121,3 +121,10 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     with pytest.raises(ValidationFailed, match="score is NaN or missing"):
         pipelines.publish.run(load_settings(None, TINY))
     assert db.read_bytes() == before
+
+    # a version that never published has no fit on all the data: activating trains one
+    monkeypatch.setattr(pipelines.publish, "lists_now", real)
+    assert registry.get(weak["challenger_version"]).full_run is None
+    recmill("models", "activate", weak["challenger_version"])
+    assert published(db) == ("popularity", weak["challenger_version"])
+    assert registry.get(weak["challenger_version"]).full_run is not None
