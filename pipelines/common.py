@@ -78,21 +78,39 @@ def architecture(settings: Settings, model: str) -> str:
     return _digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
 
 
+def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path) -> tuple[Recommender, str]:
+    """Train on all the data, save to out_dir and log it as the MLflow run '<model>-full';
+    returns the model and the run. A skipped model is tagged on its run and re-raised."""
+    from recmill.errors import ModelSkipped
+    from recmill.tracking import Tracker
+
+    tracker = Tracker(settings.tracking)
+    run = tracker.start(f"{model}-full", pipeline_run, tracked_params(settings, model), {"model": model, "fit": "full"})
+    try:
+        fitted, seconds = fit_model(settings, model, "full")
+    except ModelSkipped as exc:
+        tracker.client.set_tag(run, "skipped", str(exc))
+        tracker.finish(run)
+        raise
+    except BaseException:
+        tracker.finish(run, failed=True)
+        raise
+    fitted.save(out_dir)
+    tracker.log_metrics(run, {"fit_seconds_full": seconds})
+    tracker.log_artifacts(run, out_dir, "model")
+    tracker.finish(run)
+    return fitted, run
+
+
 def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
     """A registered version's fit on all the data: from its full-data run when it has one,
     otherwise trained now on this run's data with the settings it was registered with."""
     from recmill.models import REGISTRY
-    from recmill.tracking import Tracker
 
     if version.full_run:
         return REGISTRY[version.model].load(registry.download(version.full_run, "model", into))
-    own = Settings.model_validate(registry.settings_of(version, into)).model_copy(update={"paths": settings.paths})
-    fitted, _ = fit_model(own, version.model, "full")
-    tracker = Tracker(settings.tracking)
-    run = tracker.start(f"{version.model}-full", run_info(settings)["run_id"], tracked_params(own, version.model),
-                        {"model": version.model, "fit": "full"})
-    fitted.save(into / "fitted")
-    tracker.log_artifacts(run, into / "fitted", "model")
-    tracker.finish(run)
+    own = Settings.model_validate(registry.settings_of(version, into))
+    own = own.model_copy(update={"paths": settings.paths, "tracking": settings.tracking})  # this run's data and store
+    fitted, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")
     registry.set_full_run(version.version, run)
     return fitted

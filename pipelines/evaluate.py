@@ -75,14 +75,6 @@ def user_groups(settings: Settings, fit: str, users: list[str]) -> dict[str, dic
     return groups
 
 
-def holdout_truth(settings: Settings, fit: str) -> dict[str, set]:
-    """user -> the held-out items after this fit's training data that they did not have."""
-    held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
-    positive = settings.interactions.positive_event_types
-    had = items_by_user(fit_events(settings, fit), positive) if settings.publish.exclude_seen else None
-    return relevant_items(held_out, positive, had)
-
-
 def baseline_lists(settings: Settings, fit: str, users, k: int) -> dict[str, list[str]] | None:
     """The baseline model's lists of the same fit, when it was trained."""
     name = settings.evaluate.baseline
@@ -102,22 +94,23 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
     (slice name -> metrics), 'per_user' (user -> the selection metric) and 'users'."""
     ev = settings.evaluate
     exclude = settings.publish.exclude_seen
-    truth = holdout_truth(settings, fit)
+    layout = Layout(settings)
+    history = fit_events(settings, fit)
+    held_out = read_frame(layout.splits / f"{fit}.parquet")
+    had = items_by_user(history, settings.interactions.positive_event_types)
+    # the held-out items after this fit's training data that the user did not have
+    truth = relevant_items(held_out, settings.interactions.positive_event_types, had if exclude else None)
     top = max(ev.k)
     ranked = ranked_lists(fitted, truth, top, exclude)  # once, for every figure below
     rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
     overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
     overall.update(fitted.training_metrics())
 
-    layout = Layout(settings)
-    held_out = read_frame(layout.splits / f"{fit}.parquet")
     ratings = held_out[held_out["event_type"] == "rating"]
     if fitted.predicts_ratings and len(ratings):
         predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
         overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
 
-    history = fit_events(settings, fit)
-    had = items_by_user(history, settings.interactions.positive_event_types)
     popularity = Counter(item for items in had.values() for item in items)
     ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
     baseline = baseline_lists(settings, fit, truth, top)

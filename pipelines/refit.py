@@ -7,14 +7,13 @@ from __future__ import annotations
 import logging
 import shutil
 
-from pipelines.common import fit_model, run_info, tracked_params
+from pipelines.common import fit_full, run_info
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.io import Layout, read_json, write_json
 from recmill.evaluation.gate import PROMOTE
 from recmill.models import REGISTRY
 from recmill.registry import Registry
-from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
 
@@ -33,27 +32,19 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
     selection = read_json(layout.selection)
-    tracker = Tracker(settings.tracking)
     registry = Registry(settings.tracking)
     pipeline_run = run_info(settings)["run_id"]
     shutil.rmtree(layout.refit, ignore_errors=True)
     fitted_runs = {}
     for model in models_to_refit(settings, selection):
-        mlflow_run = tracker.start(f"{model}-full", pipeline_run, tracked_params(settings, model), {"model": model, "fit": "full"})
         try:
-            fitted, seconds = fit_model(settings, model, "full")
+            _, mlflow_run = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"))
         except ModelSkipped as exc:
             # all the data can hold more items than the training slices did
             if model == selection["chosen"] and selection["decision"] == PROMOTE:
                 raise
             log.warning("%s", exc)
-            tracker.client.set_tag(mlflow_run, "skipped", str(exc))
-            tracker.finish(mlflow_run)
             continue
-        fitted.save(layout.model_dir(model, "full"))
-        tracker.log_metrics(mlflow_run, {"fit_seconds_full": seconds})
-        tracker.log_artifacts(mlflow_run, layout.model_dir(model, "full"), "model")
-        tracker.finish(mlflow_run)
         fitted_runs[model] = mlflow_run
         if model == selection["chosen"]:
             registry.set_full_run(selection["challenger_version"], mlflow_run)

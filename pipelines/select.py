@@ -48,35 +48,31 @@ def test_scores(layout: Layout, model: str) -> dict:
     return {"overall": scored["test"], "slices": scored["slices"]["test"]}
 
 
+def metric_kind(key: str) -> str:
+    name = key.partition("@")[0]
+    return "prediction" if name in PREDICTION_METRICS else "business" if name in BUSINESS_METRICS else "ranking"
+
+
 def evaluation_document(settings: Settings, run: dict, chosen: str, versions: dict[str, Version]) -> dict:
     """This run's evaluation: every model's test figures by kind, its slices and its
     difference from the baseline in percent, the challenger's at the top level."""
     layout = Layout(settings)
     baseline = settings.evaluate.baseline
+    scored = {m: read_json(layout.metrics_file(m)) for m in settings.train.models}
+    scored = {m: s for m, s in scored.items() if "skipped" not in s}
+    baseline_test = scored[baseline]["test"] if baseline in scored else None
     models = {}
-    for model in settings.train.models:
-        scored = read_json(layout.metrics_file(model))
-        if "skipped" in scored:
-            continue
-        test = scored["test"]
-
-        def kind(key: str) -> str:
-            name = key.partition("@")[0]
-            return "prediction" if name in PREDICTION_METRICS else "business" if name in BUSINESS_METRICS else "ranking"
-
+    for model, result in scored.items():
         metrics = {"ranking": {}, "prediction": {}, "business": {}, "fairness": {}}
-        for key, value in test.items():
-            metrics[kind(key)][key] = value
-        slices = scored["slices"].get("test", {})
+        for key, value in result["test"].items():
+            metrics[metric_kind(key)][key] = value
+        slices = result["slices"].get("test", {})
         metrics["fairness"] = {name.removeprefix("fairness="): v for name, v in slices.items() if name.startswith("fairness=")}
-        versus = None
-        if model != baseline and (layout.metrics_file(baseline)).exists() and "test" in read_json(layout.metrics_file(baseline)):
-            versus = compare_to_baseline(test, read_json(layout.metrics_file(baseline))["test"])
         models[model] = {
             "model_version": versions[model].label if model in versions else None,
             "metrics": metrics,
             "slices": {name: v for name, v in slices.items() if not name.startswith("fairness=")},
-            "comparison_to_baseline": versus,
+            "comparison_to_baseline": compare_to_baseline(result["test"], baseline_test) if baseline_test and model != baseline else None,
         }
     return {
         "run_id": run["run_id"], "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "baseline": baseline,

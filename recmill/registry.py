@@ -80,22 +80,26 @@ class Registry:
                 REGISTERED_MODEL, description="Recommendation models; the 'champion' alias publishes."
             )
 
-    def _version(self, mv) -> Version:
-        # search results carry no aliases: read them from the registered model
-        aliases = self.client.get_registered_model(REGISTERED_MODEL).aliases or {}
+    def _aliases(self) -> dict[str, str]:
+        """alias -> version; search results carry no aliases, the registered model does."""
+        return {a: str(v) for a, v in (self.client.get_registered_model(REGISTERED_MODEL).aliases or {}).items()}
+
+    def _version(self, mv, aliases: dict[str, str] | None = None) -> Version:
+        aliases = self._aliases() if aliases is None else aliases
         t = mv.tags
         return Version(
             version=str(mv.version), model=t["model"], semver=t["semver"], pipeline_run=t["pipeline_run"],
             mlflow_run=mv.run_id, full_run=t.get("full_run") or None, architecture=t["architecture"],
             settings_hash=t["settings_hash"], metric=t["metric"], valid_value=_float(t.get("valid_value")),
-            test_value=_float(t.get("test_value")), aliases=tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))),
+            test_value=_float(t.get("test_value")), aliases=tuple(sorted(a for a, v in aliases.items() if v == str(mv.version))),
             archived=t.get("status") == "archived", created_ms=int(mv.creation_timestamp or 0),
         )
 
     def versions(self, model: str | None = None) -> list[Version]:
         """Every version, newest first (of one family when given)."""
         found = self.client.search_model_versions(f"name='{REGISTERED_MODEL}'", max_results=100_000)
-        out = [self._version(mv) for mv in found if "model" in mv.tags]
+        aliases = self._aliases()
+        out = [self._version(mv, aliases) for mv in found if "model" in mv.tags]
         out.sort(key=lambda v: int(v.version), reverse=True)
         return [v for v in out if model is None or v.model == model]
 

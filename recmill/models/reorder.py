@@ -228,14 +228,10 @@ class ReorderRecommender(Recommender):
     def reorder_probabilities(self, users=None) -> pd.DataFrame:
         """user_id, item_id, probability of every (user, item bought before) pair; all users when None."""
         self._check_fitted()
-        m = self.probability_ if users is None else self.probability_[self._known_rows(users)]
-        row_ids = self.user_ids_ if users is None else self.user_ids_[self._known_rows(users)]
-        coo = m.tocoo()
-        return pd.DataFrame({S.USER_ID: row_ids[coo.row], S.ITEM_ID: self.item_ids_[coo.col], "probability": coo.data})
-
-    def _known_rows(self, users) -> np.ndarray:
-        rows = self.user_rows(users)
-        return rows[rows >= 0]
+        rows = np.arange(len(self.user_ids_)) if users is None else self.user_rows(users)
+        rows = rows[rows >= 0]
+        coo = self.probability_[rows].tocoo()
+        return pd.DataFrame({S.USER_ID: self.user_ids_[rows[coo.row]], S.ITEM_ID: self.item_ids_[coo.col], "probability": coo.data})
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """buy_again: each user's max_per_user most probable items, rank 1 the most probable."""
