@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 CUTOFF = datetime(2026, 6, 1)
@@ -128,8 +129,6 @@ def main() -> None:
         "features_within_target": features["peak_bytes"] <= TARGET_GIB * GIB,
         "machine": f"{os.cpu_count()} CPU cores, shared",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     md = [f"# Feature building on the synthetic {args.preset} shop" + (f" (x{args.scale:g} users)" if args.scale != 1 else ""), ""]
     md += [f"{report['events']:,} events ({report['events_parquet_mib']} MiB of parquet), {report['items']:,} items; "]
     md[-1] += f"features from the events before {CUTOFF:%Y-%m-%d}, DuckDB with memory_limit 8GB and 2 threads."
@@ -139,9 +138,8 @@ def main() -> None:
     verdict = "within" if report["features_within_target"] else "over"
     md += ["", f"Feature step peak: {verdict} the {TARGET_GIB} GiB target. Machine: {report['machine']}."]
     text = "\n".join(md) + "\n"
-    args.out.with_suffix(".md").write_text(text)
     print(text)
-    print(f"written to {args.out} and {args.out.with_suffix('.md')}")
+    write_report(args.out, report, text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes reports/benchmarks/item2vec_latency.json and .md, and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from report import write_report
 
 from recmill.config import Settings
 from recmill.data.interactions import InteractionData
@@ -121,15 +122,12 @@ def main() -> None:
         "target_ms": 10,
         "cases": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     table = pd.DataFrame(results).T[["index", "vectors", "catalogue", "p50_ms", "p99_ms", "mean_ms", "recall_vs_exact", "build_seconds"]]
     title = f"item2vec latency: {report['what']}, {os.cpu_count()} cores; fit {report['fit_seconds']} s on the synthetic small shop"
     table = table.astype(object).where(table.notna(), None)
-    args.out.with_suffix(".md").write_text(f"# {title}\n\n{table.to_markdown(missingval='')}\n")
     print(title + "\n")
-    print(table.to_string(na_rep=""))
-    print(f"\nwritten to {args.out} and {args.out.with_suffix('.md')}")
+    print(table.to_string(na_rep="") + "\n")
+    write_report(args.out, report, f"# {title}\n\n{table.to_markdown(missingval='')}\n")
 
 
 if __name__ == "__main__":

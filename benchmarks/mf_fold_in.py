@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from recmill import schema as S
+from report import write_report
+
 from recmill.config import Settings, SplitConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
@@ -155,8 +156,6 @@ def main() -> None:
         "fold_in_rmse": sweep,
         "machine": "2 CPU cores, shared",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     md = [f"# MF and fold-in on {report['data']} ({report['feedback']} feedback)", ""]
     md += [f"Fit: {report['fit_seconds']} s on {len(train)} events."]
     md += ["", pd.Series(ranking, name="value").to_markdown()]
@@ -171,9 +170,8 @@ def main() -> None:
         md += ["", "RMSE of the folded-in users on the held-out ratings they did not get:", ""]
         md += [table.to_markdown(floatfmt=".4f", missingval="")]
     text = "\n".join(md) + "\n"
-    args.out.with_suffix(".md").write_text(text)
     print(text)
-    print(f"written to {args.out} and {args.out.with_suffix('.md')}")
+    write_report(args.out, report, text)
 
 
 if __name__ == "__main__":

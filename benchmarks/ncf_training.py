@@ -13,7 +13,6 @@ Writes reports/benchmarks/ncf_training.json and .md, and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -23,6 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 from quality import holdout  # the sibling benchmark's holdouts
+
+from report import write_report
 
 from recmill.config import load_settings
 from recmill.data.interactions import InteractionData
@@ -125,11 +126,9 @@ def main() -> None:
         "config": settings.models.ncf.model_dump(mode="json"),
         "datasets": {dataset: run(dataset, settings, args.data) for dataset in args.datasets},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ncf_training.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "ncf_training.md").write_text(text)
     print(text)
+    write_report(args.out / "ncf_training.json", report, text)
 
 
 if __name__ == "__main__":

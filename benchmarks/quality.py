@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from report import write_report
 
 from recmill.config import ALSConfig, Settings, SplitConfig, load_settings
 from recmill.data.interactions import InteractionData
@@ -122,8 +123,6 @@ def main() -> None:
         "skipped": skipped,
         "reference": reference,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"quality_{args.dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = pd.DataFrame({**results, **reference}).T.reindex(columns=COLUMNS).dropna(axis=1, how="all")
     table = table.sort_values("ndcg@10", ascending=False, na_position="last")
     title = f"{args.dataset}: {len(truth)} users scored, {len(train):,} training and {len(test):,} test events"
@@ -137,7 +136,7 @@ def main() -> None:
             "or take the user's most frequent items (as many as their mean basket size).\n\n"
             + baskets.drop(columns="basket_users").to_markdown(floatfmt=".4f")
         )
-    (args.out / f"quality_{args.dataset}.md").write_text(f"# {title}\n\n{markdown}\n{notes}\n")
+    write_report(args.out / f"quality_{args.dataset}.json", report, f"# {title}\n\n{markdown}\n{notes}\n")
     print(f"\n{title}\n")
     print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
 

@@ -1,0 +1,14 @@
+"""Where every benchmark's figures go: a JSON file and a markdown page beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_report(json_path: Path, report: dict, markdown: str) -> None:
+    """Write the figures to json_path and the markdown to the same name with .md."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    json_path.with_suffix(".md").write_text(markdown)
+    print(f"written to {json_path} and {json_path.with_suffix('.md')}")
