@@ -56,7 +56,10 @@ def profile(settings: Settings, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = {"events": event_profile(events, items, positive)}
     with tempfile.TemporaryDirectory(prefix="recmill-profile-") as work:
-        paths = build_features(layout.canonical / "events.parquet", layout.canonical / "items.parquet", Path(work), positive_event_types=positive)
+        # one thread: the profile, like every published figure, is the same on a rerun
+        paths = build_features(
+            layout.canonical / "events.parquet", layout.canonical / "items.parquet", Path(work), positive_event_types=positive, threads=1
+        )
         for name in ("user_features", "item_features"):
             frames[name] = pd.read_parquet(paths[name])
     written = {}
