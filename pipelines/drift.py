@@ -21,8 +21,9 @@ from pipelines.common import run_info
 from recmill.config import Settings
 from recmill.drift import data_drift
 from recmill.features import build_features
-from recmill.io import Layout, read_frame, write_json
+from recmill.io import Layout, write_json
 from recmill.registry import CHAMPION, Registry
+from recmill.sql import connect, identifier, literal
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
@@ -30,20 +31,25 @@ PROFILE_RUN = "data-profile"
 PROFILES = ("events", "user_features", "item_features")
 
 
-def event_profile(events: pd.DataFrame, items: pd.DataFrame, positive: list[str]) -> pd.DataFrame:
-    """One row per positive event with what describes it."""
-    chosen = events[events["event_type"].isin(positive)]
-    frame = pd.DataFrame({
-        "hour_of_day": chosen["timestamp"].dt.hour.to_numpy(),
-        "weekday": chosen["timestamp"].dt.day_name().to_numpy(),
-        "value": chosen["value"].astype(float).to_numpy(),
-    })
-    attributes = [c for c in ("category", "department", "price") if c in items]
-    if attributes:
-        table = items.astype({"item_id": str}).drop_duplicates("item_id").set_index("item_id")[attributes]
-        frame[attributes] = table.reindex(chosen["item_id"].astype(str)).to_numpy()
-        if "price" in attributes:
-            frame["price"] = frame["price"].astype(float)
+def event_profile(con, events: Path, items: Path, positive: list[str], sample: int, seed: int) -> pd.DataFrame:
+    """A sample of ``sample`` positive events, each with what describes it: hour of day,
+    weekday, value and the item's category, department and price where the items have
+    them. The sample is the same on a rerun (rows ordered by a hash of their position)."""
+    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(items)})").fetchall()}
+    attributes = [c for c in ("category", "department", "price") if c in have]
+    chosen = ", ".join("?" for _ in positive)
+    frame = con.execute(f"""
+        WITH chosen AS (
+            SELECT file_row_number AS pos, item_id, "timestamp", value
+            FROM read_parquet({literal(events)}, file_row_number = true)
+            WHERE event_type IN ({chosen})
+            ORDER BY hash(file_row_number + ?), file_row_number LIMIT ?
+        ), catalogue AS (SELECT DISTINCT ON (item_id) * FROM read_parquet({literal(items)}))
+        SELECT hour("timestamp") AS hour_of_day, dayname("timestamp") AS weekday, CAST(value AS DOUBLE) AS value
+               {"".join(f", c.{identifier(a)}" for a in attributes)}
+        FROM chosen e LEFT JOIN catalogue c USING (item_id) ORDER BY pos""", [*positive, seed, sample]).df()
+    if "price" in frame:
+        frame["price"] = frame["price"].astype(float)
     return frame
 
 
@@ -51,15 +57,16 @@ def profile(settings: Settings, out_dir: Path) -> dict[str, Path]:
     """This run's profile as parquet files in out_dir, by name."""
     layout = Layout(settings)
     positive = settings.interactions.positive_event_types
-    events = read_frame(layout.canonical / "events.parquet")
-    items = read_frame(layout.canonical / "items.parquet")
+    events, items = layout.canonical / "events.parquet", layout.canonical / "items.parquet"
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = {"events": event_profile(events, items, positive)}
+    con = connect(settings.duckdb.memory_limit, settings.duckdb.threads, layout.spill)
+    try:
+        frames = {"events": event_profile(con, events, items, positive, settings.drift.sample, settings.seed)}
+    finally:
+        con.close()
     with tempfile.TemporaryDirectory(prefix="recmill-profile-") as work:
         # one thread: the profile, like every published figure, is the same on a rerun
-        paths = build_features(
-            layout.canonical / "events.parquet", layout.canonical / "items.parquet", Path(work), positive_event_types=positive, threads=1
-        )
+        paths = build_features(events, items, Path(work), positive_event_types=positive, memory_limit=settings.duckdb.memory_limit, threads=1)
         for name in ("user_features", "item_features"):
             frames[name] = pd.read_parquet(paths[name])
     written = {}

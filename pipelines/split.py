@@ -1,15 +1,17 @@
-"""Temporal train / valid / test split of the validated events."""
+"""Temporal train / valid / test split of the validated events, in DuckDB (out of core)."""
 
 from __future__ import annotations
 
 from recmill.config import Settings
-from recmill.data.split import temporal_split
-from recmill.io import Layout, read_frame, write_frame
+from recmill.data.split import split_file
+from recmill.io import Layout
+from recmill.sql import connect
 
 
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
-    parts = temporal_split(read_frame(layout.canonical / "events.parquet"), settings.split)
-    for name, frame in parts.items():
-        write_frame(layout.splits / f"{name}.parquet", frame)
-    return {name: len(frame) for name, frame in parts.items()}
+    con = connect(settings.duckdb.memory_limit, settings.duckdb.threads, layout.spill)
+    try:
+        return split_file(layout.canonical / "events.parquet", layout.splits, settings.split, con)
+    finally:
+        con.close()

@@ -70,6 +70,7 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
             values = rows.set_index("metric")["value"]
             table.add_row(model, *(f"{values.get(m, float('nan')):.4f}" for m in BUY_AGAIN_METRICS))
         console.print(table)
+    print_stage_times(result.get("stage_seconds", {}))
     counts = Table(title="Published tables")
     counts.add_column("table")
     counts.add_column("rows", justify="right")
@@ -83,6 +84,17 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def print_stage_times(seconds: dict[str, float]) -> None:
+    if not seconds:
+        return
+    table = Table(title=f"Stage times (wall clock, {sum(seconds.values()):.1f} s in all)")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for stage, value in seconds.items():
+        table.add_row(stage, f"{value:.1f}")
+    console.print(table)
 
 
 @app.command()

@@ -322,6 +322,15 @@ class DriftConfig(Section):
     sample: int = Field(50_000, ge=100, description="Rows sampled per data set for the drift tests.")
 
 
+class DuckDBConfig(Section):
+    """DuckDB, for the relational work on the canonical tables: validation, the split,
+    features and drift profiles run out of core under these limits."""
+
+    memory_limit: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", description="DuckDB's memory_limit, e.g. 4GB.")
+    threads: int = Field(2, ge=1)
+    spill: Path | None = Field(None, description="Folder DuckDB spills to; None: <paths.data>/spill.")
+
+
 class TrackingConfig(Section):
     uri: str = "sqlite:///mlflow/mlflow.db"
     artifacts: Path = Path("mlflow/artifacts")
@@ -347,6 +356,7 @@ class Settings(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 

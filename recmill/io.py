@@ -21,6 +21,7 @@ class Layout:
     def __init__(self, settings: Settings):
         self.data = settings.paths.data
         self.reports = settings.paths.reports
+        self.spill = settings.duckdb.spill or self.data / "spill"  # where DuckDB spills
 
     canonical = property(lambda self: self.data / "canonical")
     run_info = property(lambda self: self.data / "canonical" / "run.json")
@@ -77,6 +78,8 @@ def read_frame(path: Path) -> pd.DataFrame:
     for col in df.columns:  # parquet gives back object columns for strings; keep our dtype
         if col in ("user_id", "item_id", "order_id", "event_type"):
             df[col] = df[col].astype("string")
+        elif col == "timestamp":  # files written by DuckDB hold microseconds
+            df[col] = df[col].astype("datetime64[ns]")
     return df
 
 

@@ -2,51 +2,91 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import pandas as pd
 
 from recmill import schema as S
 from recmill.config import SplitConfig
+from recmill.sql import connect, literal
 
 SPLITS = ("train", "valid", "test")
 
 
-def _tail_sizes(n: np.ndarray, fraction: float | None, count: int | None) -> np.ndarray:
-    """How many of each user's last events to take: last N, or the last fraction rounded to
-    the nearest whole (halves up), at least one."""
+def _tail_size(n: str, fraction: float | None, count: int | None) -> str:
+    """SQL for how many of a user's last events to take: last N, or the last fraction
+    rounded to the nearest whole (halves up), at least one."""
     if count is not None:
-        return np.minimum(count, n)
-    return np.maximum(1, np.floor(n * fraction + 0.5).astype(int))
+        return f"least({int(count)}, {n})"
+    return f"greatest(1, floor({n} * {float(fraction)!r} + 0.5))"
+
+
+def split_label_sql(cfg: SplitConfig, source: str) -> str:
+    """SELECT pos, label (0 train, 1 valid, 2 test) for every row of ``source``, a relation
+    with the event columns and ``pos``, each row's position in the canonical table.
+
+    per_user: each user's events in order of (timestamp, item_id, pos); the last fraction
+    (or last N) is test and the same share of what remains before it is valid, leaving at
+    least one train event. Users with fewer than ``min_user_events`` events stay in train.
+    global_time: events before valid_start are train, then valid up to test_start, then test.
+    """
+    if cfg.method == "global_time":
+        return f"""
+            SELECT pos, CASE WHEN "timestamp" >= TIMESTAMP '{pd.Timestamp(cfg.test_start)}' THEN 2
+                             WHEN "timestamp" >= TIMESTAMP '{pd.Timestamp(cfg.valid_start)}' THEN 1 ELSE 0 END AS label
+            FROM {source}"""
+    n_test = _tail_size("n", cfg.test_fraction, cfg.test_n)
+    if cfg.valid_fraction is None and cfg.valid_n is None:
+        n_valid = "0"
+    else:
+        n_valid = f"least({_tail_size('(n - n_test)', cfg.valid_fraction, cfg.valid_n)}, greatest(n - n_test - 1, 0))"
+    return f"""
+        WITH ranked AS (
+            SELECT pos, count(*) OVER (PARTITION BY user_id) AS n,
+                   row_number() OVER (PARTITION BY user_id ORDER BY "timestamp" DESC, item_id DESC, pos DESC) AS from_end
+            FROM {source}
+        ), sized AS (SELECT pos, n, from_end, {n_test} AS n_test FROM ranked),
+        both_sized AS (SELECT pos, n, from_end, n_test, {n_valid} AS n_valid FROM sized)
+        SELECT pos, CASE WHEN n < {int(cfg.min_user_events)} THEN 0
+                         WHEN from_end <= n_test THEN 2
+                         WHEN from_end <= n_test + n_valid THEN 1 ELSE 0 END::TINYINT AS label
+        FROM both_sized"""
 
 
 def temporal_split(events: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    """Split events in time. Returns {'train', 'valid', 'test'} frames.
-
-    per_user: each user's events sorted by (timestamp, item_id); the last fraction (or
-    last N) is test and the same share of what remains before it is valid. Users with
-    fewer than ``min_user_events`` events stay wholly in train.
-    global_time: events before valid_start are train, then valid up to test_start, then test.
-    """
+    """Split a frame of events in time (see split_label_sql). Returns {'train', 'valid',
+    'test'} frames, each in the order of ``events``."""
     events = events.reset_index(drop=True)  # any index, even a repeated one, as from a concat
-    if cfg.method == "global_time":
-        ts = events[S.TIMESTAMP]
-        test_start, valid_start = pd.Timestamp(cfg.test_start), pd.Timestamp(cfg.valid_start)
-        label = np.where(ts >= test_start, 2, np.where(ts >= valid_start, 1, 0))
-    else:
-        ordered = events.sort_values([S.USER_ID, S.TIMESTAMP, S.ITEM_ID], kind="stable")
-        groups = ordered.groupby(S.USER_ID, sort=False)
-        n = groups[S.USER_ID].transform("size").to_numpy()
-        from_end = n - groups.cumcount().to_numpy()  # 1 for a user's last event
-        n_test = _tail_sizes(n, cfg.test_fraction, cfg.test_n)
-        if cfg.valid_fraction is None and cfg.valid_n is None:
-            n_valid = np.zeros_like(n)
-        else:
-            n_valid = _tail_sizes(n - n_test, cfg.valid_fraction, cfg.valid_n)
-        n_valid = np.minimum(n_valid, np.maximum(n - n_test - 1, 0))  # keep one train event
-        label = np.where(from_end <= n_test, 2, np.where(from_end <= n_test + n_valid, 1, 0))
-        label[n < cfg.min_user_events] = 0
-        label = pd.Series(label, index=ordered.index).reindex(events.index).to_numpy()
-    return {name: events[label == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+    con = connect(threads=1)
+    try:
+        frame = events[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].assign(pos=np.arange(len(events)))
+        con.register("events", frame)
+        labels = con.execute(f"SELECT label FROM ({split_label_sql(cfg, 'events')}) ORDER BY pos").fetchnumpy()["label"]
+    finally:
+        con.close()
+    return {name: events[labels == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+
+
+def split_file(events: Path, out_dir: Path, cfg: SplitConfig, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Split the canonical events file into out_dir/{train,valid,test}.parquet, out of core,
+    each in the order of the file; returns the row count of each."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW split_source AS SELECT * RENAME (file_row_number AS pos) FROM read_parquet({literal(events)}, file_row_number = true)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE split_labels AS {split_label_sql(cfg, 'split_source')}")
+    counts = {}
+    for i, name in enumerate(SPLITS):
+        path = out_dir / f"{name}.parquet"
+        tmp = out_dir / f".{name}.parquet.tmp"  # renamed into place: a reader never sees half a file
+        con.execute(f"""
+            COPY (SELECT e.* EXCLUDE (pos) FROM split_source e JOIN split_labels l USING (pos)
+                  WHERE l.label = {i} ORDER BY pos) TO {literal(tmp)} (FORMAT parquet)""")
+        os.replace(tmp, path)
+        counts[name] = con.execute(f"SELECT count(*) FROM split_labels WHERE label = {i}").fetchone()[0]
+    con.execute("DROP TABLE split_labels")
+    return counts
 
 
 def items_by_user(events: pd.DataFrame, event_types: list[str]) -> dict[str, set]:
