@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test install dvc-repro clean
+.PHONY: run test install dvc-repro bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest
+
+# The weekly retrain at about 1M, 4M, 16M and 32M order lines, stage by stage (hours on 2 cores).
+bench: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/pipeline_scale.py
+	$(VENV)/bin/python benchmarks/warehouse_reads.py
 
 dvc-repro: $(INSTALLED)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro

@@ -26,6 +26,7 @@ from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.models.base import Recommender
 from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
+from recmill.schema import WAREHOUSE_TABLES
 
 
 def all_users(layout: Layout) -> list[str]:
@@ -130,6 +131,12 @@ def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tup
     return version, load_fit(settings, registry, version, layout.data / "champion" / version.version)
 
 
+def catalogue_frame(items: pd.DataFrame) -> pd.DataFrame:
+    """The items table: the canonical items' published columns, NULL where a source lacks one."""
+    columns = [c for c, _ in WAREHOUSE_TABLES["items"]]
+    return items.reindex(columns=columns).astype({"item_id": "string", "name": "string", "category": "string", "brand": "string", "price": "float64"})
+
+
 def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.DataFrame]:
     layout = Layout(settings)
     info = run_info(settings)
@@ -177,6 +184,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     empty_similar = pd.DataFrame(columns=["item_id", "similar_item_id", "rank", "score", "model", "run_id"])
     return {
         "recommendations": recs,
+        "items": catalogue_frame(read_frame(layout.canonical / "items.parquet")),
         "similar_items": pd.concat(similar, ignore_index=True) if similar else empty_similar,
         "model_metrics": metric_rows(settings, info["run_id"]),
         "model_decisions": decision_row(info["run_id"], selection, generated_at),

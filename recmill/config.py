@@ -31,7 +31,9 @@ class PathsConfig(Section):
 class DataConfig(Section):
     source: Literal["synthetic", "instacart", "movielens", "files"] = "synthetic"
     path: Path | None = Field(None, description="Directory holding the source files (not used by synthetic).")
-    preset: Literal["tiny", "small", "instacart"] = Field("small", description="Size of the synthetic shop.")
+    preset: Literal["tiny", "small", "instacart", "instacart_1m", "instacart_4m", "instacart_16m"] = Field(
+        "small", description="Size of the synthetic shop (instacart_*: the instacart shop with fewer users, by order lines)."
+    )
 
     @model_validator(mode="after")
     def _path_given(self):

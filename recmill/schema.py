@@ -88,6 +88,13 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rank", "INTEGER"),
         ("run_id", "VARCHAR"),
     ),
+    "items": (  # the catalogue, so SQL readers can name and filter what they are shown
+        ("item_id", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("category", "VARCHAR"),
+        ("brand", "VARCHAR"),
+        ("price", "DOUBLE"),
+    ),
     "recommendations_challenger": RECOMMENDATIONS,  # the challenger's lists while an A/B test runs
     "ab_assignments": (
         ("user_id", "VARCHAR"),

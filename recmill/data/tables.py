@@ -10,7 +10,8 @@ import pandas as pd
 
 from recmill import schema as S
 
-ID_DTYPE = "string"  # pandas' nullable string dtype; IDs are strings everywhere
+ID_STORAGE = "pyarrow"  # Arrow buffers, not one Python object per value: compact at 40M rows
+ID_DTYPE = pd.StringDtype(ID_STORAGE)  # pandas' nullable string dtype; IDs are strings everywhere
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,9 @@ def test_missing_column_and_wrong_types():
     assert by_column["timestamp"].expectation == "expect_column_values_to_be_in_type_list"
     assert by_column["timestamp"].description.startswith("timestamp must be a datetime")
     assert by_column["value"].description.startswith("value must be numeric")
+    # text where a number belongs: every row with a value fails, and the examples show them
+    assert (by_column["value"].unexpected_count, by_column["value"].rows[:2]) == (8, ["line 2", "line 3"])
+    assert by_column["value"].examples["value"].tolist() == ["1.0", "1.0"]
 
 
 @pytest.mark.parametrize(

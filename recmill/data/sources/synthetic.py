@@ -13,13 +13,14 @@ Everything is vectorised with numpy; large presets are generated in chunks of us
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from recmill import schema as S
-from recmill.data.tables import Tables, canonical_events, canonical_items, canonical_users
+from recmill.data.tables import ID_DTYPE, Tables, canonical_events, canonical_items, canonical_users
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ PRESETS = {
     # the public Instacart sizes; few views and carts per purchase keep it near 40M rows
     "instacart": Preset(206_209, 49_688, 16, 11, 0.12, 0.01, 0.06, 0.04, 20_000),
 }
+# The instacart shop with a share of its users, for measuring growth with size: about
+# 1M, 4M and 16M order lines (the full preset has 32M order lines, 40M events).
+for _lines, _share in (("1m", 1 / 32), ("4m", 1 / 8), ("16m", 1 / 2)):
+    PRESETS[f"instacart_{_lines}"] = dataclasses.replace(PRESETS["instacart"], users=round(206_209 * _share))
 
 START = np.datetime64("2025-07-01", "ns")
 DAYS = 365  # orders fall in the year ending 2026-06-30
@@ -200,12 +205,12 @@ def generate(preset: str = "small", seed: int = 42) -> Tables:
     order_ids = np.append(_id_strings(n_orders), None)
     table = pd.DataFrame(
         {
-            S.USER_ID: pd.array(user_ids[events.pop("user")], dtype="string"),
-            S.ITEM_ID: pd.array(shop.items[S.ITEM_ID].to_numpy(dtype=object)[events.pop("item")], dtype="string"),
+            S.USER_ID: pd.array(user_ids[events.pop("user")], dtype=ID_DTYPE),
+            S.ITEM_ID: pd.array(shop.items[S.ITEM_ID].to_numpy(dtype=object)[events.pop("item")], dtype=ID_DTYPE),
             S.TIMESTAMP: events.pop("time"),
-            S.EVENT_TYPE: pd.array(EVENT_KINDS[events.pop("kind")], dtype="string"),
+            S.EVENT_TYPE: pd.array(EVENT_KINDS[events.pop("kind")], dtype=ID_DTYPE),
             S.VALUE: 1.0,
-            S.ORDER_ID: pd.array(order_ids[events.pop("order")], dtype="string"),
+            S.ORDER_ID: pd.array(order_ids[events.pop("order")], dtype=ID_DTYPE),
         }
     )
     users = pd.DataFrame(

@@ -1,0 +1,252 @@
+"""The whole weekly retrain at growing sizes of the synthetic shop, stage by stage.
+
+Each size is the instacart shop with a share of its users: about 1M, 4M and 16M order
+lines, then the full preset (32M order lines, 40M events). Every stage runs as its own
+process, as `dvc repro` runs it (`python -m pipelines STAGE [--model M]`), one at a time,
+and is measured from the kernel's accounting of that process (os.wait4): wall time, CPU
+time (user + system) and peak resident memory; rows per second is the size's events over
+the stage's wall time. A stage that passes --memory-cap is stopped (the machine has 24 GiB
+and a runaway process can take others down); a failed stage ends that size's run and is
+recorded as such. The growth exponent of each stage is the slope of log(wall time) over
+log(events), least squares over the sizes where it ran.
+
+    .venv/bin/python benchmarks/pipeline_scale.py [--sizes 1m,4m,16m,32m] [--models als,popularity]
+
+Writes reports/benchmarks/pipeline_scale.json, .md and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from report import write_report
+
+REPO = Path(__file__).resolve().parents[1]
+GIB = 2**30
+PRESETS = {"1m": "instacart_1m", "4m": "instacart_4m", "16m": "instacart_16m", "32m": "instacart"}
+TARGET_WALL_S = 20 * 60
+TARGET_PEAK_GIB = 12.0
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text().split()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024 / GIB, 1),
+        "python": platform.python_version(),
+        "commit": commit + ("+changes" if dirty else ""),
+    }
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children, from /proc (0 once it is gone)."""
+    total = 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return total
+    return total + sum(rss_bytes(int(c)) for c in children)
+
+
+def run_stage(args: list[str], log, memory_cap: float, timeout: float) -> dict:
+    """Run one stage process; its wall and CPU seconds, peak RSS and how it ended."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    stopped: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:  # stop a process that would take the machine down, or never ends
+        while not done.wait(0.5):
+            if rss_bytes(proc.pid) > memory_cap * GIB:
+                stopped.append(f"stopped above {memory_cap:g} GiB")
+            elif time.perf_counter() - started > timeout:
+                stopped.append(f"stopped after {timeout:g} s")
+            if stopped:
+                os.kill(proc.pid, signal.SIGKILL)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # the kernel's accounting of this one process
+    done.set()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    watcher.join()
+    code = proc.returncode
+    return {
+        "wall_s": round(time.perf_counter() - started, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 3),
+        "status": "ok" if code == 0 else (stopped[0] if stopped else f"failed (exit {code})" if code > 0 else f"killed (signal {-code})"),
+    }
+
+
+def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeout: float) -> dict:
+    folder = work / size
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    overrides = [
+        f"data.preset={PRESETS[size]}", f"paths.data={folder / 'data'}", f"paths.reports={folder / 'reports'}",
+        f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"tracking.artifacts={folder / 'artifacts'}",
+        f"publish.warehouse={folder / 'warehouse.duckdb'}", f"train.models=[{', '.join(models)}]",
+    ]
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    plan = [("ingest", None), ("validate", None), ("split", None), ("drift", None)]
+    plan += [("train", m) for m in models] + [("evaluate", m) for m in models]
+    plan += [("select", None), ("refit", None), ("publish", None)]
+    result = {"preset": PRESETS[size], "stages": []}
+    with open(folder / "stages.log", "w") as log:
+        for stage, model in plan:
+            name = stage if model is None else f"{stage} {model}"
+            print(f"[{size}] {name} ...", flush=True)
+            measured = run_stage([stage, *(["--model", model] if model else []), *sets], log, memory_cap, timeout)
+            if stage == "ingest" and measured["status"] == "ok":
+                rows = json.loads((folder / "data" / "canonical" / "run.json").read_text())["rows"]
+                result.update(rows)
+            if result.get("events"):
+                measured["rows_per_s"] = round(result["events"] / max(measured["wall_s"], 1e-9))
+            result["stages"].append({"stage": name, **measured})
+            print(f"[{size}] {name}: {measured['wall_s']:.1f} s, {measured['peak_rss_gib']:.2f} GiB, {measured['status']}", flush=True)
+            if measured["status"] != "ok":
+                break
+    ok = [s for s in result["stages"] if s["status"] == "ok"]
+    result["complete"] = len(ok) == len(plan)
+    result["total_wall_s"] = round(sum(s["wall_s"] for s in result["stages"]), 1)
+    result["peak_rss_gib"] = max(s["peak_rss_gib"] for s in result["stages"])
+    return result
+
+
+def exponents(sizes: dict) -> dict[str, float]:
+    """Slope of log(wall) over log(events) per stage (and 'total' over complete runs)."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for run in sizes.values():
+        if not run.get("events"):
+            continue
+        for s in run["stages"]:
+            if s["status"] == "ok" and s["wall_s"] > 0:
+                points.setdefault(s["stage"], []).append((math.log(run["events"]), math.log(s["wall_s"])))
+        if run["complete"]:
+            points.setdefault("total", []).append((math.log(run["events"]), math.log(run["total_wall_s"])))
+    out = {}
+    for stage, xy in points.items():
+        if len(xy) >= 2:
+            mx, my = sum(x for x, _ in xy) / len(xy), sum(y for _, y in xy) / len(xy)
+            sxx = sum((x - mx) ** 2 for x, _ in xy)
+            out[stage] = round(sum((x - mx) * (y - my) for x, y in xy) / sxx, 2) if sxx else float("nan")
+    return out
+
+
+def markdown(report: dict) -> str:
+    sizes = report["sizes"]
+    m = report["machine"]
+    lines = [
+        "# The weekly retrain at growing sizes (benchmarks/pipeline_scale.py)",
+        "",
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; commit {m['commit']}. "
+        "Each stage is its own process, run one at a time; wall s / peak resident GiB.",
+        "",
+        "| size | events | users | items | complete | total wall | peak memory |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for size, run in sizes.items():
+        lines.append(
+            f"| {size} | {run.get('events', 0):,} | {run.get('users', 0):,} | {run.get('items', 0):,} | "
+            f"{'yes' if run['complete'] else 'no'} | {run['total_wall_s']:.0f} s | {run['peak_rss_gib']:.2f} GiB |"
+        )
+    stages = list(dict.fromkeys(s["stage"] for run in sizes.values() for s in run["stages"]))
+    lines += ["", "| stage | " + " | ".join(sizes) + " | exponent |", "| --- |" + " ---: |" * (len(sizes) + 1)]
+    for stage in stages:
+        cells = []
+        for run in sizes.values():
+            found = next((s for s in run["stages"] if s["stage"] == stage), None)
+            if found is None:
+                cells.append("")
+            elif found["status"] != "ok":
+                cells.append(found["status"])
+            else:
+                cells.append(f"{found['wall_s']:.1f} s / {found['peak_rss_gib']:.2f} GiB")
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {report['exponents'].get(stage, '')} |")
+    lines.append(f"| total | " + " | ".join(f"{r['total_wall_s']:.0f} s" for r in sizes.values()) + f" | {report['exponents'].get('total', '')} |")
+    largest = sizes[list(sizes)[-1]]
+    lines += [
+        "",
+        f"Targets at the largest size measured ({list(sizes)[-1]}): the whole retrain in {TARGET_WALL_S // 60} min or less "
+        f"({'met' if largest['complete'] and largest['total_wall_s'] <= TARGET_WALL_S else 'not met'}: {largest['total_wall_s']:.0f} s"
+        f"{'' if largest['complete'] else ', incomplete'}), peak memory {TARGET_PEAK_GIB:g} GiB or less "
+        f"({'met' if largest['peak_rss_gib'] <= TARGET_PEAK_GIB else 'not met'}: {largest['peak_rss_gib']:.2f} GiB).",
+        "",
+        "![time and memory against size](pipeline_scale.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(13, 5))
+    runs = [r for r in report["sizes"].values() if r.get("events")]
+    stages = list(dict.fromkeys(s["stage"] for r in runs for s in r["stages"]))
+    for stage in stages:
+        xs, wall, mem = [], [], []
+        for r in runs:
+            found = next((s for s in r["stages"] if s["stage"] == stage and s["status"] == "ok"), None)
+            if found:
+                xs.append(r["events"])
+                wall.append(found["wall_s"])
+                mem.append(found["peak_rss_gib"])
+        if xs:
+            ax_time.plot(xs, wall, marker="o", label=stage)
+            ax_mem.plot(xs, mem, marker="o", label=stage)
+    for ax, title, unit in ((ax_time, "wall time per stage", "seconds"), (ax_mem, "peak resident memory per stage", "GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("events")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_mem.axhline(TARGET_PEAK_GIB, color="red", linestyle="--", linewidth=1)
+    ax_time.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1m,4m,16m,32m", help="comma-separated, of " + ", ".join(PRESETS))
+    parser.add_argument("--models", default=None, help="comma-separated models (default: params.yaml's train.models)")
+    parser.add_argument("--work", type=Path, default=REPO / "data" / "bench", help="where each size's run lives")
+    parser.add_argument("--memory-cap", type=float, default=20.0, help="GiB: a stage above it is stopped")
+    parser.add_argument("--stage-timeout", type=float, default=3600.0, help="seconds: a stage running longer is stopped")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from recmill.config import load_settings
+
+    models = args.models.split(",") if args.models else load_settings(REPO / "params.yaml").train.models
+    report = {"machine": machine(), "models": models, "sizes": {}}
+    for size in args.sizes.split(","):
+        report["sizes"][size] = run_size(size, models, args.work, args.memory_cap, args.stage_timeout)
+        report["exponents"] = exponents(report["sizes"])
+        write_report(args.out, report, markdown(report))  # after every size: a long run keeps what it measured
+        plot(report, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
