@@ -89,7 +89,7 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
 def print_stage_times(seconds: dict[str, float]) -> None:
     if not seconds:
         return
-    table = Table(title=f"Stage times (wall clock, {sum(seconds.values()):.1f} s in all)")
+    table = Table(title=f"Stage times, {sum(seconds.values()):.0f} s")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     for stage, value in seconds.items():

@@ -231,6 +231,11 @@ class NCFConfig(Section):
     epochs: int = Field(50, ge=1, description="Most epochs; early stopping usually ends sooner.")
     patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     valid_fraction: float = Field(0.1, gt=0, lt=1, description="Each user's last share of training events that validates each epoch.")
+    # At scale: validation scores users x every item each epoch, and an epoch grows with the pairs users have.
+    valid_max_users: int | None = Field(1_000, ge=1, description="Validation NDCG on at most this many users (a seeded sample); None: all.")
+    pairs_per_epoch: int | None = Field(
+        2_000_000, ge=1, description="Pairs users have sampled afresh each epoch (each with its negatives); None: all of them."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available.")
     checkpoint_dir: Path | None = Field(None, description="Per-epoch checkpoints here let an interrupted training resume.")
 

@@ -306,12 +306,18 @@ def sample_negatives(positive: sp.csr_matrix, rows: np.ndarray, rng: np.random.G
     return r + below
 
 
-def epoch_samples(positive: sp.csr_matrix, negatives: int, pairwise: bool, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def epoch_samples(
+    positive: sp.csr_matrix, negatives: int, pairwise: bool, rng: np.random.Generator, max_pairs: int | None = None
+) -> tuple[np.ndarray, ...]:
     """One epoch's samples in a random order: (user, item, label) with label 1 for each pair
     the user has and 0 for ``negatives`` sampled items per pair; pairwise, (user, item the
-    user has, sampled item) triples. Users who have every item get no negatives."""
+    user has, sampled item) triples. Users who have every item get no negatives. With
+    ``max_pairs``, only that many of the pairs (drawn without replacement) make the epoch."""
     coo = positive.tocoo()
     coo_rows, coo_cols = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    if max_pairs is not None and coo.nnz > max_pairs:
+        kept = np.sort(rng.choice(coo.nnz, size=max_pairs, replace=False))
+        coo_rows, coo_cols = coo_rows[kept], coo_cols[kept]
     rows, cols = np.repeat(coo_rows, negatives), np.repeat(coo_cols, negatives)
     able = np.diff(positive.indptr)[rows] < positive.shape[1]
     rows, cols = rows[able], cols[able]
@@ -320,7 +326,7 @@ def epoch_samples(positive: sp.csr_matrix, negatives: int, pairwise: bool, rng: 
         order = rng.permutation(len(rows))
         return rows[order], cols[order], drawn[order]
     users, items = np.concatenate([coo_rows, rows]), np.concatenate([coo_cols, drawn])
-    labels = np.concatenate([np.ones(coo.nnz, np.float32), np.zeros(len(rows), np.float32)])
+    labels = np.concatenate([np.ones(len(coo_rows), np.float32), np.zeros(len(rows), np.float32)])
     order = rng.permutation(len(users))
     return users[order], items[order], labels[order]
 
@@ -440,6 +446,9 @@ class NCFRecommender(Recommender):
         truth = pd.DataFrame(
             {"r": self.user_rows(held_out[S.USER_ID]), "c": pd.Index(self.item_ids_).get_indexer(held_out[S.ITEM_ID])}
         ).groupby("r")["c"].agg(set).to_dict()
+        if cfg.valid_max_users is not None and len(truth) > cfg.valid_max_users:
+            kept = np.random.default_rng(self.seed).choice(sorted(truth), size=cfg.valid_max_users, replace=False)
+            truth = {int(r): truth[r] for r in sorted(kept)}
         started = time.perf_counter()
         with reproducible(self.seed, self.device_):
             self.net_ = NCFNet(cfg, self.features_).to(self.device_)
@@ -467,7 +476,7 @@ class NCFRecommender(Recommender):
         while run["epoch"] < cfg.epochs and run["stale"] < cfg.patience:
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            samples = [torch.as_tensor(a, device=device) for a in epoch_samples(positive, cfg.negatives, cfg.loss == "bpr", rng)]
+            samples = [torch.as_tensor(a, device=device) for a in epoch_samples(positive, cfg.negatives, cfg.loss == "bpr", rng, cfg.pairs_per_epoch)]
             loss = train_epoch(net, optimizer, samples, cfg.loss, cfg.batch_size)
             # without validation users every epoch counts as the best: training runs all epochs
             ndcg = validation_ndcg(net, positive, truth, device) if truth else None
