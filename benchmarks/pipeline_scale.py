@@ -179,7 +179,7 @@ def markdown(report: dict) -> str:
             else:
                 cells.append(f"{found['wall_s']:.1f} s / {found['peak_rss_gib']:.2f} GiB")
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {report['exponents'].get(stage, '')} |")
-    lines.append(f"| total | " + " | ".join(f"{r['total_wall_s']:.0f} s" for r in sizes.values()) + f" | {report['exponents'].get('total', '')} |")
+    lines.append("| total | " + " | ".join(f"{r['total_wall_s']:.0f} s" for r in sizes.values()) + f" | {report['exponents'].get('total', '')} |")
     largest = sizes[list(sizes)[-1]]
     lines += [
         "",

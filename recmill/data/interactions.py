@@ -21,6 +21,14 @@ def factorized(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(uniques, dtype=object)
 
 
+def index_of(vocabulary, values: pd.Series) -> np.ndarray:
+    """Position of each value in ``vocabulary`` (-1 when absent): the lookup is done once
+    per distinct value, not once per row."""
+    codes, uniques = factorized(pd.Series(values))
+    positions = np.append(pd.Index(vocabulary).get_indexer(uniques), -1)  # code -1 (missing) takes the -1
+    return positions[codes]
+
+
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
     """Weight of each event: its type's weight, or the rating itself for rating events."""
     codes, types = factorized(events[S.EVENT_TYPE])

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel
 
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.errors import NotFittedError, RecmillError
 
 FORMAT_VERSION = 1
@@ -29,6 +29,12 @@ EVENT_CODES = {"view": 1, "cart": 2, "purchase": 3, "rating": 4}
 
 RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
 SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
+
+
+def event_codes(event_types: pd.Series) -> np.ndarray:
+    """EVENT_CODES of each event type (0 for an unknown one), looked up once per distinct type."""
+    codes, names = factorized(event_types)
+    return np.array([EVENT_CODES.get(n, 0) for n in names] + [0], dtype=np.int8)[codes]
 
 
 def text_array(values) -> np.ndarray:
@@ -242,9 +248,9 @@ class Recommender(ABC):
         best = (
             pd.DataFrame(
                 {
-                    "r": pd.Index(data.user_ids).get_indexer(ev["user_id"].astype(str)),
-                    "c": pd.Index(data.item_ids).get_indexer(ev["item_id"].astype(str)),
-                    "v": ev["event_type"].astype(str).map(EVENT_CODES).fillna(0).to_numpy(np.int8),
+                    "r": index_of(data.user_ids, ev["user_id"]),
+                    "c": index_of(data.item_ids, ev["item_id"]),
+                    "v": event_codes(ev["event_type"]),
                 }
             )
             .groupby(["r", "c"])["v"]

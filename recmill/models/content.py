@@ -14,10 +14,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from recmill.config import ContentConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
 from recmill.errors import RecmillError
 from recmill.models.base import (
-    EVENT_CODES, SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, text_array, top_k,
+    SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, event_codes, text_array, top_k,
 )
 
 # fields whose whole value is one term (a category, a brand), not a bag of words
@@ -98,10 +98,10 @@ def history_weights(data: InteractionData, half_life_days: float | None) -> tupl
     pairs = (
         pd.DataFrame(
             {
-                "r": pd.Index(data.user_ids).get_indexer(ev["user_id"].astype(str)),
-                "c": pd.Index(data.item_ids).get_indexer(ev["item_id"].astype(str)),
+                "r": index_of(data.user_ids, ev["user_id"]),
+                "c": index_of(data.item_ids, ev["item_id"]),
                 "t": pd.to_datetime(ev["timestamp"]),
-                "v": ev["event_type"].astype(str).map(EVENT_CODES).fillna(0).to_numpy(np.int8),
+                "v": event_codes(ev["event_type"]),
             }
         )
         .groupby(["r", "c"])

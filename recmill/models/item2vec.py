@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill.config import Item2VecConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.errors import ModelSkipped
 from recmill.models.base import Recommender
 
@@ -39,22 +39,22 @@ def item_sequences(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -
     An item counts once per session: its order, or the user's day for events without one
     (views, or data with no orders). 'user' strings a user's sessions together.
     """
-    ev = events[events[S.EVENT_TYPE].astype(str).isin(event_types)]
+    ev = events[events[S.EVENT_TYPE].isin(event_types).to_numpy(bool)]
     if S.ORDER_ID in ev:
         order = pd.factorize(ev[S.ORDER_ID])[0]  # NA -> -1
     else:
         order = np.full(len(ev), -1)
     day = np.where(order < 0, ev[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64), -1)
-    frame = pd.DataFrame(
-        {"user": ev[S.USER_ID].astype(str).to_numpy(), "order": order, "day": day,
-         "time": ev[S.TIMESTAMP].to_numpy(), "item": ev[S.ITEM_ID].astype(str).to_numpy()}
-    )
+    # sorted codes order like the ids themselves, and sort far faster than strings
+    users, _ = factorized(ev[S.USER_ID])
+    items, item_ids = factorized(ev[S.ITEM_ID])
+    frame = pd.DataFrame({"user": users, "order": order, "day": day, "time": ev[S.TIMESTAMP].to_numpy(), "item": items})
     frame = frame.sort_values(["user", "time", "item"], kind="stable").drop_duplicates(["user", "order", "day", "item"])
     keys = ["user"] if by == "user" else ["user", "order", "day"]
     frame["sequence"] = frame.groupby(keys, sort=False).ngroup()
     frame = frame.sort_values("sequence", kind="stable")
     starts = np.flatnonzero(np.diff(frame["sequence"].to_numpy())) + 1
-    return [part.tolist() for part in np.split(frame["item"].to_numpy(dtype=object), starts)]
+    return [part.tolist() for part in np.split(item_ids[frame["item"].to_numpy()], starts)]
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -142,8 +142,8 @@ class Item2VecRecommender(Recommender):
             return self.seen_.astype(np.float64)
         ev = data.events[data.events[S.EVENT_TYPE].isin(data.positive_event_types)]
         frame = pd.DataFrame(
-            {"r": pd.Index(self.user_ids_).get_indexer(ev[S.USER_ID].astype(str)),
-             "c": pd.Index(self.item_ids_).get_indexer(ev[S.ITEM_ID].astype(str)),
+            {"r": index_of(self.user_ids_, ev[S.USER_ID]),
+             "c": index_of(self.item_ids_, ev[S.ITEM_ID]),
              "t": ev[S.TIMESTAMP].to_numpy()}
         )
         last = frame.groupby(["r", "c"])["t"].max()

@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
-from recmill.data.interactions import InteractionData, event_weights
+from recmill.data.interactions import InteractionData, event_weights, index_of
 from recmill.errors import RecmillError
-from recmill.models.base import EVENT_CODES, Recommender, csr_arrays, csr_from, text_array
+from recmill.models.base import Recommender, csr_arrays, csr_from, event_codes, text_array
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -40,8 +40,8 @@ def confidence(weights: np.ndarray) -> np.ndarray:
 
 def _pairs(events: pd.DataFrame, user_ids, item_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row and column numbers of the events, and which events have both ids known."""
-    rows = pd.Index(user_ids).get_indexer(events[S.USER_ID].astype(str))
-    cols = pd.Index(item_ids).get_indexer(events[S.ITEM_ID].astype(str))
+    rows = index_of(user_ids, events[S.USER_ID])
+    cols = index_of(item_ids, events[S.ITEM_ID])
     return rows, cols, (rows >= 0) & (cols >= 0)
 
 
@@ -80,7 +80,7 @@ class MFRecommender(Recommender):
 
     # ---- training -------------------------------------------------------------------
     def _fit(self, data: InteractionData) -> None:
-        has_ratings = bool((data.events[S.EVENT_TYPE].astype(str) == "rating").any())
+        has_ratings = bool(data.events[S.EVENT_TYPE].eq("rating").any())
         explicit = self.config.feedback == "explicit" or (self.config.feedback == "auto" and has_ratings)
         if explicit and not has_ratings:
             raise RecmillError("model 'mf' with feedback 'explicit' needs rating events; the data has none")
@@ -347,7 +347,7 @@ def fold_in(model: MFRecommender, events: pd.DataFrame, interactions: Interactio
     seen = _grow(model.seen_, n_users).maximum(_sparse(rows[positive], cols[positive], np.ones(positive.sum()), shape).sign())
     seen.sort_indices()
     # codes shifted by one so a pair whose code is 0 is still stored; seen's pattern then picks its pairs
-    codes = pd.DataFrame({"r": rows, "c": cols, "v": events[S.EVENT_TYPE].astype(str).map(EVENT_CODES).fillna(0).to_numpy() + 1})
+    codes = pd.DataFrame({"r": rows, "c": cols, "v": event_codes(events[S.EVENT_TYPE]) + 1})
     codes = codes.groupby(["r", "c"], as_index=False)["v"].max()
     old = _grow(model.event_code_, n_users).astype(np.float32)
     old.data += 1

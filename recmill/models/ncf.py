@@ -59,7 +59,7 @@ from torch import nn
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, NCFConfig, SegmentsConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
 from recmill.errors import RecmillError
 from recmill.evaluation.metrics import mean_over_users
 from recmill.models.base import SCORE_CELLS, Recommender, text_array, top_k
@@ -153,10 +153,10 @@ def scaled(raw: dict[str, tuple[np.ndarray, str]], stats: dict) -> tuple[np.ndar
 def build_features(data: InteractionData, seed: int) -> tuple[Features, dict]:
     """The user and item features of this data (module docstring) and their scaling constants."""
     ev = data.events
-    rows = pd.Index(data.user_ids).get_indexer(ev[S.USER_ID].astype(str))
-    cols = pd.Index(data.item_ids).get_indexer(ev[S.ITEM_ID].astype(str))
-    types = ev[S.EVENT_TYPE].astype(str).to_numpy()
-    positive = np.isin(types, data.positive_event_types)
+    rows = index_of(data.user_ids, ev[S.USER_ID])
+    cols = index_of(data.item_ids, ev[S.ITEM_ID])
+    positive = ev[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)
+    rating = ev[S.EVENT_TYPE].eq("rating").to_numpy(bool)
     days_ago = ((ev[S.TIMESTAMP].max() - ev[S.TIMESTAMP]) / DAY).to_numpy(np.float64)
     items = aligned(data.items, S.ITEM_ID, data.item_ids.astype(str))
     users = aligned(data.users, S.USER_ID, data.user_ids.astype(str))
@@ -170,7 +170,6 @@ def build_features(data: InteractionData, seed: int) -> tuple[Features, dict]:
     if price.notna().any():
         raw["price_percentile"] = (price.rank(pct=True).to_numpy(), "identity")
     raw["popularity"] = (np.bincount(data.positive.indices, minlength=n_items), "log1p")
-    rating = types == "rating"
     if rating.any():
         values = ev[S.VALUE].to_numpy(np.float64)[rating]
         sums, counts = np.bincount(cols[rating], values, n_items), np.bincount(cols[rating], minlength=n_items)

@@ -54,7 +54,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recmill.config import SegmentsConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
 from recmill.models.base import Recommender, text_array, top_k
 
 N_INIT = 10
@@ -84,7 +84,7 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
         spend = positive["value"].fillna(0.0).to_numpy(np.float64)
     frame = pd.DataFrame(
         {
-            "row": pd.Index(data.user_ids.astype(str)).get_indexer(positive["user_id"].astype(str)),
+            "row": index_of(data.user_ids, positive["user_id"]),
             "item": item_ids.to_numpy(),
             "basket": np.where(order.isna(), day, "order " + order.astype(str)),
             "time": positive["timestamp"].to_numpy(),

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, SplitConfig, TwoStageConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
 from recmill.data.split import temporal_split
 from recmill.errors import ModelSkipped
 from recmill.models.base import Recommender, text_array, top_k
@@ -77,8 +77,8 @@ class Context:
     def of(cls, data: InteractionData, categories: np.ndarray) -> Context:
         ev = data.events
         age = ((ev[S.TIMESTAMP].max() - ev[S.TIMESTAMP]) / DAY).to_numpy(np.float64)
-        rows = pd.Index(data.user_ids).get_indexer(ev[S.USER_ID].astype(str))
-        cols = pd.Index(data.item_ids).get_indexer(ev[S.ITEM_ID].astype(str))
+        rows = index_of(data.user_ids, ev[S.USER_ID])
+        cols = index_of(data.item_ids, ev[S.ITEM_ID])
         by_item = pd.Series(age).groupby(cols)
         return cls(
             positive=data.positive.tocsr(),
