@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
-
 from recmill.io import write_json
+from recmill.sql import connect, literal
 
 TABLES = ("user_features", "item_features", "user_item_features")
 ITEM_ATTRIBUTES = ("category", "aisle", "department")
@@ -52,20 +51,14 @@ def build_features(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in TABLES}
     with tempfile.TemporaryDirectory(prefix=".features-", dir=out_dir) as work:
-        con = duckdb.connect(config={
-            "memory_limit": memory_limit,
-            "threads": threads,
-            "temp_directory": str(Path(work) / "spill"),
-            "preserve_insertion_order": False,  # lets large results stream instead of buffering
-        })
+        con = connect(memory_limit, threads, Path(work) / "spill")
         try:
-            con.execute("SET enable_progress_bar = false")
             _load(con, Path(events), None if items is None else Path(items), cutoff)
             _build(con, positive_event_types)
             for name, path in paths.items():
                 # written beside the output and renamed, so a reader never sees half a file
                 tmp = Path(work) / path.name
-                con.execute(f"COPY (SELECT * FROM {name} ORDER BY ALL) TO {_literal(str(tmp))} (FORMAT parquet)")
+                con.execute(f"COPY (SELECT * FROM {name} ORDER BY ALL) TO {literal(str(tmp))} (FORMAT parquet)")
                 os.replace(tmp, path)
             stats = {name: _stats(con, path) for name, path in paths.items()}
         finally:
@@ -73,10 +66,6 @@ def build_features(
     paths["feature_stats"] = out_dir / "feature_stats.json"
     write_json(paths["feature_stats"], stats)
     return paths
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _timestamp(value: datetime | None) -> str:
@@ -94,12 +83,12 @@ def _load(con, events: Path, items: Path | None, cutoff: datetime | None) -> Non
     con.execute(f"""
         CREATE VIEW ev AS
         SELECT user_id, item_id, CAST(timestamp AS TIMESTAMP) AS ts, event_type, order_id
-        FROM read_parquet({_literal(str(events))}) WHERE {before}
+        FROM read_parquet({literal(str(events))}) WHERE {before}
     """)
     if items is None:
         have, source = set(), "(SELECT NULL::VARCHAR AS item_id WHERE FALSE)"
     else:
-        source = f"read_parquet({_literal(str(items))})"
+        source = f"read_parquet({literal(str(items))})"
         have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     columns = [f"CAST({c} AS VARCHAR) AS {c}" if c in have else f"NULL::VARCHAR AS {c}" for c in ITEM_ATTRIBUTES]
     columns.append("CAST(price AS DOUBLE) AS price" if "price" in have else "NULL::DOUBLE AS price")
@@ -114,7 +103,7 @@ def _days_to_ref(timestamp: str) -> str:
 
 
 def _build(con, positive: Sequence[str]) -> None:
-    types = ", ".join(_literal(t) for t in positive)
+    types = ", ".join(literal(t) for t in positive)
     # Positive events with their order key and cart position. A day key starts with
     # 'day ', which keeps it apart from the user's order ids.
     con.execute(f"""
@@ -224,7 +213,7 @@ def _build(con, positive: Sequence[str]) -> None:
 
 def _stats(con, path: Path) -> dict[str, dict]:
     """count, nulls, mean, std, min, p01, p50, p99, max of each numeric column (booleans as 0/1)."""
-    source = f"read_parquet({_literal(str(path))})"
+    source = f"read_parquet({literal(str(path))})"
     columns = [name for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall() if kind in NUMERIC_TYPES]
     quantiles = "[" + ", ".join(map(str, QUANTILES)) + "]"
     parts = []
