@@ -129,6 +129,9 @@ class Item2VecConfig(Section):
     negative: int = Field(5, ge=0)
     epochs: int = Field(10, ge=1)
     min_sequences: int = Field(10, ge=1, description="Fewest sequences of 2+ items that can train it.")
+    max_tokens: int | None = Field(
+        2_000_000, ge=1, description="At scale: word2vec trains on a seeded sample of whole sequences holding at most this many items; None: all."
+    )
     recency_half_life_days: float | None = Field(None, gt=0)
     exact_index_max_items: int = Field(100_000, ge=1, description="Above this catalogue size an approximate index is used.")
     approximate_index: Literal["ivf", "hnsw"] = "hnsw"

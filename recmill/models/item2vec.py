@@ -57,6 +57,17 @@ def item_sequences(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -
     return [part.tolist() for part in np.split(item_ids[frame["item"].to_numpy()], starts)]
 
 
+def within_budget(sequences: list[list[str]], max_tokens: int | None, seed: int) -> list[list[str]]:
+    """A seeded sample of whole sequences holding at most max_tokens items, in their order
+    (all of them when they fit): word2vec's time grows with the items it reads."""
+    lengths = np.array([len(s) for s in sequences])
+    if max_tokens is None or lengths.sum() <= max_tokens:
+        return sequences
+    order = np.random.default_rng(seed).permutation(len(sequences))
+    kept = np.sort(order[np.cumsum(lengths[order]) <= max_tokens])
+    return [sequences[i] for i in kept]
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms == 0, 1, norms)
@@ -119,6 +130,7 @@ class Item2VecRecommender(Recommender):
         # data too thin for word2vec: the run goes on without this model
         if len(sequences) < c.min_sequences:
             raise ModelSkipped(f"item2vec needs at least {c.min_sequences} sequences with 2 or more items, found {len(sequences)}")
+        sequences = within_budget(sequences, c.max_tokens, self.seed)
         if max(Counter(chain.from_iterable(sequences)).values()) < c.min_count:
             raise ModelSkipped(f"item2vec: no item appears at least min_count={c.min_count} times")
         # one worker: gensim's threads make the vectors depend on scheduling

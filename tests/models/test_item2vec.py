@@ -5,7 +5,7 @@ import pytest
 from recmill.config import InteractionsConfig, Item2VecConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import ModelSkipped, RecmillError
-from recmill.models.item2vec import Item2VecRecommender, item_sequences
+from recmill.models.item2vec import Item2VecRecommender, item_sequences, within_budget
 from tests.models.contract import RecommenderContract
 
 SMALL = dict(vector_size=16, epochs=30, min_count=2)
@@ -162,3 +162,15 @@ def test_dense_scores_match_the_index():
     dense = model._score(rows)
     np.testing.assert_allclose(np.take_along_axis(dense, top, axis=1), scores, rtol=1e-5)
     assert (np.sort(dense, axis=1)[:, ::-1][:, :3] - scores < 1e-5).all()
+
+
+def test_token_budget_keeps_whole_sequences_in_order():
+    sequences = [[f"s{i}-{j}" for j in range(i + 2)] for i in range(10)]  # lengths 2..11, 65 items
+    assert within_budget(sequences, None, seed=1) is sequences
+    assert within_budget(sequences, 65, seed=1) is sequences
+    kept = within_budget(sequences, 30, seed=1)
+    assert 0 < sum(map(len, kept)) <= 30
+    assert all(s in sequences for s in kept)  # whole sequences, none cut
+    assert kept == sorted(kept, key=sequences.index)  # in their order
+    assert kept == within_budget(sequences, 30, seed=1)  # seeded
+    assert kept != within_budget(sequences, 30, seed=2)

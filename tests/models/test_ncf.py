@@ -96,6 +96,22 @@ def test_epoch_samples_never_label_a_had_item_negative():
     assert len(users) == 4 * 3 and had[users, items].all() and not had[users, negatives].any()
 
 
+def test_epoch_samples_within_a_pair_budget_draw_distinct_pairs_afresh():
+    positive = sp.random(50, 40, density=0.3, format="csr", random_state=3)
+    positive.data[:] = 1.0
+    had = positive.toarray() > 0
+    rng = np.random.default_rng(2)
+    epochs = [epoch_samples(positive, 2, False, rng, max_pairs=100) for _ in range(2)]
+    for users, items, labels in epochs:
+        pairs = set(zip(users[labels == 1].tolist(), items[labels == 1].tolist()))
+        assert len(pairs) == (labels == 1).sum() == 100 and all(had[u, i] for u, i in pairs)
+        assert (labels == 0).sum() == 200 and not had[users[labels == 0], items[labels == 0]].any()
+    first, second = ({(u, i) for u, i, y in zip(*e) if y == 1} for e in epochs)
+    assert first != second  # drawn afresh each epoch
+    users, _, labels = epoch_samples(positive, 2, False, rng, max_pairs=positive.nnz)  # a budget above the data: all pairs
+    assert (labels == 1).sum() == positive.nnz
+
+
 @pytest.mark.parametrize("loss", ["mse", "bce", "bpr"])
 def test_each_loss_trains(groups, loss):
     model = NCFRecommender(SMALL.model_copy(update={"loss": loss, "epochs": 4, "patience": 4}), seed=3).fit(groups)
