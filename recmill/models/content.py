@@ -7,6 +7,8 @@ items are the top cosine neighbours, kept sparse.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -67,6 +69,23 @@ def item_vectors(items: pd.DataFrame, item_ids: np.ndarray, config: ContentConfi
     return vectors, np.asarray(terms, dtype=str), np.asarray(fields, dtype=str)
 
 
+_NEIGHBOURS: dict[str, sp.csr_matrix] = {}  # digest of (vectors, n) -> neighbours, the last one computed
+
+
+def cached_neighbours(vectors: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """neighbours(), remembered for the same vectors: the item side depends on the items
+    table alone, so a process fitting on several slices of the events (valid, test)
+    computes it once. It is the costliest part of a fit on a large catalogue."""
+    digest = hashlib.sha256(str(n).encode() + str(vectors.shape).encode())
+    for part in (vectors.indptr, vectors.indices, vectors.data):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    key = digest.hexdigest()
+    if key not in _NEIGHBOURS:
+        _NEIGHBOURS.clear()
+        _NEIGHBOURS[key] = neighbours(vectors, n)
+    return _NEIGHBOURS[key].copy()
+
+
 def neighbours(vectors: sp.csr_matrix, n: int) -> sp.csr_matrix:
     """Each item's n most cosine-similar other items, best first within each row; zero
     similarities are left out. Rows are done in chunks, so no dense items x items matrix
@@ -123,7 +142,7 @@ class ContentRecommender(Recommender):
 
     def _fit(self, data: InteractionData) -> None:
         self.item_vectors_, self.terms_, self.term_fields_ = item_vectors(data.items, self.item_ids_, self.config)
-        self.neighbours_ = neighbours(self.item_vectors_, self.config.neighbours)
+        self.neighbours_ = cached_neighbours(self.item_vectors_, self.config.neighbours)
         self.history_, self.history_codes_ = history_weights(data, self.config.recency_half_life_days)
 
     def _profiles(self, rows: np.ndarray) -> sp.csr_matrix:

@@ -133,3 +133,20 @@ def test_neighbours_in_chunks_match_dense(monkeypatch):
         # equal scores may come in any order: compare the scores, and each one with its pair's
         np.testing.assert_allclose(scores, np.sort(dense[i])[::-1][:5], rtol=1e-6)
         np.testing.assert_allclose(scores, dense[i, cols], rtol=1e-6)
+
+
+def test_neighbours_are_computed_once_for_the_same_vectors(monkeypatch):
+    import scipy.sparse as sp
+
+    from recmill.models import content
+
+    calls = []
+    monkeypatch.setattr(content, "neighbours", lambda v, n: calls.append(n) or sp.identity(v.shape[0], format="csr"))
+    vectors = sp.random(6, 4, density=0.5, format="csr", random_state=1)
+    first = content.cached_neighbours(vectors, 3)
+    first.data[:] = 7  # a caller's change does not reach the remembered one
+    assert content.cached_neighbours(vectors.copy(), 3).data.tolist() == [1.0] * 6
+    assert calls == [3]
+    content.cached_neighbours(vectors, 2)
+    content.cached_neighbours(vectors * 2, 2)
+    assert calls == [3, 2, 2]
