@@ -155,6 +155,9 @@ class MFConfig(Section):
         "auto", description="explicit: fit the ratings; implicit: fit confidence-weighted 1s and sampled 0s; auto: explicit when ratings exist."
     )
     negatives: int = Field(4, ge=0, description="implicit: sampled negatives per positive.")
+    pairs_per_epoch: int | None = Field(
+        2_000_000, ge=1, description="At scale: pairs of the signal drawn afresh each epoch (with their negatives); None: all of them."
+    )
     fold_in_regularization: float = Field(10.0, ge=0, description="Ridge penalty of the fold-in solve for a user's bias and factors.")
 
 

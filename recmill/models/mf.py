@@ -108,22 +108,28 @@ class MFRecommender(Recommender):
             torch.set_num_threads(threads)
 
     def _samples(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """One epoch's rows, columns, targets and weights."""
+        """One epoch's rows, columns, targets and weights: every pair of the signal, or a
+        fresh draw of pairs_per_epoch of them, and (implicit) sampled negatives for each."""
         coo = self.signal_.tocoo()
+        rows, cols, data = coo.row, coo.col, coo.data
+        budget = self.config.pairs_per_epoch
+        if budget is not None and coo.nnz > budget:
+            kept = np.sort(rng.choice(coo.nnz, size=budget, replace=False))
+            rows, cols, data = rows[kept], cols[kept], data[kept]
         if self.explicit_:
-            return coo.row, coo.col, coo.data.astype(np.float32), np.ones(coo.nnz, np.float32)
+            return rows, cols, data.astype(np.float32), np.ones(rows.size, np.float32)
         n_items = self.signal_.shape[1]
-        rows = np.repeat(coo.row, self.config.negatives)
-        cols = rng.integers(0, n_items, rows.size)
-        own = coo.row.astype(np.int64) * n_items + coo.col  # sorted: CSR order
-        keys = rows.astype(np.int64) * n_items + cols
+        negative_rows = np.repeat(rows, self.config.negatives)
+        negative_cols = rng.integers(0, n_items, negative_rows.size)
+        own = coo.row.astype(np.int64) * n_items + coo.col  # every pair the user has, sorted: CSR order
+        keys = negative_rows.astype(np.int64) * n_items + negative_cols
         hit = own[np.minimum(np.searchsorted(own, keys), own.size - 1)] == keys
-        rows, cols = rows[~hit], cols[~hit]
+        negative_rows, negative_cols = negative_rows[~hit], negative_cols[~hit]
         return (
-            np.concatenate([coo.row, rows]),
-            np.concatenate([coo.col, cols]),
-            np.concatenate([np.ones(coo.nnz, np.float32), np.zeros(rows.size, np.float32)]),
-            np.concatenate([confidence(coo.data).astype(np.float32), np.ones(rows.size, np.float32)]),
+            np.concatenate([rows, negative_rows]),
+            np.concatenate([cols, negative_cols]),
+            np.concatenate([np.ones(rows.size, np.float32), np.zeros(negative_rows.size, np.float32)]),
+            np.concatenate([confidence(data).astype(np.float32), np.ones(negative_rows.size, np.float32)]),
         )
 
     def _train(self) -> None:

@@ -256,3 +256,21 @@ def test_explain_unknown_user_or_item(explained):
         explained.explain("zed", "t")
     with pytest.raises(RecmillError, match="item 'zzz'"):
         explained.explain("ann", "zzz")
+
+
+def test_a_pair_budget_draws_distinct_pairs_each_epoch(groups):
+    model = MFRecommender(MFConfig(epochs=1, pairs_per_epoch=10, negatives=2), seed=3).fit(groups)
+    had = model.signal_.toarray() != 0
+    rng = np.random.default_rng(0)
+    drawn = []
+    for _ in range(2):
+        rows, cols, targets, _ = model._samples(rng)
+        positives = set(zip(rows[targets == 1].tolist(), cols[targets == 1].tolist()))
+        assert len(positives) == (targets == 1).sum() == 10 and all(had[r, c] for r, c in positives)
+        assert not had[rows[targets == 0], cols[targets == 0]].any()
+        drawn.append(positives)
+    assert drawn[0] != drawn[1]
+    everything = copy.copy(model)
+    everything.config = MFConfig(pairs_per_epoch=None, negatives=2)
+    rows, _, targets, _ = everything._samples(rng)
+    assert (targets == 1).sum() == model.signal_.nnz
