@@ -192,6 +192,9 @@ class TwoStageConfig(Section):
     keep: int = Field(50, ge=1, description="Candidates per user that stage 1 keeps for the ranker.")
     label_fraction: float = Field(0.2, gt=0, lt=1, description="Each user's last share of training events that labels the candidates.")
     ranker_valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the ranker early.")
+    max_train_users: int | None = Field(
+        20_000, ge=1, description="At scale: the stages learn from the candidates of a seeded sample of this many users; None: all."
+    )
     stage1: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=200))
     ranker: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(num_leaves=7, min_child_samples=100))
 

@@ -231,9 +231,13 @@ class TwoStageRecommender(Recommender):
             raise ModelSkipped("two_stage skipped: every generator was skipped")
         self.generator_names_ = text_array(generators)
         self.categories_ = category_codes(self.item_categories_)
+        learners = np.arange(earlier.n_users)
+        if c.max_train_users is not None and earlier.n_users > c.max_train_users:  # at scale: the stages learn from a sample
+            learners = np.sort(np.random.default_rng(self.seed).choice(earlier.n_users, size=c.max_train_users, replace=False))
+            positives = positives[np.isin(positives[S.USER_ID].to_numpy(dtype=object), earlier.user_ids[learners])]
         frame = candidate_features(
             generators, list(self.generator_names_), Context.of(earlier, self.categories_),
-            np.arange(earlier.n_users), c.candidates_per_generator, True,
+            learners, c.candidates_per_generator, True,
         )
         self.features_ = text_array([col for col in frame.columns if col not in ("row", "col")])
         label_keys = self.user_rows(positives[S.USER_ID]) * len(self.item_ids_) + pd.Index(self.item_ids_).get_indexer(positives[S.ITEM_ID])

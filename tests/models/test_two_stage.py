@@ -154,3 +154,27 @@ def test_buy_again_history_is_a_generator_where_had_items_may_be_recommended():
     had = set(zip(data.events["user_id"], data.events["item_id"]))
     again = recs[[pair in had for pair in zip(recs["user_id"], recs["item_id"])]]
     assert len(again) > 0 and again["reason"].str.startswith("you bought it in").any()
+
+
+def test_the_stages_learn_from_a_user_sample_and_serve_everyone(monkeypatch):
+    from recmill.models import two_stage as module
+
+    data = make_data()
+    learned_from = []
+    original = module.candidate_features
+
+    def spy(generators, names, context, rows, n, exclude_seen):
+        learned_from.append(rows.copy())
+        return original(generators, names, context, rows, n, exclude_seen)
+
+    monkeypatch.setattr(module, "candidate_features", spy)
+    model = two_stage(CONFIG.model_copy(update={"max_train_users": 5})).fit(data)
+    assert len(learned_from[0]) == 5 and len(set(learned_from[0])) == 5
+    assert list(learned_from[0]) == sorted(learned_from[0])
+    assert 0 < model.stage1_recall_ <= 1
+    recs = model.recommend(data.user_ids, k=3)
+    assert recs.groupby("user_id").size().to_dict() == {u: 3 for u in data.user_ids}
+    everyone = two_stage(CONFIG.model_copy(update={"max_train_users": None}))
+    learned_from.clear()
+    everyone.fit(data)
+    assert len(learned_from[0]) == data.n_users
