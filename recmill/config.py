@@ -214,6 +214,9 @@ class ReorderConfig(Section):
     booster: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=500))
     valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the booster early.")
     max_per_user: int = Field(50, ge=1, description="buy_again rows kept per user, most probable first.")
+    max_train_users: int | None = Field(
+        50_000, ge=1, description="At scale: the booster learns from the pairs of a seeded sample of this many users; None: all."
+    )
     memory_limit: str = Field("4GB", description="DuckDB memory limit while building the features.")
     threads: int = Field(
         1, ge=1, description="DuckDB threads while building the features; with more, parallel sums round differently from run to run."

@@ -171,10 +171,13 @@ class ReorderRecommender(Recommender):
         train = with_segments(train, segments.user_ids_, segments.user_segment_)
         in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
         keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
-        train = train[train[S.USER_ID].isin(labels[S.USER_ID])]
+        learners = labels[S.USER_ID].unique()
+        rng = np.random.default_rng(self.seed)
+        if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
+            learners = rng.choice(np.sort(learners), size=c.max_train_users, replace=False)
+        train = train[train[S.USER_ID].isin(learners)]
         y = pd.MultiIndex.from_frame(train[[S.USER_ID, S.ITEM_ID]]).isin(keys)
         users = train[S.USER_ID].unique()
-        rng = np.random.default_rng(self.seed)
         valid = train[S.USER_ID].isin(rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)).to_numpy()
         if y[~valid].all() or not y[~valid].any():
             raise ModelSkipped("reorder skipped: the label baskets hold no reorder (or nothing but reorders) to learn from")

@@ -142,3 +142,12 @@ def test_save_keeps_the_booster_and_the_feature_statistics(shop, tmp_path):
     loaded = ReorderRecommender.load(tmp_path / "m")
     pd.testing.assert_frame_equal(loaded.tables()["buy_again"], model.tables()["buy_again"])
     assert loaded.booster_.model_to_string() == model.booster_.model_to_string()
+
+
+def test_the_booster_learns_from_a_user_sample_and_scores_everyone(shop):
+    full, data, _ = shop
+    sampled = ReorderRecommender(ReorderConfig(max_per_user=5, max_train_users=300)).fit(data)
+    assert sampled.trained_on_[2] == 300 < full.trained_on_[2]
+    assert sampled.trained_on_[0] < full.trained_on_[0]
+    served = sampled.tables()["buy_again"]
+    assert set(served["user_id"]) == set(full.tables()["buy_again"]["user_id"])
