@@ -1,14 +1,16 @@
 """The whole weekly retrain at growing sizes of the synthetic shop, stage by stage.
 
 Each size is the instacart shop with a share of its users: about 1M, 4M and 16M order
-lines, then the full preset (32M order lines, 40M events). Every stage runs as its own
-process, as `dvc repro` runs it (`python -m pipelines STAGE [--model M]`), one at a time,
-and is measured from the kernel's accounting of that process (os.wait4): wall time, CPU
-time (user + system) and peak resident memory; rows per second is the size's events over
-the stage's wall time. A stage that passes --memory-cap is stopped (the machine has 24 GiB
-and a runaway process can take others down); a failed stage ends that size's run and is
-recorded as such. The growth exponent of each stage is the slope of log(wall time) over
-log(events), least squares over the sizes where it ran.
+lines, then the full preset (32M order lines, 40M events). Each size is one `recmill run`,
+as a user starts it (the Prefect flow, every model of params.yaml), one size at a time.
+The flow measures each stage from the process's own accounting (wall time, CPU time of
+all its threads, peak resident memory, reset at the start of each stage) and writes it to
+reports/stages.json as each stage ends; rows per second is the size's events over the
+stage's wall time. The whole command's wall time includes starting Prefect. A run that
+passes --memory-cap is stopped (the machine has 24 GiB and a runaway process can take
+others down), and what its finished stages measured is kept. The growth exponent of each
+stage is the slope of log(wall time) over log(events), least squares over the sizes where
+it ran.
 
     .venv/bin/python benchmarks/pipeline_scale.py [--sizes 1m,4m,16m,32m] [--models als,popularity]
 
@@ -62,10 +64,10 @@ def rss_bytes(pid: int) -> int:
     return total + sum(rss_bytes(int(c)) for c in children)
 
 
-def run_stage(args: list[str], log, memory_cap: float, timeout: float) -> dict:
-    """Run one stage process; its wall and CPU seconds, peak RSS and how it ended."""
+def run_command(args: list[str], log, memory_cap: float, timeout: float) -> dict:
+    """Run one command; its wall and CPU seconds, peak RSS (the kernel's accounting) and how it ended."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     stopped: list[str] = []
     done = threading.Event()
 
@@ -83,9 +85,8 @@ def run_stage(args: list[str], log, memory_cap: float, timeout: float) -> dict:
     watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)  # the kernel's accounting of this one process
     done.set()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
     watcher.join()
-    code = proc.returncode
     return {
         "wall_s": round(time.perf_counter() - started, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
@@ -99,33 +100,30 @@ def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeou
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     overrides = [
-        f"data.preset={PRESETS[size]}", f"paths.data={folder / 'data'}", f"paths.reports={folder / 'reports'}",
+        f"data.preset={PRESETS.get(size, size)}", f"paths.data={folder / 'data'}", f"paths.reports={folder / 'reports'}",
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"tracking.artifacts={folder / 'artifacts'}",
         f"publish.warehouse={folder / 'warehouse.duckdb'}", f"train.models=[{', '.join(models)}]",
     ]
-    sets = [arg for o in overrides for arg in ("--set", o)]
-    plan = [("ingest", None), ("validate", None), ("split", None), ("drift", None)]
-    plan += [("train", m) for m in models] + [("evaluate", m) for m in models]
-    plan += [("select", None), ("refit", None), ("publish", None)]
-    result = {"preset": PRESETS[size], "stages": []}
-    with open(folder / "stages.log", "w") as log:
-        for stage, model in plan:
-            name = stage if model is None else f"{stage} {model}"
-            print(f"[{size}] {name} ...", flush=True)
-            measured = run_stage([stage, *(["--model", model] if model else []), *sets], log, memory_cap, timeout)
-            if stage == "ingest" and measured["status"] == "ok":
-                rows = json.loads((folder / "data" / "canonical" / "run.json").read_text())["rows"]
-                result.update(rows)
-            if result.get("events"):
-                measured["rows_per_s"] = round(result["events"] / max(measured["wall_s"], 1e-9))
-            result["stages"].append({"stage": name, **measured})
-            print(f"[{size}] {name}: {measured['wall_s']:.1f} s, {measured['peak_rss_gib']:.2f} GiB, {measured['status']}", flush=True)
-            if measured["status"] != "ok":
-                break
-    ok = [s for s in result["stages"] if s["status"] == "ok"]
-    result["complete"] = len(ok) == len(plan)
-    result["total_wall_s"] = round(sum(s["wall_s"] for s in result["stages"]), 1)
-    result["peak_rss_gib"] = max(s["peak_rss_gib"] for s in result["stages"])
+    print(f"[{size}] recmill run ...", flush=True)
+    with open(folder / "run.log", "w") as log:
+        command = run_command([str(Path(sys.executable).with_name("recmill")), "run", *(a for o in overrides for a in ("--set", o))], log, memory_cap, timeout)
+    result = {"preset": PRESETS.get(size, size), "command": command, "stages": []}
+    info = folder / "data" / "canonical" / "run.json"
+    if info.exists():
+        result.update(json.loads(info.read_text())["rows"])
+    report = folder / "reports" / "stages.json"
+    for figures in json.loads(report.read_text()) if report.exists() else []:
+        if result.get("events"):
+            figures["rows_per_s"] = round(result["events"] / max(figures["wall_s"], 1e-9))
+        result["stages"].append({**figures, "status": "ok"})
+    if command["status"] != "ok" and result["stages"]:
+        result["stages"][-1]["status"] = command["status"]  # the stage it was in when it ended
+    result["complete"] = command["status"] == "ok"
+    result["total_wall_s"] = command["wall_s"]
+    result["peak_rss_gib"] = max([command["peak_rss_gib"]] + [s["peak_rss_gib"] for s in result["stages"]])
+    print(f"[{size}] {command['wall_s']:.0f} s, {result['peak_rss_gib']:.2f} GiB, {command['status']}", flush=True)
+    for s in result["stages"]:
+        print(f"[{size}]   {s['stage']}: {s['wall_s']:.1f} s, {s['peak_rss_gib']:.2f} GiB", flush=True)
     return result
 
 
@@ -156,7 +154,8 @@ def markdown(report: dict) -> str:
         "# The weekly retrain at growing sizes (benchmarks/pipeline_scale.py)",
         "",
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; commit {m['commit']}. "
-        "Each stage is its own process, run one at a time; wall s / peak resident GiB.",
+        "Each size is one `recmill run`; per stage: wall s / peak resident GiB of the process during the stage; "
+        "the total is the whole command, Prefect's start included.",
         "",
         "| size | events | users | items | complete | total wall | peak memory |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
@@ -229,11 +228,11 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1m,4m,16m,32m", help="comma-separated, of " + ", ".join(PRESETS))
+    parser.add_argument("--sizes", default="1m,4m,16m,32m", help="comma-separated, of " + ", ".join(PRESETS) + " (or any data.preset)")
     parser.add_argument("--models", default=None, help="comma-separated models (default: params.yaml's train.models)")
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench", help="where each size's run lives")
     parser.add_argument("--memory-cap", type=float, default=20.0, help="GiB: a stage above it is stopped")
-    parser.add_argument("--stage-timeout", type=float, default=3600.0, help="seconds: a stage running longer is stopped")
+    parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds: a run taking longer is stopped")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -242,7 +241,7 @@ def main() -> None:
     models = args.models.split(",") if args.models else load_settings(REPO / "params.yaml").train.models
     report = {"machine": machine(), "models": models, "sizes": {}}
     for size in args.sizes.split(","):
-        report["sizes"][size] = run_size(size, models, args.work, args.memory_cap, args.stage_timeout)
+        report["sizes"][size] = run_size(size, models, args.work, args.memory_cap, args.timeout)
         report["exponents"] = exponents(report["sizes"])
         write_report(args.out, report, markdown(report))  # after every size: a long run keeps what it measured
         plot(report, args.out.with_suffix(".png"))

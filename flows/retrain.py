@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -19,6 +16,8 @@ import pipelines.train
 import pipelines.validate
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
+from recmill.io import Layout, write_json
+from recmill.runtime import measured
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:
@@ -84,35 +83,28 @@ def publish(settings: Settings) -> dict:
 STAGE_TASKS = (ingest, validate, split, drift, train, evaluate, select, refit, publish)
 
 
-@contextmanager
-def timed(seconds: dict, name: str):
-    """Adds the wall time of the block to seconds[name]."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-
-
 @flow(name="weekly_retrain")
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Ingest, validate, split, check drift, train then evaluate every model, gate the
-    challenger against the champion, refit, publish. The result carries each stage's
-    wall time in seconds (``stage_seconds``: 'train als', 'evaluate als', ...)."""
+    challenger against the champion, refit, publish. Each stage's wall and CPU seconds and
+    peak memory go to the result (``stages``: 'train als', ...) and, as each one ends, to
+    reports/stages.json."""
     settings = load_settings(config, overrides or [])
-    seconds: dict[str, float] = {}
-    for stage in (ingest, validate, split, drift):
-        with timed(seconds, stage.name):
-            stage(settings)
+    stages: dict[str, dict] = {}
+
+    def stage(name: str, task, *args):
+        try:
+            with measured(stages.setdefault(name, {})):
+                return task(settings, *args)
+        finally:
+            write_json(Layout(settings).stage_report, [{"stage": name, **figures} for name, figures in stages.items()])
+
+    for task_ in (ingest, validate, split, drift):
+        stage(task_.name, task_)
     for model in settings.train.models:
-        with timed(seconds, f"train {model}"):
-            train(settings, model)
+        stage(f"train {model}", train, model)
     for model in settings.train.models:  # after every training: evaluation slices by segment
-        with timed(seconds, f"evaluate {model}"):
-            evaluate(settings, model)
-    for stage in (select, refit):
-        with timed(seconds, stage.name):
-            stage(settings)
-    with timed(seconds, publish.name):
-        result = publish(settings)
-    return {**result, "stage_seconds": seconds}
+        stage(f"evaluate {model}", evaluate, model)
+    stage("select", select)
+    stage("refit", refit)
+    return {**stage("publish", publish), "stages": stages}

@@ -70,7 +70,7 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
             values = rows.set_index("metric")["value"]
             table.add_row(model, *(f"{values.get(m, float('nan')):.4f}" for m in BUY_AGAIN_METRICS))
         console.print(table)
-    print_stage_times(result.get("stage_seconds", {}))
+    print_stage_times(result.get("stages", {}))
     counts = Table(title="Published tables")
     counts.add_column("table")
     counts.add_column("rows", justify="right")
@@ -86,14 +86,14 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     )
 
 
-def print_stage_times(seconds: dict[str, float]) -> None:
-    if not seconds:
+def print_stage_times(stages: dict[str, dict]) -> None:
+    if not stages:
         return
-    table = Table(title=f"Stage times, {sum(seconds.values()):.0f} s")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
-    for stage, value in seconds.items():
-        table.add_row(stage, f"{value:.1f}")
+    table = Table(title=f"Stages, {sum(s['wall_s'] for s in stages.values()):.0f} s")
+    for column in ("stage", "seconds", "CPU seconds", "peak GiB"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for name, s in stages.items():
+        table.add_row(name, f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}", f"{s['peak_rss_gib']:.2f}")
     console.print(table)
 
 

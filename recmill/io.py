@@ -37,6 +37,7 @@ class Layout:
 
     refit = property(lambda self: self.data / "refit")
     publish_report = property(lambda self: self.reports / "publish.json")
+    stage_report = property(lambda self: self.reports / "stages.json")  # each stage's time and memory
 
     def model_dir(self, model: str, fit: str) -> Path:
         """fit: 'valid' (trained on train), 'test' (train + valid) or 'full' (all data)."""

@@ -37,6 +37,15 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     db = workdir / "warehouse" / "recmill.duckdb"
     assert str(db.resolve()) in result.output.replace("\n", "")
     assert "Published tables" in result.output
+    stages = {s.pop("stage"): s for s in json.loads((workdir / "reports" / "stages.json").read_text())}
+    models = Settings().train.models
+    assert list(stages) == ["ingest", "validate", "split", "drift", *(f"train {m}" for m in models),
+                            *(f"evaluate {m}" for m in models), "select", "refit", "publish"]
+    assert all(s["wall_s"] > 0 and s["cpu_s"] >= 0 and 0.05 < s["peak_rss_gib"] < 24 for s in stages.values())
+    assert "train two_stage" in result.output and "peak GiB" in result.output
+    items = warehouse.query(db, "SELECT * FROM items")
+    catalogue = pd.read_parquet(workdir / "data" / "canonical" / "items.parquet")
+    assert sorted(items.item_id) == sorted(catalogue.item_id) and items["name"].notna().all()
 
     recs = warehouse.query(db, "SELECT * FROM recommendations")
     events = pd.read_parquet(workdir / "data" / "canonical" / "events.parquet")
