@@ -153,17 +153,18 @@ def markdown(report: dict) -> str:
     lines = [
         "# The weekly retrain at growing sizes (benchmarks/pipeline_scale.py)",
         "",
-        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; commit {m['commit']}. "
+        f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}. "
         "Each size is one `recmill run`; per stage: wall s / peak resident GiB of the process during the stage; "
         "the total is the whole command, Prefect's start included.",
         "",
-        "| size | events | users | items | complete | total wall | peak memory |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| size | events | users | items | complete | total wall | peak memory | commit | measured |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |",
     ]
     for size, run in sizes.items():
         lines.append(
             f"| {size} | {run.get('events', 0):,} | {run.get('users', 0):,} | {run.get('items', 0):,} | "
-            f"{'yes' if run['complete'] else 'no'} | {run['total_wall_s']:.0f} s | {run['peak_rss_gib']:.2f} GiB |"
+            f"{'yes' if run['complete'] else 'no'} | {run['total_wall_s']:.0f} s | {run['peak_rss_gib']:.2f} GiB | "
+            f"{run.get('commit', '')} | {run.get('measured', '')} |"
         )
     stages = list(dict.fromkeys(s["stage"] for run in sizes.values() for s in run["stages"]))
     lines += ["", "| stage | " + " | ".join(sizes) + " | exponent |", "| --- |" + " ---: |" * (len(sizes) + 1)]
@@ -233,15 +234,21 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench", help="where each size's run lives")
     parser.add_argument("--memory-cap", type=float, default=20.0, help="GiB: a stage above it is stopped")
     parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds: a run taking longer is stopped")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
+    parser.add_argument("--out", type=Path,  # sizes already in it and not measured again are kept default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from recmill.config import load_settings
 
     models = args.models.split(",") if args.models else load_settings(REPO / "params.yaml").train.models
     report = {"machine": machine(), "models": models, "sizes": {}}
+    if args.out.exists():  # sizes measured before stay, each with its own commit and date
+        report["sizes"] = json.loads(args.out.read_text()).get("sizes", {})
     for size in args.sizes.split(","):
-        report["sizes"][size] = run_size(size, models, args.work, args.memory_cap, args.timeout)
+        report["sizes"][size] = {
+            **run_size(size, models, args.work, args.memory_cap, args.timeout),
+            "commit": report["machine"]["commit"], "measured": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        report["sizes"] = {k: report["sizes"][k] for k in sorted(report["sizes"], key=lambda k: report["sizes"][k].get("events", 0))}
         report["exponents"] = exponents(report["sizes"])
         write_report(args.out, report, markdown(report))  # after every size: a long run keeps what it measured
         plot(report, args.out.with_suffix(".png"))
