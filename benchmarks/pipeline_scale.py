@@ -234,7 +234,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench", help="where each size's run lives")
     parser.add_argument("--memory-cap", type=float, default=20.0, help="GiB: a stage above it is stopped")
     parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds: a run taking longer is stopped")
-    parser.add_argument("--out", type=Path,  # sizes already in it and not measured again are kept default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
+    # sizes already in --out and not measured again are kept
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from recmill.config import load_settings
