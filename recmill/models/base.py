@@ -93,6 +93,10 @@ class Recommender(ABC):
         """A short why for each recommended item (column numbers) of one known user."""
         return [self._popular_reason(i) for i in items]
 
+    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray]) -> list[list[str]]:
+        """_reasons of a batch of known users (a model that explains a batch at once overrides it)."""
+        return [self._reasons(int(row), cols) for row, cols in zip(rows, items)]
+
     def _similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Column numbers and scores of the k items most like each given column, itself left out."""
         raise RecmillError(f"model '{self.name}' does not produce similar items")
@@ -292,11 +296,12 @@ class Recommender(ABC):
             }
         )
         if reasons:
-            texts = []
-            for i in range(len(users)):
-                items = top[i][valid[i]]
-                texts.extend(self._reasons(int(rows[i]), items) if rows is not None else [self._popular_reason(c) for c in items])
-            frame["reason"] = texts
+            lists = [top[i][valid[i]] for i in range(len(users))]
+            if rows is None:
+                texts = [[self._popular_reason(c) for c in items] for items in lists]
+            else:
+                texts = self._batch_reasons(np.asarray(rows), lists)
+            frame["reason"] = [text for user_texts in texts for text in user_texts]
         return frame
 
 

@@ -359,29 +359,45 @@ class TwoStageRecommender(Recommender):
 
     # ---- reasons --------------------------------------------------------------------
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
-        """Name the features that pushed each item up most (LightGBM contributions)."""
+        return self._batch_reasons(np.array([row]), [np.asarray(items)])[0]
+
+    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray]) -> list[list[str]]:
+        """Name the features that pushed each item up most (LightGBM contributions), one
+        booster call for the whole batch."""
         served = getattr(self, "_served", None)
-        mine = served[served["row"] == row] if served is not None else pd.DataFrame()
-        at = pd.Index(mine["col"]).get_indexer(items) if len(mine) else np.full(len(items), -1)
+        n_items = len(self.item_ids_)
+        wanted = np.concatenate([row * n_items + np.asarray(cols, dtype=np.int64) for row, cols in zip(rows, items)]) if len(items) else np.array([], np.int64)
+        if served is not None and len(served):
+            at = pd.Index(served["row"].to_numpy(np.int64) * n_items + served["col"].to_numpy(np.int64)).get_indexer(wanted)
+        else:
+            at = np.full(len(wanted), -1)
         booster = self.ranker_ if self.ranker_ is not None else self.stage1_
         names = list(self.generator_names_)
-        own = OwnReasons(self.generators_, row, items)
-        if booster is None or (at < 0).all():
-            return [self._rank_reason(own, mine.iloc[a] if a >= 0 else None, col) for a, col in zip(at, items)]
-        rows = mine.iloc[np.maximum(at, 0)]
-        contrib = booster.predict(rows[list(self.features_)], pred_contrib=True)[:, :-1]
-        families = [f.split("_", 1)[1] if f.startswith(("score_", "rank_")) else FEATURE_FAMILY.get(f, "user") for f in self.features_]
-        weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
-        labels, weights = list(weight.columns), weight.to_numpy()
-        records = rows.to_dict("records")
-        out = []
-        for i, (a, col) in enumerate(zip(at, items)):
-            if a < 0:
-                out.append(self._popular_reason(col))
-                continue
-            best = np.argsort(-weights[i], kind="stable")[:2]  # ties keep the column order
-            strongest = [labels[j] for j in best if weights[i, j] > 0]
-            out.append(self._explain(own, col, strongest, records[i], names))
+        found = at >= 0
+        if booster is not None and found.any():
+            picked = served.iloc[at[found]]
+            contrib = booster.predict(picked[list(self.features_)], pred_contrib=True)[:, :-1]
+            families = [f.split("_", 1)[1] if f.startswith(("score_", "rank_")) else FEATURE_FAMILY.get(f, "user") for f in self.features_]
+            weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
+            labels, weights = list(weight.columns), np.zeros((len(wanted), weight.shape[1]))
+            weights[found] = weight.to_numpy()
+            records = [None] * len(wanted)
+            for i, record in zip(np.flatnonzero(found), picked.to_dict("records")):
+                records[i] = record
+        out, start = [], 0
+        for row, cols in zip(rows, items):
+            own = OwnReasons(self.generators_, int(row), cols)
+            texts = []
+            for i, col in zip(range(start, start + len(cols)), cols):
+                if booster is None or not found[start : start + len(cols)].any():  # nothing learned: the generators' ranks
+                    texts.append(self._rank_reason(own, served.iloc[at[i]] if at[i] >= 0 else None, col))
+                elif at[i] < 0:
+                    texts.append(self._popular_reason(col))
+                else:
+                    best = np.argsort(-weights[i], kind="stable")[:2]  # ties keep the column order
+                    texts.append(self._explain(own, col, [labels[j] for j in best if weights[i, j] > 0], records[i], names))
+            out.append(texts)
+            start += len(cols)
         return out
 
     def _explain(self, own: OwnReasons, col: int, strongest: list[str], features: dict, names: list[str]) -> str:
