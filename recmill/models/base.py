@@ -264,6 +264,10 @@ class Recommender(ABC):
         codes = best.reindex(pd.MultiIndex.from_arrays([seen.row, seen.col]), fill_value=0).to_numpy(np.int8)
         return sp.csr_matrix((codes, self.seen_.indices, self.seen_.indptr), shape=self.seen_.shape)
 
+    def _history(self, row: int) -> np.ndarray:
+        """Column numbers of the items this user has (seen_'s row, without slicing a sparse matrix)."""
+        return self.seen_.indices[self.seen_.indptr[row] : self.seen_.indptr[row + 1]]
+
     def _popular_reason(self, col: int) -> str:
         category = self.item_categories_[col]
         return f"popular in {category}" if category else "popular with other customers"
@@ -271,8 +275,8 @@ class Recommender(ABC):
     def _history_reason(self, row: int, history_cols) -> str:
         """'because you bought X and Y': the first two differently named items of this
         user's history, given best first (two products may share a name)."""
-        codes = self.event_code_[row]
-        code_of = dict(zip(codes.indices, codes.data))
+        span = slice(self.event_code_.indptr[row], self.event_code_.indptr[row + 1])  # no sparse row slicing: called per item
+        code_of = dict(zip(self.event_code_.indices[span].tolist(), self.event_code_.data[span].tolist()))
         named: dict[str, str] = {}  # name -> verb
         for col in history_cols:
             named.setdefault(self.item_names_[col], VERBS[int(code_of.get(col, 0))])

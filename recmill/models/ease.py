@@ -40,7 +40,7 @@ class EASERecommender(Recommender):
 
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """Name the history items with the largest weights towards each recommendation."""
-        history = self.seen_[row].indices
+        history = self._history(row)
         if len(history) == 0:
             return super()._reasons(row, items)
         contributions = self.weights_[np.ix_(history, items)].T  # (items, history)

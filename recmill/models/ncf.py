@@ -517,7 +517,7 @@ class NCFRecommender(Recommender):
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """'because you bought X and Y': the history items closest to each item by cosine of
         the item embeddings (closer than orthogonal); else its category's popularity."""
-        history = self.seen_[row].indices
+        history = self._history(row)
         vectors = self.net_.item_embedding.weight.detach().cpu().numpy().astype(np.float64)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         similarity = vectors[items] @ vectors[history].T
