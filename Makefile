@@ -22,6 +22,7 @@ test: $(INSTALLED)
 
 # The weekly retrain at about 1M, 4M, 16M and 32M order lines, stage by stage (hours on 2 cores).
 bench: $(INSTALLED)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python benchmarks/pipeline_scale.py
 	$(VENV)/bin/python benchmarks/warehouse_reads.py
 
