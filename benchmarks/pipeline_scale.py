@@ -113,17 +113,17 @@ def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeou
         result.update(json.loads(info.read_text())["rows"])
     report = folder / "reports" / "stages.json"
     for figures in json.loads(report.read_text()) if report.exists() else []:
-        if result.get("events"):
+        if figures["status"] == "running":  # the stage it was in when it was stopped
+            figures["status"] = command["status"]
+        if result.get("events") and "wall_s" in figures:
             figures["rows_per_s"] = round(result["events"] / max(figures["wall_s"], 1e-9))
-        result["stages"].append({**figures, "status": "ok"})
-    if command["status"] != "ok" and result["stages"]:
-        result["stages"][-1]["status"] = command["status"]  # the stage it was in when it ended
+        result["stages"].append(figures)
     result["complete"] = command["status"] == "ok"
     result["total_wall_s"] = command["wall_s"]
-    result["peak_rss_gib"] = max([command["peak_rss_gib"]] + [s["peak_rss_gib"] for s in result["stages"]])
+    result["peak_rss_gib"] = max([command["peak_rss_gib"]] + [s.get("peak_rss_gib", 0) for s in result["stages"]])
     print(f"[{size}] {command['wall_s']:.0f} s, {result['peak_rss_gib']:.2f} GiB, {command['status']}", flush=True)
     for s in result["stages"]:
-        print(f"[{size}]   {s['stage']}: {s['wall_s']:.1f} s, {s['peak_rss_gib']:.2f} GiB", flush=True)
+        print(f"[{size}]   {s['stage']}: {s.get('wall_s', 0):.1f} s, {s.get('peak_rss_gib', 0):.2f} GiB, {s['status']}", flush=True)
     return result
 
 

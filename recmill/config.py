@@ -271,6 +271,9 @@ class TrainConfig(Section):
     models: list[str] = [
         "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf",
     ]
+    workers: int = Field(
+        1, ge=1, description="Models trained (then evaluated) at once, each in a process of its own; each holds its own copy of the events."
+    )
 
     @model_validator(mode="after")
     def _known(self):

@@ -61,3 +61,11 @@ def measured(into: dict):
             cpu_s=round(time.process_time() - cpu, 2),
             peak_rss_gib=round(peak_memory() / GIB, 3),
         )
+
+
+def measured_run(run, *args) -> tuple[object, dict]:
+    """run(*args) and its figures (see measured), taken in the process where it runs."""
+    figures: dict = {}
+    with measured(figures):
+        result = run(*args)
+    return result, figures

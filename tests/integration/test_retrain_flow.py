@@ -142,3 +142,25 @@ def test_bad_setting_is_named_before_anything_runs(workdir):
     assert result.exit_code == 1
     assert "unknown key 'models.als.factorz'" in result.output
     assert not (workdir / "data").exists()
+
+
+def test_models_trained_in_parallel_processes_publish_the_same_tables(prefect_server, workdir):
+    models = "train.models=[popularity, als, segments, item2vec]"
+    tables = {}
+    for workers in (1, 2):
+        folder = workdir / f"workers{workers}"
+        paths = [f"paths.data={folder}/data", f"paths.reports={folder}/reports", f"publish.warehouse={folder}/w.duckdb",
+                 f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifacts={folder}/artifacts"]
+        result = recmill_run(*TINY, models, f"train.workers={workers}", *paths)
+        assert result.exit_code == 0, result.output
+        stages = json.loads((folder / "reports" / "stages.json").read_text())
+        assert [s["stage"] for s in stages if s["stage"].startswith(("train", "evaluate"))] == [
+            f"{step} {m}" for step in ("train", "evaluate") for m in ("popularity", "als", "segments", "item2vec")
+        ]
+        assert all(s["status"] == "ok" and s["wall_s"] > 0 for s in stages)
+        tables[workers] = {
+            name: warehouse.query(folder / "w.duckdb", f"SELECT * EXCLUDE (run_id{extra}) FROM {name} ORDER BY ALL")
+            for name, extra in (("recommendations", ", generated_at, model_version"), ("similar_items", ""), ("user_segments", ""))
+        }
+    for name, frame in tables[1].items():
+        pd.testing.assert_frame_equal(tables[2][name], frame)
