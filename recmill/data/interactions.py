@@ -10,13 +10,14 @@ import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig
+from recmill.data.tables import ID_DTYPE
 
 
 def factorized(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code of each value, the sorted distinct values as str): pandas factorizes Arrow-backed
     strings without making a Python object per row, which matters at tens of millions of rows."""
-    if not pd.api.types.is_string_dtype(values) or values.dtype == object:
-        values = values.astype(str)
+    if values.dtype != ID_DTYPE:
+        values = values.astype(ID_DTYPE)  # missing stays missing (code -1)
     codes, uniques = pd.factorize(values, sort=True)
     return codes, np.asarray(uniques, dtype=object)
 
@@ -31,9 +32,9 @@ def index_of(vocabulary, values: pd.Series) -> np.ndarray:
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
     """Weight of each event: its type's weight, or the rating itself for rating events."""
-    codes, types = factorized(events[S.EVENT_TYPE])
-    w = np.array([weights.get(t, np.nan) for t in types], dtype=np.float64)[codes]
-    is_rating = codes == (list(types).index("rating") if "rating" in types else -2)
+    codes, types = factorized(events[S.EVENT_TYPE])  # code -1, a missing type, takes the appended last entry
+    w = np.array([weights.get(t, np.nan) for t in types] + [np.nan], dtype=np.float64)[codes]
+    is_rating = np.append(types == "rating", False)[codes]
     w[is_rating] = events[S.VALUE].to_numpy(dtype="float64")[is_rating]
     return np.nan_to_num(w, nan=0.0)
 
@@ -73,7 +74,7 @@ class InteractionData:
 
         matrix = pairs(event_weights(events, cfg.event_weights))
         type_codes, types = factorized(events[S.EVENT_TYPE])
-        positive = pairs(np.isin(types, list(cfg.positive_event_types))[type_codes].astype(np.float32))
+        positive = pairs(np.append(np.isin(types, list(cfg.positive_event_types)), False)[type_codes].astype(np.float32))
         positive.data[:] = 1.0
         return cls(user_ids, item_ids, matrix, positive, events, items, users, tuple(cfg.positive_event_types))
 

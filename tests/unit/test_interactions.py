@@ -1,0 +1,45 @@
+"""Events -> the user x item matrices: ids coded in sorted order, weights per event type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recmill.config import InteractionsConfig
+from recmill.data.interactions import InteractionData, event_weights, factorized, index_of
+from recmill.data.tables import ID_DTYPE
+
+
+def test_factorized_codes_follow_sorted_ids_for_arrow_and_object_strings():
+    for values in (pd.Series(["b", "a", "é", "b", None], dtype=ID_DTYPE), pd.Series(["b", "a", "é", "b", None], dtype=object)):
+        codes, uniques = factorized(values)
+        assert uniques.tolist() == ["a", "b", "é"] and uniques.dtype == object
+        assert codes.tolist() == [1, 0, 2, 1, -1]
+    codes, uniques = factorized(pd.Series([10, 2, 10]))  # non-text ids become their text
+    assert uniques.tolist() == ["10", "2"] and codes.tolist() == [0, 1, 0]
+
+
+def test_index_of_finds_each_value_once_and_misses_are_minus_one():
+    vocabulary = np.array(["x", "y", "z"], dtype=object)
+    values = pd.Series(["z", "q", "x", None, "z"], dtype=ID_DTYPE)
+    assert index_of(vocabulary, values).tolist() == [2, -1, 0, -1, 2]
+
+
+def test_event_weights_by_type_rating_by_value_unknown_or_missing_zero():
+    events = pd.DataFrame({"event_type": pd.Series(["view", "rating", "purchase", "click", None], dtype=ID_DTYPE),
+                           "value": [1.0, 4.5, 1.0, 1.0, 1.0]})
+    assert event_weights(events, {"view": 1.0, "cart": 3.0, "purchase": 5.0}).tolist() == [1.0, 4.5, 5.0, 0.0, 0.0]
+
+
+def test_build_sums_weights_per_pair_and_marks_what_users_have():
+    events = pd.DataFrame({
+        "user_id": pd.Series(["u2", "u1", "u1", "u2", "u1"], dtype=ID_DTYPE),
+        "item_id": pd.Series(["i2", "i1", "i1", "i3", "i2"], dtype=ID_DTYPE),
+        "event_type": pd.Series(["view", "view", "purchase", "cart", "view"], dtype=ID_DTYPE),
+        "value": 1.0,
+    })
+    items = pd.DataFrame({"item_id": pd.Series(["i4", "i1"], dtype=ID_DTYPE)})
+    data = InteractionData.build(events, items, pd.DataFrame({"user_id": []}), InteractionsConfig())
+    assert data.user_ids.tolist() == ["u1", "u2"] and data.item_ids.tolist() == ["i1", "i2", "i3", "i4"]
+    assert data.matrix.toarray().tolist() == [[6.0, 1.0, 0.0, 0.0], [0.0, 1.0, 3.0, 0.0]]
+    assert data.positive.toarray().tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
