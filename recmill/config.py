@@ -156,7 +156,7 @@ class MFConfig(Section):
     )
     negatives: int = Field(4, ge=0, description="implicit: sampled negatives per positive.")
     pairs_per_epoch: int | None = Field(
-        2_000_000, ge=1, description="At scale: pairs of the signal drawn afresh each epoch (with their negatives); None: all of them."
+        1_000_000, ge=1, description="At scale: pairs of the signal drawn afresh each epoch (with their negatives); None: all of them."
     )
     fold_in_regularization: float = Field(10.0, ge=0, description="Ridge penalty of the fold-in solve for a user's bias and factors.")
 
@@ -193,7 +193,7 @@ class TwoStageConfig(Section):
     label_fraction: float = Field(0.2, gt=0, lt=1, description="Each user's last share of training events that labels the candidates.")
     ranker_valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the ranker early.")
     max_train_users: int | None = Field(
-        20_000, ge=1, description="At scale: the stages learn from the candidates of a seeded sample of this many users; None: all."
+        10_000, ge=1, description="At scale: the stages learn from the candidates of a seeded sample of this many users; None: all."
     )
     stage1: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=200))
     ranker: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(num_leaves=7, min_child_samples=100))
@@ -246,7 +246,7 @@ class NCFConfig(Section):
     # At scale: validation scores users x every item each epoch, and an epoch grows with the pairs users have.
     valid_max_users: int | None = Field(1_000, ge=1, description="Validation NDCG on at most this many users (a seeded sample); None: all.")
     pairs_per_epoch: int | None = Field(
-        2_000_000, ge=1, description="Pairs users have sampled afresh each epoch (each with its negatives); None: all of them."
+        250_000, ge=1, description="Pairs users have sampled afresh each epoch (each with its negatives); None: all of them."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available.")
     checkpoint_dir: Path | None = Field(None, description="Per-epoch checkpoints here let an interrupted training resume.")
