@@ -31,14 +31,14 @@ from recmill.schema import WAREHOUSE_TABLES
 
 def all_users(layout: Layout) -> list[str]:
     """Everyone in the data: users with events and users listed in the users table."""
-    events = read_frame(layout.canonical / "events.parquet")["user_id"]
-    users = read_frame(layout.canonical / "users.parquet")["user_id"]
-    return sorted(set(events.dropna().astype(str)) | set(users.dropna().astype(str)))
+    events = read_frame(layout.canonical / "events.parquet", columns=["user_id"])["user_id"]
+    users = read_frame(layout.canonical / "users.parquet", columns=["user_id"])["user_id"]
+    return sorted(set(events.dropna().unique()) | set(users.dropna().unique()))
 
 
 def current_had(settings: Settings) -> dict[str, set]:
     """user -> the items they have in all of today's data."""
-    events = read_frame(Layout(settings).canonical / "events.parquet")
+    events = read_frame(Layout(settings).canonical / "events.parquet", columns=["user_id", "item_id", "event_type"])
     return items_by_user(events, settings.interactions.positive_event_types)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from recmill import schema as S
 from recmill.config import SplitConfig
+from recmill.data.interactions import factorized
 from recmill.sql import connect, literal
 
 SPLITS = ("train", "valid", "test")
@@ -91,8 +92,15 @@ def split_file(events: Path, out_dir: Path, cfg: SplitConfig, con: duckdb.DuckDB
 
 def items_by_user(events: pd.DataFrame, event_types: list[str]) -> dict[str, set]:
     """user -> the items they have an event of these types with."""
-    chosen = events[events[S.EVENT_TYPE].isin(event_types)]
-    return {str(u): set(g.astype(str)) for u, g in chosen.groupby(S.USER_ID)[S.ITEM_ID]}
+    chosen = events[events[S.EVENT_TYPE].isin(event_types).to_numpy(bool)]
+    users, user_ids = factorized(chosen[S.USER_ID])
+    items, item_ids = factorized(chosen[S.ITEM_ID])
+    known = (users >= 0) & (items >= 0)
+    users, items = users[known], items[known]
+    order = np.argsort(users, kind="stable")
+    bounds = np.searchsorted(users[order], np.arange(len(user_ids) + 1))
+    names = item_ids[items[order]]  # each id one shared str: no object made per event
+    return {user: set(names[bounds[i] : bounds[i + 1]]) for i, user in enumerate(user_ids) if bounds[i + 1] > bounds[i]}
 
 
 def relevant_items(held_out: pd.DataFrame, event_types: list[str], had: dict[str, set] | None = None) -> dict[str, set]:
