@@ -139,7 +139,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
     segments = segment_labels(settings, fit, list(truth))
     if segments:
         add_groups("segment", segments)
-    counts = history["user_id"].astype(str).value_counts().to_dict()
+    counts = history["user_id"].value_counts().to_dict()
     add_groups("activity", beyond.activity_slices(counts, truth, ev.light_user_events, ev.heavy_user_events))
     k = ev.selection_k
     tail = beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set()

@@ -47,7 +47,7 @@ def _pairs(events: pd.DataFrame, user_ids, item_ids) -> tuple[np.ndarray, np.nda
 
 def rating_matrix(events: pd.DataFrame, user_ids, item_ids) -> sp.csr_matrix:
     """Each user's latest rating of each item (users x items); other events are left out."""
-    ratings = events[events[S.EVENT_TYPE].astype(str) == "rating"].sort_values(S.TIMESTAMP, kind="stable")
+    ratings = events[events[S.EVENT_TYPE].eq("rating").to_numpy(bool)].sort_values(S.TIMESTAMP, kind="stable")
     rows, cols, known = _pairs(ratings, user_ids, item_ids)
     latest = pd.DataFrame({"r": rows[known], "c": cols[known], "v": ratings[S.VALUE].to_numpy(np.float64)[known]})
     latest = latest.drop_duplicates(["r", "c"], keep="last")

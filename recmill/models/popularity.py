@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recmill.config import PopularityConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
 from recmill.models.base import Recommender
 
 
@@ -21,9 +21,9 @@ class PopularityRecommender(Recommender):
         if self.config.window_days is not None:
             start = events["timestamp"].max() - pd.Timedelta(days=self.config.window_days)
             events = events[events["timestamp"] >= start]
-        pairs = events[["user_id", "item_id"]].astype(str).drop_duplicates()
-        cols = pd.Index(self.item_ids_).get_indexer(pairs["item_id"])
-        self.popularity_ = np.bincount(cols, minlength=len(self.item_ids_)).astype(np.float64)
+        rows, cols = index_of(self.user_ids_, events["user_id"]), index_of(self.item_ids_, events["item_id"])
+        pairs = np.unique(rows.astype(np.int64) * len(self.item_ids_) + cols)  # each user counts once per item
+        self.popularity_ = np.bincount(pairs % len(self.item_ids_), minlength=len(self.item_ids_)).astype(np.float64)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_))).copy()

@@ -54,7 +54,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recmill.config import SegmentsConfig
-from recmill.data.interactions import InteractionData, index_of
+from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.models.base import Recommender, text_array, top_k
 
 N_INIT = 10
@@ -71,22 +71,23 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
     """Behaviour features (BEHAVIOUR columns, then one share per category) of every user of
     ``data`` in row order, and the category names."""
     events = data.events
-    positive = events[events["event_type"].astype(str).isin(data.positive_event_types)]
+    positive = events[events["event_type"].isin(data.positive_event_types).to_numpy(bool)]
     items = data.items.set_index(data.items["item_id"].astype(str)) if len(data.items) else pd.DataFrame()
-    item_ids = positive["item_id"].astype(str)
-    day = "day " + positive["timestamp"].dt.strftime("%Y-%m-%d")
-    order = positive["order_id"] if "order_id" in positive else pd.Series(pd.NA, index=positive.index, dtype=object)
-    is_purchase = (positive["event_type"].astype(str) == "purchase").to_numpy()
+    cols = index_of(data.item_ids, positive["item_id"])
+    # a basket is the order, or the day for events without one: codes, not a string per event
+    order = factorized(positive["order_id"])[0] if "order_id" in positive else np.full(len(positive), -1)
+    day = positive["timestamp"].to_numpy("datetime64[D]").astype(np.int64)
+    is_purchase = positive["event_type"].eq("purchase").to_numpy(bool)
     prices = pd.to_numeric(items["price"], errors="coerce") if "price" in items else pd.Series(dtype=float)
     if prices.notna().any() and is_purchase.any():
-        spend = np.where(is_purchase, prices.reindex(item_ids).fillna(0.0).to_numpy(), 0.0)
+        spend = np.where(is_purchase, prices.reindex(data.item_ids).fillna(0.0).to_numpy()[cols], 0.0)
     else:
         spend = positive["value"].fillna(0.0).to_numpy(np.float64)
     frame = pd.DataFrame(
         {
             "row": index_of(data.user_ids, positive["user_id"]),
-            "item": item_ids.to_numpy(),
-            "basket": np.where(order.isna(), day, "order " + order.astype(str)),
+            "item": cols,
+            "basket": np.where(order >= 0, order, -(day + 1)),  # days (from 1970-01-02 on) below zero
             "time": positive["timestamp"].to_numpy(),
             "spend": spend,
         }
@@ -104,7 +105,7 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
             "basket_size": (basket_items / frequency.replace(0, 1)).astype(np.float64),
         }
     )
-    categories = text_array(items["category"].reindex(item_ids)) if "category" in items else np.full(len(frame), "")
+    categories = text_array(items["category"].reindex(data.item_ids))[cols] if "category" in items else np.full(len(frame), "")
     counts = pd.Series(categories[categories != ""]).value_counts()
     names = sorted(counts.index, key=lambda c: (-counts[c], c))[:top_categories]
     if names:
