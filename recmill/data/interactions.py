@@ -78,6 +78,13 @@ class InteractionData:
         positive.data[:] = 1.0
         return cls(user_ids, item_ids, matrix, positive, events, items, users, tuple(cfg.positive_event_types))
 
+    def catalogue(self) -> pd.DataFrame:
+        """The items table with a bare row for each catalogue item it lacks (seen in events only):
+        data built from a slice of these events with it keeps the same item columns."""
+        listed = set(self.items[S.ITEM_ID].dropna().astype(str))
+        missing = [i for i in self.item_ids if i not in listed]
+        return pd.concat([self.items, pd.DataFrame({S.ITEM_ID: missing})], ignore_index=True) if missing else self.items
+
     @property
     def n_users(self) -> int:
         return len(self.user_ids)

@@ -433,8 +433,7 @@ class NCFRecommender(Recommender):
         self.device_ = resolve_device(cfg.device)
         earlier_events, valid_events = label_split(data.events, cfg.valid_fraction)
         # the whole catalogue, so the earlier data has the same columns; every user keeps an earlier event, so the same rows
-        missing = np.setdiff1d(data.item_ids.astype(str), data.items[S.ITEM_ID].astype(str))
-        catalogue = pd.concat([data.items, pd.DataFrame({S.ITEM_ID: missing})], ignore_index=True) if len(missing) else data.items
+        catalogue = data.catalogue()
         earlier = InteractionData.build(
             earlier_events, catalogue, data.users, InteractionsConfig(positive_event_types=list(data.positive_event_types))
         )

@@ -222,8 +222,7 @@ class TwoStageRecommender(Recommender):
         positives = label_positives(earlier_events, label_events, data.positive_event_types)
         # the whole catalogue, so the earlier data has the same item columns as ``data``;
         # every user keeps an earlier event, so the rows match too
-        missing = np.setdiff1d(data.item_ids.astype(str), data.items[S.ITEM_ID].astype(str))
-        catalogue = pd.concat([data.items, pd.DataFrame({S.ITEM_ID: missing})], ignore_index=True) if len(missing) else data.items
+        catalogue = data.catalogue()
         weights = InteractionsConfig(event_weights=self.interactions.event_weights, positive_event_types=list(data.positive_event_types))
         earlier = InteractionData.build(earlier_events, catalogue, data.users, weights)
         generators = self._fit_generators(earlier)
@@ -234,7 +233,7 @@ class TwoStageRecommender(Recommender):
         learners = np.arange(earlier.n_users)
         if c.max_train_users is not None and earlier.n_users > c.max_train_users:  # at scale: the stages learn from a sample
             learners = np.sort(np.random.default_rng(self.seed).choice(earlier.n_users, size=c.max_train_users, replace=False))
-            positives = positives[np.isin(positives[S.USER_ID].to_numpy(dtype=object), earlier.user_ids[learners])]
+            positives = positives[positives[S.USER_ID].isin(earlier.user_ids[learners]).to_numpy(bool)]
         frame = candidate_features(
             generators, list(self.generator_names_), Context.of(earlier, self.categories_),
             learners, c.candidates_per_generator, True,

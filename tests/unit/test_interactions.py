@@ -43,3 +43,12 @@ def test_build_sums_weights_per_pair_and_marks_what_users_have():
     assert data.user_ids.tolist() == ["u1", "u2"] and data.item_ids.tolist() == ["i1", "i2", "i3", "i4"]
     assert data.matrix.toarray().tolist() == [[6.0, 1.0, 0.0, 0.0], [0.0, 1.0, 3.0, 0.0]]
     assert data.positive.toarray().tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+
+
+def test_catalogue_adds_a_bare_row_for_each_item_known_from_events_only():
+    events = pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i9", "i1"], "event_type": "purchase", "value": 1.0})
+    items = pd.DataFrame({"item_id": ["i1", "i2"], "name": ["Milk", "Eggs"]})
+    data = InteractionData.build(events, items, pd.DataFrame({"user_id": []}), InteractionsConfig())
+    catalogue = data.catalogue()
+    assert catalogue["item_id"].tolist() == ["i1", "i2", "i9"] and catalogue["name"].isna().tolist() == [False, False, True]
+    assert InteractionData.build(events[:1], catalogue, data.users, InteractionsConfig()).item_ids.tolist() == data.item_ids.tolist()
