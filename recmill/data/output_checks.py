@@ -1,4 +1,4 @@
-"""Great-expectations checks on a recommendations frame before it is published.
+"""Checks on a recommendations frame before it is published.
 
 ``check_recommendations`` checks a frame shaped like the ``recommendations`` table (one row
 per recommendation: user_id, item_id, rank, score, any other columns) and, under its own
@@ -20,17 +20,23 @@ user u already has (given when those are left out) and ``n_items`` the catalogue
   (min(k, n_items) without ``had``; never below 0): k, or fewer only when fewer items
   are left to recommend. A user with no rows at all fails here too.
 
-Per-row flags (unknown user, seen item, rising score) and per-user figures (rows,
-expected rows, ranks in order) are computed in pandas first; great-expectations then
-evaluates every check, on the frame and on a derived frame with one row per user, and
-each failure is reported by its plain-words message. Rows are named by position in the
-frame ("row 7" is ``recs.iloc[7]``), users by their id ("user u2").
+The types are decided from the pandas dtypes: rank must have a signed integer dtype
+(numpy's or pandas' nullable one), score a numeric one; in an object column each value
+is checked (a numpy integer or float scalar passes). The frame's four columns, ``users``
+and the (user, item) pairs of ``had`` are registered on a DuckDB connection, and the
+per-row flags (unknown user, repeated pair, seen item, rising score) and per-user figures
+(rows, expected rows, ranks in order) are computed there in SQL: only counts, the first
+failing rows (ROW_LABELS of them; the counts are exact) and a few example rows come back.
+Great-expectations then judges the counts, as in ``recmill.data.validation``: one suite
+on the rows and one on the users, each over a one-row frame of failing counts. Each
+failure is reported by its plain-words message. Rows are named by position in the frame
+("row 7" is ``recs.iloc[7]``), users by their id ("user u2").
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +44,22 @@ import pandas as pd
 
 from recmill import schema as S
 from recmill.config import ValidationConfig
-from recmill.data.validation import Failure, ValidationReport, _context, _expect, write_report
+from recmill.data.validation import ROW, Check, Failure, ValidationReport, _columns, _context, _exists, _failing_rows, _judge, _measure, write_report
 from recmill.errors import ValidationFailed
+from recmill.sql import connect, identifier
 
 RANK = "rank"
 SCORE = "score"
 REQUIRED = (S.USER_ID, S.ITEM_ID, RANK, SCORE)
-# GE 1.x names pandas' nullable dtypes by class ("Int32Dtype"); a bare "Int32" never matches.
-INTEGER_TYPES = ["int64", "int32", "int16", "int8", "Int64Dtype", "Int32Dtype", "Int16Dtype", "Int8Dtype"]
+# The integer dtypes great-expectations' type list accepted (unsigned ones never did), and
+# the scalars it accepted value by value in an object column.
+INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "Int64", "Int32", "Int16", "Int8")
+INTEGER_SCALARS = (np.int64, np.int32, np.int16, np.int8)
+FLOAT_SCALARS = (np.float64, np.float32)
 EXAMPLE_ROWS = ValidationConfig.model_fields["example_rows"].default
-# Flag columns of the copies GE checks; the frame itself is never changed.
-LISTED = "_user_listed"
-SEEN = "_seen"
-RISES = "_score_rises"
-RANKS_OK = "_ranks_ok"
-# Per-user frame columns beside user_id (and RANKS_OK).
+IN_SET = "expect_column_values_to_be_in_set"
+IN_TYPES = "expect_column_values_to_be_in_type_list"
+# Columns of the per-user relation beside user_id.
 ROWS = "rows"
 EXPECTED = "expected"
 
@@ -71,105 +78,143 @@ class OutputCheckResult(ValidationReport):
     path: Path | None = None  # validation_result.json, when written
 
 
-def _row_flags(recs: pd.DataFrame, users: pd.Index, had: dict[str, set[str]] | None) -> pd.DataFrame:
-    """recs with the per-row flags its checks need."""
-    flags = {LISTED: recs[S.USER_ID].isin(users) | recs[S.USER_ID].isna()}
-    if had is not None:
-        flags[SEEN] = [item in had.get(user, ()) for user, item in zip(recs[S.USER_ID], recs[S.ITEM_ID])]
-    if pd.api.types.is_numeric_dtype(recs[RANK]) and pd.api.types.is_numeric_dtype(recs[SCORE]):
-        flags[RISES] = _score_rises(recs)
-    return recs.assign(**flags)
+def _wrong_values(column: pd.Series, scalars: tuple) -> np.ndarray:
+    """Per value of an object column: present and not one of ``scalars``."""
+    of_type = np.fromiter((isinstance(v, scalars) for v in column), bool, len(column))
+    return column.notna().to_numpy() & ~of_type
 
 
-def _score_rises(recs: pd.DataFrame) -> np.ndarray:
-    """True where a row's score is above that of the same user's row one rank before it."""
-    user, _ = pd.factorize(recs[S.USER_ID])  # a missing user_id is -1
-    order = np.lexsort((recs[RANK].to_numpy(float, na_value=np.nan), user))
-    user, score = user[order], recs[SCORE].to_numpy(float, na_value=np.nan)[order]
-    rises = np.zeros(len(recs), dtype=bool)
-    rises[order[1:]] = (user[1:] == user[:-1]) & (user[1:] >= 0) & (score[1:] > score[:-1])
-    return rises
+def _type_check(recs: pd.DataFrame, column: str, sentence: str, accepted: tuple, scalars: tuple, flags: dict) -> Check:
+    """The dtype decides, except in an object column, where each value does: those get a
+    flag column (in ``flags``) for SQL to count."""
+    dtype = recs[column].dtype
+    key = f"{column}_wrong_type"
+    message = f"{sentence} (column type is {dtype})"
+    if pd.api.types.is_object_dtype(dtype):
+        flags[key] = _wrong_values(recs[column], scalars)
+        return Check(key, IN_TYPES, message, column, failing=key)
+    return Check(key, IN_TYPES, message, column, broken=str(dtype) not in accepted)
 
 
-def _per_user(recs: pd.DataFrame, users: pd.Index, had: dict[str, set[str]] | None, k: int, n_items: int) -> pd.DataFrame:
-    """One row per user: rows they have, rows they should have, and whether ranks run 1..n."""
-    ranks = recs[RANK].groupby(recs[S.USER_ID], sort=False)
-    rows = ranks.size().reindex(users, fill_value=0).to_numpy()
-    owned = np.array([len(had.get(u, ())) for u in users], dtype=int) if had is not None else 0
-    out = pd.DataFrame({S.USER_ID: users, ROWS: rows, EXPECTED: np.clip(np.minimum(k, n_items - owned), 0, None)})
+def _row_checks(recs: pd.DataFrame, had_given: bool, flags: dict) -> list[Check]:
+    """The checks on the relation ``recs``; a type check looking at values adds to ``flags``."""
+    out = [_exists(recs.columns, c) for c in REQUIRED]
+    if any(c.broken for c in out):
+        return out
+    user, item, score = map(identifier, (S.USER_ID, S.ITEM_ID, SCORE))
+    out += [Check(f"{c}_missing", "expect_column_values_to_not_be_null", f"{c} is missing", c, failing=f"{identifier(c)} IS NULL") for c in (S.USER_ID, S.ITEM_ID)]
+    out += [
+        Check("user_unlisted", IN_SET, "user_id is not one of the users to recommend for", S.USER_ID, failing="_unlisted"),
+        # Every copy of a pair fails; a row missing both ids is not a pair.
+        Check("pair_repeated", "expect_compound_columns_to_be_unique", "item_id appears twice for the same user_id", S.ITEM_ID,
+              failing=f"_repeated AND NOT ({user} IS NULL AND {item} IS NULL)"),
+    ]
+    if had_given:
+        out.append(Check("item_seen", IN_SET, "item_id is an item the user already has", S.ITEM_ID, failing="_seen"))
+    out.append(_type_check(recs, RANK, "rank must be an integer", INTEGER_DTYPES, INTEGER_SCALARS, flags))
+    if not pd.api.types.is_numeric_dtype(recs[SCORE]):
+        out.append(_type_check(recs, SCORE, "score must be numeric", (), FLOAT_SCALARS, flags))
+        return out
+    out += [
+        Check("score_missing", "expect_column_values_to_not_be_null", "score is NaN or missing", SCORE, failing=f"{score} IS NULL"),
+        Check("score_infinite", "expect_column_values_to_be_between", "score is infinite", SCORE, failing=f"isinf({score})"),
+    ]
     if pd.api.types.is_numeric_dtype(recs[RANK]):
-        # n rows whose ranks hold n distinct values from 1 to n are exactly 1..n
-        lo, hi, distinct = (ranks.agg(f).reindex(users).to_numpy() for f in ("min", "max", "nunique"))
-        out[RANKS_OK] = (rows == 0) | ((lo == 1) & (hi == rows) & (distinct == rows))
+        out.append(Check("score_rises", IN_SET, "score is higher than at the user's previous rank", SCORE, failing=f"{score} > _previous"))
     return out
 
 
-def _row_suite(checked: pd.DataFrame) -> list:
-    out = [_expect("ExpectColumnToExist", f"column '{c}' is missing", column=c) for c in REQUIRED]
-    if not set(REQUIRED) <= set(checked.columns):
-        return out
-    out += [
-        _expect("ExpectColumnValuesToNotBeNull", "user_id is missing", column=S.USER_ID),
-        _expect("ExpectColumnValuesToNotBeNull", "item_id is missing", column=S.ITEM_ID),
-        _expect("ExpectColumnValuesToBeInSet", "user_id is not one of the users to recommend for", report_column=S.USER_ID, column=LISTED, value_set=[True]),
-        _expect("ExpectCompoundColumnsToBeUnique", "item_id appears twice for the same user_id", report_column=S.ITEM_ID, column_list=[S.USER_ID, S.ITEM_ID]),
-    ]
-    if SEEN in checked:
-        out.append(_expect("ExpectColumnValuesToBeInSet", "item_id is an item the user already has", report_column=S.ITEM_ID, column=SEEN, value_set=[False]))
-    out.append(_expect("ExpectColumnValuesToBeInTypeList", f"rank must be an integer (column type is {checked[RANK].dtype})", column=RANK, type_list=INTEGER_TYPES))
-    if not pd.api.types.is_numeric_dtype(checked[SCORE]):
-        out.append(_expect("ExpectColumnValuesToBeInTypeList", f"score must be numeric (column type is {checked[SCORE].dtype})", column=SCORE, type_list=["float64", "float32", "Float64Dtype"]))
-        return out
-    out += [
-        _expect("ExpectColumnValuesToNotBeNull", "score is NaN or missing", column=SCORE),
-        # The largest float as bounds rejects +-inf (NaN is the not-null check's).
-        _expect("ExpectColumnValuesToBeBetween", "score is infinite", column=SCORE, min_value=-sys.float_info.max, max_value=sys.float_info.max),
-    ]
-    if RISES in checked:
-        out.append(_expect("ExpectColumnValuesToBeInSet", "score is higher than at the user's previous rank", report_column=SCORE, column=RISES, value_set=[False]))
-    return out
-
-
-def _user_suite(per_user: pd.DataFrame, k: int, n_items: int, had_given: bool) -> list:
+def _user_checks(k: int, n_items: int, had_given: bool, ranked: bool) -> list[Check]:
+    """The checks on the relation ``per_user``."""
     left = f"{n_items} items - items the user has" if had_given else f"{n_items} items"
-    out = [
-        _expect("ExpectColumnPairValuesToBeEqual", f"each user_id must have min({k}, {left}) rows", report_column=S.USER_ID, column_A=ROWS, column_B=EXPECTED),
-    ]
-    if RANKS_OK in per_user:
-        out.append(_expect("ExpectColumnValuesToBeInSet", "rank must run 1..n within each user_id, with no gap or repeat", report_column=RANK, column=RANKS_OK, value_set=[True]))
+    out = [Check("rows_expected", "expect_column_pair_values_to_be_equal", f"each user_id must have min({k}, {left}) rows", S.USER_ID, failing=f"{ROWS} <> {EXPECTED}")]
+    if ranked:
+        # n ranks holding n distinct values from 1 to n are exactly 1..n; a missing rank fails.
+        ok = f"coalesce(lo = 1 AND hi = {ROWS} AND distinct_ranks = {ROWS}, FALSE)"
+        out.append(Check("ranks_not_1_to_n", IN_SET, "rank must run 1..n within each user_id, with no gap or repeat", RANK, failing=f"{ROWS} > 0 AND NOT {ok}"))
     return out
 
 
-def _validate(source, name: str, frame: pd.DataFrame, suite: list):
-    import great_expectations as gx
+def _register(con, recs: pd.DataFrame, users: pd.Index, had: dict | None, expected: np.ndarray, flags: dict) -> None:
+    """The relations ``frame`` (the checked columns, ROW and ``flags``), ``user_list``
+    (user_id, expected rows, ROW: position in ``users``) and ``had`` (user_id, item_id)."""
+    columns = {ROW: np.arange(len(recs)), S.USER_ID: recs[S.USER_ID].array, S.ITEM_ID: recs[S.ITEM_ID].array}
+    for c in (RANK, SCORE):
+        if pd.api.types.is_numeric_dtype(recs[c]):
+            # One type for every numeric dtype; DuckDB reads NaN as NULL, so NaN and NA are alike.
+            columns[c] = recs[c].to_numpy(float, na_value=np.nan)
+    con.register("frame", pd.DataFrame({**columns, **flags}, copy=False))
+    con.register("user_list", pd.DataFrame({ROW: np.arange(len(users)), S.USER_ID: users.to_numpy(object), EXPECTED: expected}))
+    if had is not None:
+        sizes = np.fromiter(map(len, had.values()), int, len(had))
+        owners = np.fromiter(had, object, len(had)).repeat(sizes)
+        items = np.fromiter(chain.from_iterable(had.values()), object, sizes.sum())
+        con.register("had", pd.DataFrame({S.USER_ID: owners, S.ITEM_ID: items}))
 
-    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name).get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(gx.ExpectationSuite(name=name, expectations=suite), result_format={"result_format": "COMPLETE"})
-    # GE groups results by column; keep suite order (messages are unique within a suite).
-    order = {e.meta["message"]: i for i, e in enumerate(suite)}
-    failed = sorted((r for r in result.results if not r.success), key=lambda r: order[r.expectation_config.meta["message"]])
-    return result, failed
 
+def _create_views(con, had_given: bool, ranked: bool, ordered: bool) -> None:
+    """``recs``: the frame's rows with their flags; ``per_user``: one row per listed user.
+    ``ranked``: rank is numeric; ``ordered``: rank and score are."""
+    user, item, rank, score, row = map(identifier, (S.USER_ID, S.ITEM_ID, RANK, SCORE, ROW))
+    types = {name: _columns(con, name) for name in ("frame", "user_list", *(["had"] if had_given else []))}
 
-def _failure(cls, table: str, r, rows: list[str], examples: pd.DataFrame) -> Failure:
-    conf, res = r.expectation_config, r.result or {}
-    description = conf.meta["message"]
-    if (r.exception_info or {}).get("raised_exception"):
-        description += f" (could not be checked: {r.exception_info.get('exception_message')})"
-    return cls(
-        table=table,
-        expectation=conf.type,
-        column=conf.meta.get("column", conf.kwargs.get("column")),
-        description=description,
-        unexpected_count=res.get("unexpected_count"),
-        element_count=res.get("element_count"),
-        rows=rows,
-        examples=examples,
+    def equal(other: str, *cols: str) -> str:
+        # Compare as text where the relations disagree on a type (ids as str against ints).
+        same = [(f"f.{identifier(c)}", f"o.{identifier(c)}") if types["frame"][c] == types[other][c] else
+                (f"CAST(f.{identifier(c)} AS VARCHAR)", f"CAST(o.{identifier(c)} AS VARCHAR)") for c in cols]
+        return " AND ".join(f"{a} = {b}" for a, b in same)
+
+    flags = [
+        f"f.{user} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM user_list o WHERE {equal('user_list', S.USER_ID)}) AS _unlisted",
+        # A row whose pair appears twice or more; missing ids count as equal.
+        f"row(f.{user}, f.{item}) IN (SELECT row({user}, {item}) FROM frame GROUP BY {user}, {item} HAVING count(*) > 1) AS _repeated",
+    ]
+    if had_given:
+        # An inner join, so that DuckDB hashes the smaller side (an EXISTS would hash all of had).
+        flags.append(f"{row} IN (SELECT f.{row} FROM frame f JOIN had o ON {equal('had', S.USER_ID, S.ITEM_ID)}) AS _seen")
+    if ordered:
+        # Rows of a user in rank order, ties in frame order, a missing rank last.
+        flags.append(f"CASE WHEN f.{user} IS NOT NULL THEN lag(f.{score}) OVER (PARTITION BY f.{user} ORDER BY f.{rank} NULLS LAST, f.{row}) END AS _previous")
+    con.execute(f"CREATE TEMP VIEW recs AS SELECT f.*, {', '.join(flags)} FROM frame f")
+
+    ranks = f", min({rank}) AS lo, max({rank}) AS hi, count(DISTINCT {rank}) AS distinct_ranks" if ranked else ""
+    con.execute(
+        f"CREATE TEMP VIEW per_user AS SELECT o.*, coalesce(f.{ROWS}, 0) AS {ROWS}{', f.lo, f.hi, f.distinct_ranks' if ranked else ''} "
+        f"FROM user_list o LEFT JOIN (SELECT {user}, count(*) AS {ROWS}{ranks} FROM frame WHERE {user} IS NOT NULL GROUP BY {user}) f "
+        f"ON {equal('user_list', S.USER_ID)}"
     )
 
 
-def _ranks_of(recs: pd.DataFrame, user: str) -> list:
-    return recs.loc[recs[S.USER_ID] == user, RANK].sort_values().tolist()  # a missing rank last
+def _judged(con, source, report: OutputCheckResult, table: str, name: str, relation: str, checks: list[Check], cls) -> list[tuple[Failure, pd.DataFrame]]:
+    """Judge ``checks`` on ``relation`` as suite ``name``, add the result to ``report``; each
+    failure of ``table`` comes with the first failing rows of ``relation`` (none for a column
+    check), indexed by ROW."""
+    measured = _measure(con, relation, checks)
+    result = _judge(source, name, checks, measured)
+    report.results[name] = result.to_json_dict()
+    report.success = report.success and bool(result.success)
+    verdict = {r.expectation_config.kwargs["column"]: r for r in result.results}
+    out = []
+    for check in checks:
+        r = verdict[check.key]
+        if r.success:
+            continue
+        description = check.message
+        if (r.exception_info or {}).get("raised_exception"):
+            description += f" (could not be checked: {r.exception_info.get('exception_message')})"
+        failure = cls(table, check.expectation, check.column, description, None, None)
+        rows = pd.DataFrame()
+        if check.failing is not None:
+            failure.element_count, failure.unexpected_count = measured[check.key]
+            rows = _failing_rows(con, relation, {}, check)
+        out.append((failure, rows))
+    return out
+
+
+def _ranks(recs: pd.DataFrame, ids) -> list[list]:
+    """Each user's ranks, smallest first (a missing rank last)."""
+    mine = recs.loc[recs[S.USER_ID].isin(ids).to_numpy(), [S.USER_ID, RANK]]  # one pass over the frame
+    return [mine.loc[mine[S.USER_ID] == u, RANK].sort_values().tolist() for u in ids]
 
 
 def check_recommendations(
@@ -186,34 +231,41 @@ def check_recommendations(
     """Run the checks on ``recs``; write ``report_dir/<table>/`` (validation_result.json,
     summary.txt) when report_dir is given. Never raises on a failed check: see raise_if_failed.
     """
-    recs = recs.reset_index(drop=True)  # positional index: GE's failing rows are row numbers
     users = pd.Index(pd.unique(pd.Series(list(users), dtype=object)))
+    flags: dict[str, np.ndarray] = {}
+    checks = _row_checks(recs, had is not None, flags)
     complete = set(REQUIRED) <= set(recs.columns)
-    checked = _row_flags(recs, users, had) if complete else recs
     shown = [c for c in REQUIRED if c in recs]
-
     source = _context().data_sources.add_pandas("recmill")
-    result, failed = _validate(source, table, checked, _row_suite(checked))
-    report = OutputCheckResult(success=bool(result.success), failures=[], results={table: result.to_json_dict()})
-    for r in failed:
-        index = list((r.result or {}).get("unexpected_index_list") or [])
-        report.failures.append(_failure(Failure, table, r, [f"row {i}" for i in index], recs.loc[index[:example_rows], shown]))
-    evaluated, n_failed = len(result.results), len(failed)
+    report = OutputCheckResult(success=True, failures=[], results={})
+    con = connect()
+    try:
+        if complete:
+            owned = np.array([len(had.get(u, ())) for u in users], dtype=int) if had is not None else 0
+            _register(con, recs, users, had, np.clip(np.minimum(k, n_items - owned), 0, None), flags)
+            ranked = pd.api.types.is_numeric_dtype(recs[RANK])
+            _create_views(con, had is not None, ranked, ranked and pd.api.types.is_numeric_dtype(recs[SCORE]))
+        for failure, rows in _judged(con, source, report, table, table, "recs", checks, Failure):
+            failure.rows = [f"row {i}" for i in rows.index]
+            shown_at = rows.index[:example_rows]
+            failure.examples = recs.iloc[shown_at][shown].set_axis(shown_at)
+            report.failures.append(failure)
+        evaluated = len(checks)
 
-    if complete:
-        per_user = _per_user(recs, users, had, k, n_items)
-        name = f"{table} per user"
-        result, failed = _validate(source, name, per_user, _user_suite(per_user, k, n_items, had is not None))
-        report.results[name] = result.to_json_dict()
-        report.success = report.success and bool(result.success)
-        for r in failed:
-            index = list((r.result or {}).get("unexpected_index_list") or [])
-            examples = per_user.loc[index[:example_rows], [S.USER_ID, ROWS, EXPECTED]]
-            examples["ranks"] = [_ranks_of(recs, u) for u in examples[S.USER_ID]]
-            report.failures.append(_failure(UserFailure, table, r, [f"user {u}" for u in per_user[S.USER_ID].iloc[index]], examples))
-        evaluated, n_failed = evaluated + len(result.results), n_failed + len(failed)
+        if complete:
+            user_checks = _user_checks(k, n_items, had is not None, ranked)
+            for failure, rows in _judged(con, source, report, table, f"{table} per user", "per_user", user_checks, UserFailure):
+                failure.rows = [f"user {u}" for u in users[rows.index]]
+                examples = rows.head(example_rows)[[ROWS, EXPECTED]]
+                examples.insert(0, S.USER_ID, users[examples.index])
+                examples["ranks"] = _ranks(recs, examples[S.USER_ID].tolist())
+                failure.examples = examples
+                report.failures.append(failure)
+            evaluated += len(user_checks)
+    finally:
+        con.close()
 
-    report.counts[table] = (evaluated, n_failed, None)
+    report.counts[table] = (evaluated, len(report.failures), None)
     if report_dir is not None:
         report.path = write_report(report, Path(report_dir) / table)
     return report

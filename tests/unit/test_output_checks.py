@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from recmill.data.output_checks import check_recommendations, raise_if_failed
+from recmill.data.validation import ROW_LABELS, SHOWN_ROWS
 from recmill.errors import ValidationFailed
 
 K = 4
@@ -243,6 +244,39 @@ def test_challenger_table_writes_its_report_and_raises(tmp_path):
 def test_passing_report_is_written(tmp_path):
     result = check(good_recs(), report_dir=tmp_path)
     assert json.loads(result.path.read_text())["success"] is True
+
+
+def test_counts_are_exact_beyond_the_labelled_rows_and_users():
+    n = ROW_LABELS + 500
+    recs = pd.DataFrame({"user_id": [f"x{i}" for i in range(n)], "item_id": "i1", "rank": 1, "score": 0.5})
+    users = [f"u{i}" for i in range(n)]  # none of them has a row
+    result = check_recommendations(recs, K, users, None, N_ITEMS, example_rows=2)
+    rows, per_user = result.failures
+    assert (rows.unexpected_count, rows.element_count, per_user.unexpected_count, per_user.element_count) == (n, n, n, n)
+    assert rows.rows == [f"row {i}" for i in range(ROW_LABELS)]
+    assert per_user.rows == [f"user u{i}" for i in range(ROW_LABELS)]
+    assert rows.headline().endswith(f", ... {n - SHOWN_ROWS} more)")
+    assert per_user.headline() == f"each user_id must have min(4, 8 items) rows: {n} of {n} users fail (users u0, u1, u2, u3, u4, u5, u6, u7, u8, u9, ... {n - SHOWN_ROWS} more)"
+    assert len(rows.examples) == len(per_user.examples) == 2
+
+
+EVIL = "x'; drop table recs; --"
+QUOTED = 'say "hi"'
+
+
+def test_ids_with_quotes_and_sql_are_reported_verbatim():
+    recs = _append(user_id=EVIL, item_id=EVIL, rank=1, score=0.5, reason="popular")(good_recs())
+    recs = _append(user_id=QUOTED, item_id=QUOTED, rank=1, score=0.5, reason="popular")(recs)
+    result = check(recs, users=[*USERS, EVIL], had={**HAD, EVIL: {EVIL}})
+    assert [f.headline() for f in result.failures] == [
+        "user_id is not one of the users to recommend for: 1 of 13 rows fail (row 12)",
+        "item_id is an item the user already has: 1 of 13 rows fail (row 11)",
+        f"each user_id must have min(4, 8 items - items the user has) rows: 1 of 4 users fail (user {EVIL})",
+    ]
+    assert result.failures[0].examples[["user_id", "item_id"]].values.tolist() == [[QUOTED, QUOTED]]
+    assert result.failures[1].examples[["user_id", "item_id"]].values.tolist() == [[EVIL, EVIL]]
+    assert result.failures[2].examples.iloc[0].to_dict() == {"user_id": EVIL, "rows": 1, "expected": 4, "ranks": [1]}
+    assert EVIL in result.summary() and QUOTED in result.summary()
 
 
 # --- cross-check against plain loops -------------------------------------------
