@@ -1,10 +1,15 @@
-"""The weekly_retrain flow: one Prefect task per pipeline stage, no logic of its own."""
+"""The weekly_retrain flow: one Prefect task per pipeline stage (per model where the stage
+is per model), and the order they run in."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from prefect import flow, task
-from prefect.task_runners import ProcessPoolTaskRunner
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import ProcessPoolTaskRunner
 
 import pipelines.drift
 import pipelines.evaluate
@@ -17,7 +22,7 @@ import pipelines.train
 import pipelines.validate
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
-from recmill.io import Layout, write_json
+from recmill.io import Layout, read_json, write_json
 from recmill.runtime import measured_run
 
 
@@ -71,9 +76,9 @@ def select(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.select.run, settings)
 
 
-@task(name="refit", cache_policy=NO_CACHE)
-def refit(settings: Settings) -> tuple[dict, dict]:
-    return measured_run(pipelines.refit.run, settings)
+@task(name="refit", task_run_name="refit-{model}", cache_policy=NO_CACHE)
+def refit(settings: Settings, model: str) -> tuple[dict, dict]:
+    return measured_run(pipelines.refit.run_model, settings, model)
 
 
 @task(name="publish", **io_task)
@@ -84,20 +89,42 @@ def publish(settings: Settings) -> tuple[dict, dict]:
 STAGE_TASKS = (ingest, validate, split, drift, train, evaluate, select, refit, publish)
 
 
+def longest_first(models: list[str], step: str, previous: dict[str, float]) -> list[str]:
+    """The models by their wall time in the previous run, longest first (unknown ones last, in
+    their order): the longest fits start at once instead of finishing alone at the end."""
+    return sorted(models, key=lambda m: -previous.get(f"{step} {m}", 0.0))
+
+
+@contextmanager
+def worker_pool(workers: int):
+    """Prefect's process pool, its workers reporting to this flow's API server (without the
+    address each worker would start a temporary server of its own); None for one worker."""
+    if workers == 1:
+        yield None
+        return
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url)
+    with temporary_settings({PREFECT_API_URL: url}), ProcessPoolTaskRunner(max_workers=workers) as runner:
+        yield runner
+
+
 @flow(name="weekly_retrain")
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Ingest, validate, split, check drift, train then evaluate every model, gate the
-    challenger against the champion, refit, publish. With train.workers above 1 the models
-    train (then are evaluated) that many at a time, each in a process of its own. Each
-    task returns its result and its figures (wall and CPU seconds, peak memory); the
-    figures go to the result (``stages``: 'train als', ...) and to reports/stages.json,
-    where a stage is 'running' until it ends."""
+    challenger against the champion, refit, publish. With train.worker_count above 1 the
+    per-model tasks run that many at a time in one pool of processes: a model is evaluated
+    as soon as it and the models its evaluation reads are trained, and the longest fits of
+    the previous run start first. Each task returns its result and its figures (wall and
+    CPU seconds, peak memory); the figures go to the result (``stages``: 'train als', ...)
+    and to reports/stages.json, where a stage is 'running' until it ends."""
     settings = load_settings(config, overrides or [])
+    report = Layout(settings).stage_report
+    previous = {s["stage"]: s.get("wall_s", 0.0) for s in read_json(report)} if report.exists() else {}
     stages: dict[str, dict] = {}
 
     def record(name: str, status: str, figures: dict | None = None) -> None:
         stages[name] = {**(figures or {}), "status": status}
-        write_json(Layout(settings).stage_report, [{"stage": n, **f} for n, f in stages.items()])
+        write_json(report, [{"stage": n, **f} for n, f in stages.items()])
 
     def stage(name: str, task_, *args):
         record(name, "running")
@@ -109,17 +136,33 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
         record(name, "ok", figures)
         return result
 
-    for task_ in (ingest, validate, split, drift):
-        stage(task_.name, task_)
-    for task_ in (train, evaluate):  # every model trained before any is evaluated: evaluation slices by segment
-        if settings.train.workers == 1:
-            for model in settings.train.models:
-                stage(f"{task_.name} {model}", task_, model)
-            continue
-        with ProcessPoolTaskRunner(max_workers=settings.train.workers) as runner:
-            futures = {model: runner.submit(task_, {"settings": settings, "model": model}) for model in settings.train.models}
-            for model, future in futures.items():
-                stage(f"{task_.name} {model}", lambda _settings, f=future: f.result())
-    stage("select", select)
-    stage("refit", refit)
+    def each(step, models: list[str], futures: dict | None) -> None:
+        """Record step's stage of each model, in the settings' order: run here one after the
+        other, or wait for its future from the pool."""
+        for model in models:
+            if futures is None:
+                stage(f"{step.name} {model}", step, model)
+            else:
+                stage(f"{step.name} {model}", lambda _settings, f=futures[model]: f.result())
+
+    stage("ingest", ingest)
+    stage("validate", validate)
+    events = sum(stage("split", split).values())
+    stage("drift", drift)
+    models = settings.train.models
+    with worker_pool(settings.train.worker_count(events)) as pool:
+
+        def submit(step, names: list[str], after=lambda model: ()) -> dict | None:
+            if pool is None:
+                return None
+            return {m: pool.submit(step, {"settings": settings, "model": m}, wait_for=list(after(m)))
+                    for m in longest_first(names, step.name, previous)}
+
+        trained = submit(train, models)
+        evaluated = submit(evaluate, models, lambda m: [trained[n] for n in pipelines.evaluate.reads(settings, m)])
+        each(train, models, trained)
+        each(evaluate, models, evaluated)
+        selection = stage("select", select)
+        refits = pipelines.refit.models_to_refit(settings, selection)
+        each(refit, refits, submit(refit, refits))
     return {**stage("publish", publish), "stages": stages}

@@ -114,3 +114,11 @@ def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
     fitted, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")
     registry.set_full_run(version.version, run)
     return fitted
+
+
+def refitted(settings: Settings) -> dict[str, str]:
+    """model -> MLflow run of its refit, for the models this pipeline run refitted."""
+    layout = Layout(settings)
+    this_run = run_info(settings)["run_id"]
+    records = [read_json(path) for path in sorted(layout.refit.glob("*.json"))] if layout.refit.exists() else []
+    return {r["model"]: r["mlflow_run_id"] for r in records if r.get("run_id") == this_run and "mlflow_run_id" in r}

@@ -1,6 +1,7 @@
 """Score one model's two fits on the held-out slices: valid (for choosing) and test (reported).
 
-For a ranking model, over the users with a held-out item they did not have:
+For a ranking model, over the users with a held-out item they did not have (a seeded
+sample of evaluate.max_users of them when there are more, the same for every model):
 
 - ranking: precision, recall, NDCG, MAP, hit rate and MRR at each evaluate.k, and what the
   model measured while training (two_stage's stage-1 recall); RMSE and MAE for models
@@ -29,7 +30,7 @@ from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
 from recmill.evaluation.basket import buy_again_metrics
-from recmill.evaluation.holdout import ranked_lists
+from recmill.evaluation.holdout import ranked_lists, sample_users
 from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user
 from recmill.io import Layout, read_frame, read_json, write_json
 from recmill.models import REGISTRY
@@ -84,9 +85,11 @@ def baseline_lists(settings: Settings, fit: str, users, k: int) -> dict[str, lis
     return ranked_lists(REGISTRY[name].load(path), users, k, settings.publish.exclude_seen)
 
 
-def mean_by_group(metric: str, truth: dict, ranked: dict, k: int, members: dict[str, list[str]]) -> dict[str, float]:
-    scores = per_user(metric, truth, ranked, k)
-    return {label: float(np.mean([scores[u] for u in users])) for label, users in members.items()}
+
+
+def reads(settings: Settings, model: str) -> list[str]:
+    """The trained models this model's evaluation reads: itself, the segments (slices) and the baseline."""
+    return [m for m in settings.train.models if m in (model, "segments", settings.evaluate.baseline)]
 
 
 def score_ranking(settings: Settings, fitted, fit: str) -> dict:
@@ -100,6 +103,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
     had = items_by_user(history, settings.interactions.positive_event_types)
     # the held-out items after this fit's training data that the user did not have
     truth = relevant_items(held_out, settings.interactions.positive_event_types, had if exclude else None)
+    truth = sample_users(truth, ev.max_users, settings.seed)
     top = max(ev.k)
     ranked = ranked_lists(fitted, truth, top, exclude)  # once, for every figure below
     rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
@@ -113,7 +117,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
 
     popularity = Counter(item for items in had.values() for item in items)
     ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
-    baseline = baseline_lists(settings, fit, truth, top)
+    baseline = ranked if fitted.name == ev.baseline else baseline_lists(settings, fit, truth, top)
     for k in ev.k:
         overall[f"diversity@{k}"] = beyond.diversity(ranked, k, ids, vectors)
         overall[f"novelty@{k}"] = beyond.novelty(ranked, k, popularity, max(len(had), 1))
@@ -122,17 +126,17 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
             overall[f"serendipity@{k}"] = beyond.serendipity(ranked, truth, k, baseline)
 
     slices: dict[str, dict] = {}
-    ranking = [m for m in ev.metrics if m != "coverage"]
+    # each user's score of every ranking metric at every k, found once for all the slices
+    user_scores = {metric_key(m, k): per_user(m, truth, ranked, k) for m in ev.metrics if m != "coverage" for k in ev.k}
 
     def add_groups(name: str, labels: dict[str, str]) -> None:
         members = defaultdict(list)
         for user, label in labels.items():
             if user in truth:
                 members[label].append(user)
-        for m in ranking:
-            for k in ev.k:
-                for label, value in mean_by_group(m, truth, ranked, k, members).items():
-                    slices.setdefault(f"{name}={label}", {})[metric_key(m, k)] = value
+        for key, scores in user_scores.items():
+            for label, users in members.items():
+                slices.setdefault(f"{name}={label}", {})[key] = float(np.mean([scores[u] for u in users]))
         for label, users in members.items():
             slices[f"{name}={label}"]["users"] = float(len(users))
 
@@ -151,7 +155,9 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
         slices[f"fairness={attribute}"] = {f"exposure_gap@{k}": exposure, f"equal_opportunity_gap@{k}": opportunity}
     for decile, value in beyond.popularity_decile_recall(ranked, truth, k, popularity).items():
         slices[f"popularity_decile={decile}"] = {f"recall@{k}": value}
-    selection = per_user(ev.selection_metric, truth, ranked, ev.selection_k)
+    selection = user_scores.get(metric_key(ev.selection_metric, ev.selection_k))
+    if selection is None:  # selection_k outside evaluate.k
+        selection = per_user(ev.selection_metric, truth, ranked, ev.selection_k)
     return {
         "overall": finite(overall),
         "slices": {name: finite(values) for name, values in slices.items()},

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import load_fit, run_info
+from pipelines.common import load_fit, refitted, run_info
 from pipelines.evaluate import FITS
 from recmill import warehouse
 from recmill.config import Settings
@@ -140,7 +140,6 @@ def catalogue_frame(items: pd.DataFrame) -> pd.DataFrame:
 def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.DataFrame]:
     layout = Layout(settings)
     info = run_info(settings)
-    refit = read_json(layout.refit / "refit.json")
     selection = read_json(layout.selection)
     registry = Registry(settings.tracking)
     users = all_users(layout)
@@ -148,7 +147,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     version, publisher = champion_fit(settings, registry, selection)
     recs = recommendation_frame(checked_lists(settings, publisher, users, had, "recommendations"), version, info["run_id"], generated_at)
 
-    models = {m: REGISTRY[m].load(layout.model_dir(m, "full")) for m in refit["mlflow_run_ids"]}
+    models = {m: REGISTRY[m].load(layout.model_dir(m, "full")) for m in refitted(settings)}
     similar = [
         m.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"])
         for name, m in models.items()

@@ -1,17 +1,18 @@
 """Refit on all the data the models whose output is published: the challenger when it is
 promoted (or when an A/B test publishes its lists too), and every model that yields
-similar items, explanations or tables of its own."""
+similar items, explanations or tables of its own. Each model's refit is independent (the
+flow runs them side by side); each leaves data/refit/<model>.json naming its run."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 
-from pipelines.common import fit_full, run_info
+from pipelines.common import fit_full, refitted, run_info
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
-from recmill.io import Layout, read_json, write_json
 from recmill.evaluation.gate import PROMOTE
+from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.registry import Registry
 
@@ -29,25 +30,30 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
     ]
 
 
-def run(settings: Settings) -> dict:
+def run_model(settings: Settings, model: str) -> dict:
+    """Refit one model into data/refit/<model>; the record says this run did it."""
     layout = Layout(settings)
     selection = read_json(layout.selection)
-    registry = Registry(settings.tracking)
     pipeline_run = run_info(settings)["run_id"]
-    shutil.rmtree(layout.refit, ignore_errors=True)
-    fitted_runs = {}
-    for model in models_to_refit(settings, selection):
-        try:
-            _, mlflow_run = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"))
-        except ModelSkipped as exc:
-            # all the data can hold more items than the training slices did
-            if model == selection["chosen"] and selection["decision"] == PROMOTE:
-                raise
-            log.warning("%s", exc)
-            continue
-        fitted_runs[model] = mlflow_run
-        if model == selection["chosen"]:
-            registry.set_full_run(selection["challenger_version"], mlflow_run)
-    result = {"chosen": selection["chosen"], "mlflow_run_ids": fitted_runs}
-    write_json(layout.refit / "refit.json", result)
-    return result
+    shutil.rmtree(layout.model_dir(model, "full"), ignore_errors=True)
+    record = {"model": model, "run_id": pipeline_run}
+    try:
+        _, record["mlflow_run_id"] = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"))
+    except ModelSkipped as exc:
+        # all the data can hold more items than the training slices did
+        if model == selection["chosen"] and selection["decision"] == PROMOTE:
+            raise
+        log.warning("%s", exc)
+        record["skipped"] = str(exc)
+    if model == selection["chosen"] and "mlflow_run_id" in record:
+        Registry(settings.tracking).set_full_run(selection["challenger_version"], record["mlflow_run_id"])
+    write_json(layout.refit / f"{model}.json", record)
+    return record
+
+
+def run(settings: Settings) -> dict:
+    """Every model to refit, one after the other (what `python -m pipelines refit` runs)."""
+    shutil.rmtree(Layout(settings).refit, ignore_errors=True)
+    selection = read_json(Layout(settings).selection)
+    records = [run_model(settings, model) for model in models_to_refit(settings, selection)]
+    return {"chosen": selection["chosen"], "mlflow_run_ids": refitted(settings), "records": records}

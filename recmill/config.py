@@ -7,9 +7,10 @@ in a ``--set`` override is an error that names the key, never a silent default.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -195,6 +196,9 @@ class TwoStageConfig(Section):
     max_train_users: int | None = Field(
         10_000, ge=1, description="At scale: the stages learn from the candidates of a seeded sample of this many users; None: all."
     )
+    stage1_negatives: float = Field(
+        0.25, gt=0, le=1, description="Share of the unlabelled candidates stage 1 learns from (a seeded sample); the ranker sees them all."
+    )
     stage1: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(n_estimators=200))
     ranker: GradientBoostingConfig = Field(default_factory=lambda: GradientBoostingConfig(num_leaves=7, min_child_samples=100))
 
@@ -244,9 +248,15 @@ class NCFConfig(Section):
     patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     valid_fraction: float = Field(0.1, gt=0, lt=1, description="Each user's last share of training events that validates each epoch.")
     # At scale: validation scores users x every item each epoch, and an epoch grows with the pairs users have.
+    sparse_above_rows: int = Field(
+        20_000, ge=0, description="An embedding table with more rows gets sparse updates (SparseAdam, no weight decay): a step's cost stays flat."
+    )
     valid_max_users: int | None = Field(1_000, ge=1, description="Validation NDCG on at most this many users (a seeded sample); None: all.")
+    valid_items: int | None = Field(
+        2_000, ge=1, description="Validation ranks among a seeded sample of this many items (and the held-out ones) in a larger catalogue; None: all."
+    )
     pairs_per_epoch: int | None = Field(
-        250_000, ge=1, description="Pairs users have sampled afresh each epoch (each with its negatives); None: all of them."
+        100_000, ge=1, description="Pairs users have sampled afresh each epoch (each with its negatives); None: all of them."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available.")
     checkpoint_dir: Path | None = Field(None, description="Per-epoch checkpoints here let an interrupted training resume.")
@@ -271,9 +281,20 @@ class TrainConfig(Section):
     models: list[str] = [
         "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf",
     ]
-    workers: int = Field(
-        1, ge=1, description="Models trained (then evaluated) at once, each in a process of its own; each holds its own copy of the events."
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Models trained (then evaluated, then refitted) at once, each in a process of its own holding its own copy "
+        "of the events: a number, or auto: one per core while the events are at most parallel_max_events, else one.",
     )
+    parallel_max_events: int = Field(
+        5_000_000, ge=0, description="With workers auto: above this many events one model at a time (memory, not cores, binds)."
+    )
+
+    def worker_count(self, events: int) -> int:
+        """How many models run at once on data of this many events."""
+        if self.workers != "auto":
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0))) if events <= self.parallel_max_events else 1
 
     @model_validator(mode="after")
     def _known(self):
@@ -302,6 +323,9 @@ class EvaluateConfig(Section):
     light_user_events: int = Field(10, ge=1, description="Users with fewer training events than this are light (none: new).")
     heavy_user_events: int = Field(50, ge=1, description="Users with at least this many training events are heavy.")
     personalisation_sample: int = Field(2_000, ge=2, description="Users sampled to compare lists pairwise.")
+    max_users: int | None = Field(
+        20_000, ge=1, description="Held-out users scored: a seeded sample when there are more (null: all of them)."
+    )
 
     @model_validator(mode="after")
     def _known(self):

@@ -27,7 +27,10 @@ Training. Each user's last ``valid_fraction`` of events validates; the network t
 the rest. Every epoch each pair the user has is a positive (label 1) with ``negatives``
 items drawn uniformly from those the user does not have (label 0), redrawn each epoch.
 Loss: MSE of the sigmoid (mse), cross-entropy (bce), or for bpr -log sigmoid(positive -
-negative logit) over (positive, negative) pairs; Adam, ``batch_size`` samples a step.
+negative logit) over (positive, negative) pairs; Adam with weight decay, ``batch_size``
+samples a step. An embedding table above ``sparse_above_rows`` rows (users at Instacart
+size) gets sparse gradients and SparseAdam without weight decay, so a step costs the same
+at 6,000 users or 200,000.
 ReduceLROnPlateau and early stopping follow the validation NDCG@10 (held-out items the
 user did not have before, ranked among the items the user does not have); the best
 epoch's weights are the model. With ``checkpoint_dir`` set, every epoch writes a checkpoint (weights, optimiser,
@@ -71,6 +74,7 @@ VALID_K = 10
 TREND_DAYS = 7.0  # the window of the trending score
 AGE_EDGES = [18, 25, 35, 45, 55, 65]
 AGE_GROUPS = ["under 18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
+CHECKPOINT_FORMAT = b"optimizer-list"  # in the fingerprint: a checkpoint of another layout is another training
 CHUNK_PAIRS = 65_536  # user x item pairs through the fusion layers at once when scoring all items
 # one thread: sums in a fixed order, so a CPU run repeats exactly (deterministic algorithms
 # add nothing then, at a fifth more time), and two threads stall on two shared cores
@@ -231,8 +235,9 @@ class NCFNet(nn.Module):
         for name in ("user", "user_category", "item", "item_category", "item_brand"):
             self.register_buffer(name, torch.as_tensor(getattr(features, name)), persistent=False)
         n_users, n_items = len(features.user), len(features.item)
-        self.user_embedding = nn.Embedding(n_users, cfg.embedding_dim)
-        self.item_embedding = nn.Embedding(n_items, cfg.embedding_dim)
+        # a large table gets sparse gradients: a step updates the rows of its batch, not every row
+        self.user_embedding = nn.Embedding(n_users, cfg.embedding_dim, sparse=n_users > cfg.sparse_above_rows)
+        self.item_embedding = nn.Embedding(n_items, cfg.embedding_dim, sparse=n_items > cfg.sparse_above_rows)
         has_category, has_brand = len(features.categories) > 0, len(features.brands) > 0
         self.category_embedding = (
             nn.Embedding(len(features.categories) + 1, cfg.category_embedding_dim, padding_idx=0) if has_category else None
@@ -268,13 +273,15 @@ class NCFNet(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.fusion(torch.cat([self.user_side(users), self.item_side(items)], 1)).squeeze(1)
 
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        """Logits of every item for these users, (len(users), n_items): the first fusion layer
-        is W [user side, item side] + b = W_u user side + (W_i item side + b), so each part is
-        computed once and only the later layers see users x items, a chunk at a time."""
+    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every item (or of these items) for these users, (len(users), n_items): the
+        first fusion layer is W [user side, item side] + b = W_u user side + (W_i item side + b),
+        so each part is computed once and only the later layers see users x items, a chunk at
+        a time."""
         first = self.fusion[0]
         user_part = self.user_side(users) @ first.weight[:, : self.user_width].T
-        items = torch.arange(len(self.item), device=users.device)
+        if items is None:
+            items = torch.arange(len(self.item), device=users.device)
         item_part = self.item_side(items) @ first.weight[:, self.user_width :].T + first.bias
         out = torch.empty(len(users), len(items), device=users.device)
         step = max(1, CHUNK_PAIRS // len(items))
@@ -339,42 +346,69 @@ def batch_loss(net: NCFNet, loss: str, users: torch.Tensor, items: torch.Tensor,
     return F.mse_loss(torch.sigmoid(logits), third)
 
 
-def ranked(net: NCFNet, positive: sp.csr_matrix, rows: np.ndarray, k: int, device: torch.device) -> np.ndarray:
-    """Each user's k best columns among the items they do not have, a block of users at a time."""
+def ranked(
+    net: NCFNet, positive: sp.csr_matrix, rows: np.ndarray, k: int, device: torch.device, cols: np.ndarray | None = None
+) -> np.ndarray:
+    """Each user's k best columns among the items they do not have (of ``cols`` only, sorted,
+    when given), a block of users at a time."""
+    cols = np.arange(positive.shape[1]) if cols is None else cols
+    candidates = torch.as_tensor(cols, device=device)
     out = []
-    step = max(1, SCORE_CELLS // positive.shape[1])
+    step = max(1, SCORE_CELLS // len(cols))
     with torch.no_grad():
         for start in range(0, len(rows), step):
             batch = rows[start : start + step]
-            scores = net.score_all(torch.as_tensor(batch, device=device)).cpu().numpy().astype(np.float64)
-            had = positive[batch]
+            scores = net.score_all(torch.as_tensor(batch, device=device), candidates).cpu().numpy().astype(np.float64)
+            had = positive[batch][:, cols]
             scores[np.repeat(np.arange(len(batch)), np.diff(had.indptr)), had.indices] = -np.inf
-            out.append(top_k(scores, k)[0])
+            out.append(cols[top_k(scores, k)[0]])
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
-def validation_ndcg(net: NCFNet, positive: sp.csr_matrix, truth: dict[int, set], device: torch.device) -> float:
+def validation_columns(truth: dict[int, set], n_items: int, valid_items: int | None, seed: int) -> np.ndarray | None:
+    """The items validation ranks among: all (None) up to valid_items, else a seeded sample of
+    that many with every held-out item added."""
+    if valid_items is None or n_items <= valid_items:
+        return None
+    sample = np.random.default_rng([seed, 2]).choice(n_items, size=valid_items, replace=False)
+    return np.union1d(sample, np.fromiter((c for items in truth.values() for c in items), dtype=np.int64))
+
+
+def validation_ndcg(net: NCFNet, positive: sp.csr_matrix, truth: dict[int, set], device: torch.device, cols=None) -> float:
     rows = np.array(sorted(truth), dtype=np.int64)
-    top = ranked(net, positive, rows, VALID_K, device)
+    top = ranked(net, positive, rows, VALID_K, device, cols)
     return mean_over_users("ndcg", truth, dict(zip(rows.tolist(), top.tolist())), VALID_K)
 
 
-def train_epoch(net: NCFNet, optimizer: torch.optim.Optimizer, samples: list[torch.Tensor], loss: str, batch_size: int) -> float:
+def optimizers(net: NCFNet, cfg: NCFConfig) -> list[torch.optim.Optimizer]:
+    """Fused Adam with weight decay, and SparseAdam (no weight decay) on the embedding tables
+    above ``sparse_above_rows`` rows. Dense Adam touches every row each step, which costs as
+    much as the table is large, but ranks better: its weight decay, scaled by Adam, shrinks
+    the rarely drawn users' and items' vectors a little every step."""
+    tables = [e.weight for e in (net.user_embedding, net.item_embedding) if e.sparse]
+    rest = [p for p in net.parameters() if all(p is not t for t in tables)]
+    dense = torch.optim.Adam(rest, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
+    return [dense, torch.optim.SparseAdam(tables, lr=cfg.learning_rate, betas=cfg.betas)] if tables else [dense]
+
+
+def train_epoch(net: NCFNet, optimizers: list[torch.optim.Optimizer], samples: list[torch.Tensor], loss: str, batch_size: int) -> float:
     """One pass over the samples, batch_size at a time; the mean loss."""
     net.train()
     total = torch.zeros((), device=samples[0].device)  # summed on the device: no sync each step
     for start in range(0, len(samples[0]), batch_size):
         batch = [a[start : start + batch_size] for a in samples]
         value = batch_loss(net, loss, *batch)
-        optimizer.zero_grad()
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         value.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         total += value.detach() * len(batch[0])
     net.eval()
     return float(total) / max(len(samples[0]), 1)
 
 
-def resume(path: Path, key: str, net: NCFNet, optimizer, scheduler, rng: np.random.Generator, device: torch.device):
+def resume(path: Path, key: str, net: NCFNet, optimizers, schedulers, rng: np.random.Generator, device: torch.device):
     """(run, best weights) of the checkpoint at path, with the network, optimiser, scheduler
     and generators back in its state; None when it holds another training."""
     saved = torch.load(path, weights_only=True, map_location="cpu")
@@ -382,8 +416,10 @@ def resume(path: Path, key: str, net: NCFNet, optimizer, scheduler, rng: np.rand
         log.warning("ncf: %s is the checkpoint of another training; starting afresh", path)
         return None
     net.load_state_dict(saved["net"])
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
+    for optimizer, state in zip(optimizers, saved["optimizers"], strict=True):
+        optimizer.load_state_dict(state)
+    for scheduler, state in zip(schedulers, saved["schedulers"], strict=True):
+        scheduler.load_state_dict(state)
     torch.set_rng_state(saved["torch_rng"])
     if device.type == "cuda":
         torch.cuda.set_rng_state(saved["cuda_rng"], device)
@@ -418,7 +454,7 @@ def reproducible(seed: int, device: torch.device):
 def fingerprint(cfg: NCFConfig, seed: int, positive: sp.csr_matrix, features: Features) -> str:
     """What makes two trainings the same one: config (but where it runs and checkpoints),
     seed, training pairs and features."""
-    h = hashlib.sha256(cfg.model_dump_json(exclude={"device", "checkpoint_dir"}).encode() + str(seed).encode())
+    h = hashlib.sha256(cfg.model_dump_json(exclude={"device", "checkpoint_dir"}).encode() + str(seed).encode() + CHECKPOINT_FORMAT)
     for a in (positive.indptr, positive.indices, *features.arrays().values()):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
@@ -458,26 +494,26 @@ class NCFRecommender(Recommender):
         """Epochs until ``epochs`` or ``patience`` epochs without a better validation NDCG@10;
         leaves the best epoch's weights in the network and returns the history."""
         cfg, net, device = self.config, self.net_, self.device_
-        optimizer = torch.optim.Adam(  # fused: one kernel for all parameters, a third of the step time on CPU
-            net.parameters(), lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True
-        )
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
-        )
+        valid_cols = validation_columns(truth, positive.shape[1], cfg.valid_items, self.seed)
+        steppers = optimizers(net, cfg)
+        schedulers = [
+            torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+            for o in steppers
+        ]
         rng = np.random.default_rng(self.seed)
         run = {"epoch": 0, "epochs": [], "best_epoch": 0, "best_ndcg": -np.inf, "stale": 0}
         best = None
         path = Path(cfg.checkpoint_dir) / CHECKPOINT if cfg.checkpoint_dir is not None else None
         key = fingerprint(cfg, self.seed, positive, self.features_)
         if path is not None and path.exists():
-            run, best = resume(path, key, net, optimizer, scheduler, rng, device) or (run, best)
+            run, best = resume(path, key, net, steppers, schedulers, rng, device) or (run, best)
         while run["epoch"] < cfg.epochs and run["stale"] < cfg.patience:
             started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
+            lr = steppers[0].param_groups[0]["lr"]
             samples = [torch.as_tensor(a, device=device) for a in epoch_samples(positive, cfg.negatives, cfg.loss == "bpr", rng, cfg.pairs_per_epoch)]
-            loss = train_epoch(net, optimizer, samples, cfg.loss, cfg.batch_size)
+            loss = train_epoch(net, steppers, samples, cfg.loss, cfg.batch_size)
             # without validation users every epoch counts as the best: training runs all epochs
-            ndcg = validation_ndcg(net, positive, truth, device) if truth else None
+            ndcg = validation_ndcg(net, positive, truth, device, valid_cols) if truth else None
             run["epoch"] += 1
             if ndcg is None or ndcg > run["best_ndcg"]:
                 run.update(best_epoch=run["epoch"], best_ndcg=-np.inf if ndcg is None else ndcg, stale=0)
@@ -485,15 +521,16 @@ class NCFRecommender(Recommender):
             else:
                 run["stale"] += 1
             if ndcg is not None:
-                scheduler.step(ndcg)
+                for scheduler in schedulers:
+                    scheduler.step(ndcg)
             seconds = round(time.perf_counter() - started, 3)
             run["epochs"].append({"epoch": run["epoch"], "loss": loss, f"valid_ndcg@{VALID_K}": ndcg, "lr": lr, "seconds": seconds})
             log.info("ncf epoch %d: loss %.4f, valid ndcg@%d %s, lr %.2g", run["epoch"], loss, VALID_K, ndcg, lr)
             if path is not None:
                 save_checkpoint(
                     path,
-                    {"fingerprint": key, "run": run, "best": best, "net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                    {"fingerprint": key, "run": run, "best": best, "net": net.state_dict(), "optimizers": [o.state_dict() for o in steppers],
+                     "schedulers": [sc.state_dict() for sc in schedulers], "torch_rng": torch.get_rng_state(),
                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                      "numpy_rng": rng.bit_generator.state},
                 )

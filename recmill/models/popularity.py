@@ -27,3 +27,23 @@ class PopularityRecommender(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_))).copy()
+
+    def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The global order with each user's own items skipped: only the first k + (most
+        items a user in the batch has) places of it are looked at, never every item."""
+        k = min(k, len(self.item_ids_))
+        if not exclude_seen:
+            top = np.tile(self.popular_[:k], (len(rows), 1))
+            return top, self.popularity_[top]
+        seen = self.seen_[rows]
+        head = min(len(self.popular_), k + int(np.diff(seen.indptr).max(initial=0)))
+        place = np.full(len(self.item_ids_), head, dtype=np.int64)  # an item's place in the order, head if beyond
+        place[self.popular_[:head]] = np.arange(head)
+        taken = np.zeros((len(rows), head + 1), dtype=bool)
+        taken[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), place[seen.indices]] = True
+        places = np.argsort(taken[:, :head], axis=1, kind="stable")[:, :k]  # free places first, in order
+        top = self.popular_[places]
+        scores = self.popularity_[top]
+        # a user who has all but fewer than k of the head's items: -inf pads, as in the dense path
+        scores[np.take_along_axis(taken[:, :head], places, axis=1)] = -np.inf
+        return top, scores

@@ -39,8 +39,12 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert "Published tables" in result.output
     stages = {s.pop("stage"): s for s in json.loads((workdir / "reports" / "stages.json").read_text())}
     models = Settings().train.models
-    assert list(stages) == ["ingest", "validate", "split", "drift", *(f"train {m}" for m in models),
-                            *(f"evaluate {m}" for m in models), "select", "refit", "publish"]
+    names = list(stages)
+    assert names[: 4 + 2 * len(models) + 1] == ["ingest", "validate", "split", "drift", *(f"train {m}" for m in models),
+                                                *(f"evaluate {m}" for m in models), "select"]
+    refitted = [n.removeprefix("refit ") for n in names[4 + 2 * len(models) + 1 : -1]]
+    assert names[-1] == "publish" and set(refitted) >= {"als", "content", "item2vec", "mf", "segments", "reorder"}
+    assert refitted == [m for m in models if m in refitted]
     assert all(s["wall_s"] > 0 and s["cpu_s"] >= 0 and 0.05 < s["peak_rss_gib"] < 24 for s in stages.values())
     assert "train two_stage" in result.output and "peak GiB" in result.output
     items = warehouse.query(db, "SELECT * FROM items")
@@ -157,6 +161,7 @@ def test_models_trained_in_parallel_processes_publish_the_same_tables(prefect_se
         assert [s["stage"] for s in stages if s["stage"].startswith(("train", "evaluate"))] == [
             f"{step} {m}" for step in ("train", "evaluate") for m in ("popularity", "als", "segments", "item2vec")
         ]
+        assert {"refit als", "refit segments", "refit item2vec"} <= {s["stage"] for s in stages}
         assert all(s["status"] == "ok" and s["wall_s"] > 0 for s in stages)
         tables[workers] = {
             name: warehouse.query(folder / "w.duckdb", f"SELECT * EXCLUDE (run_id{extra}) FROM {name} ORDER BY ALL")

@@ -166,8 +166,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_resuming_from_a_checkpoint_gives_the_uninterrupted_model(groups, tmp_path, monkeypatch):
-    cfg = SMALL.model_copy(update={"epochs": 5, "patience": 5})
+@pytest.mark.parametrize("sparse_above_rows", [100_000, 0])
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_model(groups, tmp_path, monkeypatch, sparse_above_rows):
+    cfg = SMALL.model_copy(update={"epochs": 5, "patience": 5, "sparse_above_rows": sparse_above_rows})
     uninterrupted = NCFRecommender(cfg, seed=3).fit(groups)
     save = ncf.save_checkpoint
 
@@ -186,7 +187,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_model(groups, tmp_pa
     strip = lambda model: [{k: v for k, v in e.items() if k != "seconds"} for e in model.history_["epochs"]]
     assert strip(resumed) == strip(uninterrupted)
     saved = torch.load(tmp_path / "ckpt" / "checkpoint.pt", weights_only=True)
-    assert saved["run"]["epoch"] == 5 and set(saved) >= {"net", "optimizer", "scheduler", "torch_rng", "numpy_rng", "best"}
+    assert saved["run"]["epoch"] == 5 and set(saved) >= {"net", "optimizers", "schedulers", "torch_rng", "numpy_rng", "best"}
     # another seed is another training: its checkpoint there is not resumed
     assert_same_weights(NCFRecommender(resumable, seed=4).fit(groups), NCFRecommender(cfg, seed=4).fit(groups))
 
@@ -283,3 +284,42 @@ def test_device(groups, monkeypatch):
     assert str(NCFRecommender(SMALL, seed=3).fit(groups).device_) == "cpu"  # auto
     with pytest.raises(RecmillError, match="device is 'cuda' but CUDA is not available"):
         NCFRecommender(SMALL.model_copy(update={"device": "cuda"}), seed=3).fit(groups)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_step_moves_only_the_batchs_rows_of_a_sparse_table(groups, sparse):
+    cfg = SMALL.model_copy(update={"sparse_above_rows": 0 if sparse else 100_000})
+    features, _ = build_features(groups, seed=3)
+    torch.manual_seed(3)
+    net = NCFNet(cfg, features)
+    steppers = ncf.optimizers(net, cfg)
+    assert [type(o).__name__ for o in steppers] == (["Adam", "SparseAdam"] if sparse else ["Adam"])
+    before = net.user_embedding.weight.detach().clone(), net.item_embedding.weight.detach().clone()
+    users, items = torch.tensor([0, 1]), torch.tensor([0, 2])
+    ncf.train_epoch(net, steppers, [users, items, torch.tensor([1.0, 0.0])], "mse", batch_size=2)
+    for table, old, touched in zip((net.user_embedding.weight, net.item_embedding.weight), before, (users, items)):
+        moved = (table.detach() != old).any(1)
+        assert moved[touched].all()
+        assert moved.sum().item() == (len(touched) if sparse else len(table))  # dense Adam's weight decay moves every row
+
+
+def test_validation_ranks_among_a_sample_of_a_large_catalogue(fitted):
+    truth = {0: {3, 7}, 2: {5}}
+    assert ncf.validation_columns(truth, n_items=50, valid_items=50, seed=1) is None
+    cols = ncf.validation_columns(truth, n_items=50, valid_items=10, seed=1)
+    assert {3, 5, 7} <= set(cols) and 10 <= len(cols) <= 13 and list(cols) == sorted(set(cols))
+    assert np.array_equal(cols, ncf.validation_columns(truth, n_items=50, valid_items=10, seed=1))
+
+    net, positive = fitted.net_, fitted.seen_
+    rows = np.arange(min(5, positive.shape[0]))
+    everything = np.arange(positive.shape[1])
+    np.testing.assert_array_equal(ncf.ranked(net, positive, rows, 3, torch.device("cpu"), everything),
+                                  ncf.ranked(net, positive, rows, 3, torch.device("cpu")))
+    some = everything[::2]
+    top = ncf.ranked(net, positive, rows, 3, torch.device("cpu"), some)
+    with torch.no_grad():
+        scores = net.score_all(torch.as_tensor(rows)).numpy().astype(np.float64)
+    for i, row in enumerate(rows):
+        allowed = [c for c in some if positive[row, c] == 0]
+        best = sorted(allowed, key=lambda c: (-scores[i, c], c))[:3]
+        assert set(top[i]) == set(best)

@@ -42,3 +42,17 @@ def test_window_counts_recent_events_only():
     data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), InteractionsConfig())
     model = PopularityRecommender(PopularityConfig(window_days=30)).fit(data)
     assert model.recommend(["x"], k=1)["item_id"].tolist() == ["new"]
+
+
+def test_each_users_list_is_the_global_order_without_their_items():
+    # order by users: a 4, b 3, c 2, d 1, e 1; u1 has a and c, u2 has every item but e
+    pairs = [("u1", "a"), ("u1", "c"), ("u2", "a"), ("u2", "b"), ("u2", "c"), ("u2", "d"),
+             ("u3", "a"), ("u3", "b"), ("u4", "a"), ("u4", "b"), ("u5", "e")]
+    events = pd.DataFrame(pairs, columns=["user_id", "item_id"]).assign(event_type="purchase", value=1.0, timestamp=pd.Timestamp("2026-01-01"))
+    data = InteractionData.build(events, pd.DataFrame({"item_id": []}), pd.DataFrame({"user_id": []}), InteractionsConfig())
+    model = PopularityRecommender(PopularityConfig()).fit(data)
+    recs = model.recommend(["u1", "u2", "u5"], k=3)
+    lists = recs.groupby("user_id")["item_id"].agg(list).to_dict()
+    assert lists == {"u1": ["b", "d", "e"], "u2": ["e"], "u5": ["a", "b", "c"]}
+    assert recs[recs.user_id == "u1"]["score"].tolist() == [3.0, 1.0, 1.0]
+    assert model.recommend(["u2"], k=2, exclude_seen=False)["item_id"].tolist() == ["a", "b"]

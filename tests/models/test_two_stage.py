@@ -178,3 +178,27 @@ def test_the_stages_learn_from_a_user_sample_and_serve_everyone(monkeypatch):
     learned_from.clear()
     everyone.fit(data)
     assert len(learned_from[0]) == data.n_users
+
+
+def test_stage1_learns_from_every_positive_and_a_share_of_the_negatives(monkeypatch):
+    import lightgbm
+
+    seen_labels = []
+    original = lightgbm.LGBMClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        seen_labels.append(np.asarray(y, dtype=bool))
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(lightgbm.LGBMClassifier, "fit", spy)
+    data = make_data()
+    counts = {}
+    for share in (1.0, 0.25):
+        seen_labels.clear()
+        two_stage(CONFIG.model_copy(update={"stage1_negatives": share})).fit(data)
+        stage1 = seen_labels[0]  # then the two out-of-fold halves
+        counts[share] = (int(stage1.sum()), int((~stage1).sum()))
+        halves = seen_labels[1:3]
+        assert sum(int(h.sum()) for h in halves) == counts[share][0]  # each positive in one half's training
+    assert counts[0.25][0] == counts[1.0][0]
+    assert 0.15 < counts[0.25][1] / counts[1.0][1] < 0.35

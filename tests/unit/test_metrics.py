@@ -268,3 +268,14 @@ def test_rating_metrics_agree_with_scikit_learn():
 def test_rating_metrics_reject_mismatched_input():
     with pytest.raises(ValueError, match="equally long"):
         rmse([1, 2], [1])
+
+
+def test_sample_users_keeps_all_up_to_the_limit_then_a_seeded_subset():
+    from recmill.evaluation.holdout import sample_users
+
+    truth = {f"u{i}": {f"i{i}"} for i in range(100)}
+    assert sample_users(truth, None, 1) is truth and sample_users(truth, 100, 1) is truth
+    sample = sample_users(truth, 30, 7)
+    assert len(sample) == 30 and all(truth[u] == items for u, items in sample.items())
+    assert sample == sample_users(dict(reversed(list(truth.items()))), 30, 7)  # the order of truth does not matter
+    assert sample != sample_users(truth, 30, 8)
