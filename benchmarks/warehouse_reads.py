@@ -1,9 +1,10 @@
 """Reading the warehouse while it is published: instacart-sized tables (206,209 users x 20
-recommendations, 49,688 items), 4 reader processes, each with its own read-only
-connection per query as a downstream reader has, doing single-user lookups and
+recommendations, 49,688 items), 4 reader processes doing single-user lookups and
 category-filtered queries (a user's recommendations in one category, joined to items)
-while publishes run back to back. Measured: the time of each publish of the 4.1M-row
-table, and the latency of every query (p50, p99, max) and the failed ones.
+while publishes run back to back, twice: each query on a new read-only connection, then
+each reader keeping one (recmill.warehouse.Reader, reopened when a publish switches in a
+new file). Measured: the time of each publish of the 4.1M-row table, and the latency of
+every query (p50, p99, max) and the failed ones.
 
     .venv/bin/python benchmarks/warehouse_reads.py [--users 206209] [--publishes 3] [--readers 4]
 
@@ -56,34 +57,33 @@ def frames(n_users: int, n_items: int, seed: int) -> dict[str, pd.DataFrame]:
     }
 
 
-def reader(path: str, n_users: int, seed: int, stop, out) -> None:
+def reader(path: str, n_users: int, seed: int, kept: bool, stop, out) -> None:
     rng = np.random.default_rng(seed)
     latencies, failed, errors = [], 0, []
+    kept_reader = warehouse.Reader(path)
     while not stop.is_set():
         user = str(rng.integers(1, n_users + 1))
         sql, params = (LOOKUP, [user]) if rng.random() < 0.5 else (BY_CATEGORY, [user, CATEGORIES[rng.integers(len(CATEGORIES))]])
         started = time.perf_counter()
         try:
-            con = warehouse.connect(path)
-            try:
-                con.execute(sql, params).fetchall()
-            finally:
-                con.close()
+            if kept:
+                kept_reader.rows(sql, params)
+            else:
+                con = warehouse.connect(path)
+                try:
+                    con.execute(sql, params).fetchall()
+                finally:
+                    con.close()
             latencies.append(time.perf_counter() - started)
         except Exception as exc:  # every failure counts, whatever its kind
             failed += 1
             errors.append(str(exc)[:200])
+    kept_reader.close()
     out.put({"latencies": latencies, "failed": failed, "errors": errors[:5]})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=206_209)
-    parser.add_argument("--items", type=int, default=49_688)
-    parser.add_argument("--publishes", type=int, default=3)
-    parser.add_argument("--readers", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "warehouse_reads.json")
-    args = parser.parse_args()
+def scenario(args, kept: bool) -> dict:
+    """One initial publish, readers started, then args.publishes publishes while they read."""
     with tempfile.TemporaryDirectory(prefix="recmill-reads-") as work:
         path = Path(work) / "recmill.duckdb"
         publish_s = []
@@ -92,7 +92,7 @@ def main() -> None:
         publish_s.append(time.perf_counter() - started)
         ctx = mp.get_context("spawn")
         stop, out = ctx.Event(), ctx.Queue()
-        readers = [ctx.Process(target=reader, args=(str(path), args.users, i, stop, out)) for i in range(args.readers)]
+        readers = [ctx.Process(target=reader, args=(str(path), args.users, i, kept, stop, out)) for i in range(args.readers)]
         for p in readers:
             p.start()
         time.sleep(3)  # readers warm
@@ -107,25 +107,43 @@ def main() -> None:
         for p in readers:
             p.join()
     latencies = np.array([x for r in results for x in r["latencies"]]) * 1000
-    failed = sum(r["failed"] for r in results)
-    report = {
-        "users": args.users, "items": args.items, "k": K, "readers": args.readers,
+    return {
         "publish_seconds": [round(s, 2) for s in publish_s],
-        "queries": int(len(latencies)), "failed": failed, "errors": [e for r in results for e in r["errors"]][:5],
+        "queries": int(len(latencies)), "failed": sum(r["failed"] for r in results),
+        "errors": [e for r in results for e in r["errors"]][:5],
         "p50_ms": round(float(np.percentile(latencies, 50)), 2), "p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "max_ms": round(float(latencies.max()), 2),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=206_209)
+    parser.add_argument("--items", type=int, default=49_688)
+    parser.add_argument("--publishes", type=int, default=3)
+    parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "warehouse_reads.json")
+    args = parser.parse_args()
+    report = {"users": args.users, "items": args.items, "k": K, "readers": args.readers, "modes": {}}
+    rows = []
+    for mode in ("new connection per query", "kept connection (warehouse.Reader)"):
+        figures = scenario(args, kept=mode.startswith("kept"))
+        report["modes"][mode] = figures
+        rows.append(
+            f"| {mode} | {', '.join(f'{x:.1f}' for x in figures['publish_seconds'])} | {figures['queries']:,} | {figures['failed']} | "
+            f"{figures['p50_ms']:.2f} ms | {figures['p99_ms']:.2f} ms | {figures['max_ms']:.1f} ms |"
+        )
     md = "\n".join([
         "# Reading the warehouse while it is published (benchmarks/warehouse_reads.py)",
         "",
         f"{args.users:,} users x {K} recommendations, {args.items:,} items; {args.readers} reader processes "
-        "(half single-user lookups, half a user's recommendations in one category joined to items), "
-        f"each query on a new read-only connection, during {args.publishes} publishes.",
+        "(half single-user lookups, half a user's recommendations in one category joined to items) "
+        f"during {args.publishes} publishes, with each query on a new read-only connection, then with each reader "
+        "keeping its connection until a publish switches in a new file.",
         "",
-        "| publish (s, each) | queries | failed | p50 | p99 | max |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| {', '.join(f'{s:.1f}' for s in report['publish_seconds'])} | {report['queries']:,} | {failed} | "
-        f"{report['p50_ms']:.2f} ms | {report['p99_ms']:.2f} ms | {report['max_ms']:.1f} ms |",
+        "| readers | publish (s, each) | queries | failed | p50 | p99 | max |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
         "",
     ])
     write_report(args.out, report, md)

@@ -28,15 +28,30 @@ def fit_events(settings: Settings, fit: str) -> pd.DataFrame:
     return pd.concat([read_frame(layout.splits / f"{s}.parquet") for s in FIT_SPLITS[fit]], ignore_index=True)
 
 
+# the training data of the last fits built in this process, by what it was built from:
+# a process that trains several models (the flow's, a pool worker) builds each fit's once
+_BUILT: dict[tuple, InteractionData] = {}
+KEEP_BUILT = 2  # valid and test: a model trains both before the next model starts
+
+
+def fit_data(settings: Settings, fit: str) -> InteractionData:
+    """The InteractionData of a fit's events, reused while its files and settings are the same
+    (models copy what they change, never the data itself)."""
+    layout = Layout(settings)
+    files = [layout.splits / f"{s}.parquet" for s in FIT_SPLITS[fit]] + [layout.canonical / f"{t}.parquet" for t in ("items", "users")]
+    key = (fit, settings.interactions.model_dump_json(), *((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _BUILT:
+        while len(_BUILT) >= KEEP_BUILT:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = InteractionData.build(
+            fit_events(settings, fit), read_frame(files[-2]), read_frame(files[-1]), settings.interactions
+        )
+    return _BUILT[key]
+
+
 def fit_model(settings: Settings, model: str, fit: str) -> tuple[Recommender, float]:
     """Train one model on the events of one fit; returns it and the seconds it took."""
-    layout = Layout(settings)
-    data = InteractionData.build(
-        fit_events(settings, fit),
-        read_frame(layout.canonical / "items.parquet"),
-        read_frame(layout.canonical / "users.parquet"),
-        settings.interactions,
-    )
+    data = fit_data(settings, fit)
     started = time.perf_counter()
     fitted = build_model(model, settings).fit(data)
     return fitted, time.perf_counter() - started

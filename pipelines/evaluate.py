@@ -13,9 +13,9 @@ sample of evaluate.max_users of them when there are more, the same for every mod
 - slices: the ranking metrics of each user segment, of new / light / medium / heavy
   users, of each group of the fairness attributes, and recall by item popularity decile.
 
-A buy-again model is scored on each user's next order instead: AUC, log loss and
-next-basket F1, beside the F1 of the two baselines. Undefined figures (a gap with one
-group) are left out rather than written as NaN.
+A buy-again model is scored on each user's next order instead (at most evaluate.max_users
+users, drawn the same way): AUC, log loss and next-basket F1, beside the F1 of the two
+baselines. Undefined figures (a gap with one group) are left out rather than written as NaN.
 """
 
 from __future__ import annotations
@@ -85,8 +85,6 @@ def baseline_lists(settings: Settings, fit: str, users, k: int) -> dict[str, lis
     return ranked_lists(REGISTRY[name].load(path), users, k, settings.publish.exclude_seen)
 
 
-
-
 def reads(settings: Settings, model: str) -> list[str]:
     """The trained models this model's evaluation reads: itself, the segments (slices) and the baseline."""
     return [m for m in settings.train.models if m in (model, "segments", settings.evaluate.baseline)]
@@ -103,7 +101,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
     had = items_by_user(history, settings.interactions.positive_event_types)
     # the held-out items after this fit's training data that the user did not have
     truth = relevant_items(held_out, settings.interactions.positive_event_types, had if exclude else None)
-    truth = sample_users(truth, ev.max_users, settings.seed)
+    truth = {user: truth[user] for user in sample_users(truth, ev.max_users, settings.seed)}
     top = max(ev.k)
     ranked = ranked_lists(fitted, truth, top, exclude)  # once, for every figure below
     rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
@@ -171,10 +169,13 @@ def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
     positive = settings.interactions.positive_event_types
     history = fit_events(settings, fit)
     held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
+    held_out = held_out[held_out["event_type"].isin(positive)]
+    users = sample_users(held_out["user_id"].unique(), settings.evaluate.max_users, settings.seed)
+    probabilities = fitted.reorder_probabilities()
     scores = buy_again_metrics(
-        fitted.reorder_probabilities(),
-        history[history["event_type"].isin(positive)],
-        held_out[held_out["event_type"].isin(positive)],
+        probabilities[probabilities["user_id"].isin(users)],
+        history[history["event_type"].isin(positive) & history["user_id"].isin(users)],
+        held_out[held_out["user_id"].isin(users)],
     )
     scores.update(fitted.training_metrics())
     return finite(scores), int(scores.pop("basket_users"))

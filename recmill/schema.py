@@ -131,5 +131,16 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("params_json", "VARCHAR"),
     ),
 }
+# The order a publish writes a table's rows in: DuckDB skips the row groups whose min / max
+# of the first column rule a lookup out, so one user's or item's rows are read, not all.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "recommendations": ("user_id", "rank"),
+    "recommendations_challenger": ("user_id", "rank"),
+    "similar_items": ("item_id", "rank"),
+    "buy_again": ("user_id", "rank"),
+    "user_segments": ("user_id",),
+    "ab_assignments": ("user_id",),
+    "items": ("item_id",),
+}
 # Tables that keep their history across runs (the others hold the latest run only).
 HISTORY_TABLES = ("model_metrics", "model_decisions", "drift_checks", "runs")

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from recmill.schema import HISTORY_TABLES, WAREHOUSE_TABLES
+from recmill.schema import HISTORY_TABLES, SORT_KEYS, WAREHOUSE_TABLES
 
 STORAGE_VERSION = "v1.5.0"
 
@@ -89,7 +89,8 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
                         if missing:
                             raise ValueError(f"frame for {table} lacks columns {missing}")
                         con.register("incoming", frame)
-                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming')
+                        order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
+                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming' + (f" ORDER BY {order}" if order else ""))
                         con.unregister("incoming")
                 if previous:
                     con.execute("DETACH previous")
@@ -117,3 +118,39 @@ def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFram
         return con.execute(sql, params or []).df()
     finally:
         con.close()
+
+
+class Reader:
+    """A read-only connection kept between queries, reopened when a publish has switched in
+    a new file: a lookup costs the query, not opening the database each time, and a query
+    reads the tables of the last publish that had finished when it started."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._file: tuple[int, int] | None = None
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        stat = os.stat(self.path)
+        file = (stat.st_dev, stat.st_ino)  # a publish renames a new file into place: a new inode
+        if file != self._file:
+            self.close()
+            self._con, self._file = connect(self.path), file
+        return self._con
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        return self._connection().execute(sql, params or []).df()
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        return self._connection().execute(sql, params or []).fetchall()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+        self._con, self._file = None, None
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -22,10 +22,10 @@ def score_model(model: Recommender, truth: dict[str, set], metrics: Sequence[str
     return evaluate(truth, ranked, metrics, ks, len(model.item_ids_))
 
 
-def sample_users(truth: Mapping[str, set], max_users: int | None, seed: int) -> Mapping[str, set]:
-    """At most max_users of the users in truth, drawn with the seed (the same users for every
-    model scored on the same slice); all of them when there are no more than that."""
-    if max_users is None or len(truth) <= max_users:
-        return truth
-    kept = np.random.default_rng(seed).choice(np.array(sorted(truth), dtype=object), size=max_users, replace=False)
-    return {user: truth[user] for user in sorted(kept)}
+def sample_users(users: Iterable[str], max_users: int | None, seed: int) -> list[str]:
+    """The users, sorted: all of them up to max_users, else that many drawn with the seed (the
+    same users for every model scored on the same slice)."""
+    users = sorted(set(users))
+    if max_users is None or len(users) <= max_users:
+        return users
+    return sorted(np.random.default_rng(seed).choice(np.array(users, dtype=object), size=max_users, replace=False))

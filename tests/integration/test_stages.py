@@ -20,3 +20,28 @@ def test_every_dvc_stage_calls_its_pipeline_module():
         cmd = stage.get("do", stage)["cmd"]
         assert cmd.startswith(f"python -m pipelines {name}"), cmd
         assert (REPO / "pipelines" / f"{name}.py").exists()
+
+
+def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
+    import os
+
+    import pipelines.ingest
+    import pipelines.split
+    from pipelines.common import KEEP_BUILT, fit_data
+    from recmill.config import load_settings
+    from recmill.io import Layout
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(REPO / "params.yaml", TINY)
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    valid, test = fit_data(settings, "valid"), fit_data(settings, "test")
+    assert fit_data(settings, "valid") is valid and fit_data(settings, "test") is test
+    assert valid.positive.nnz < test.positive.nnz  # test also trains on the valid slice
+    heavier = load_settings(REPO / "params.yaml", [*TINY, "interactions.event_weights.purchase=9.0"])
+    assert fit_data(heavier, "valid") is not valid  # other settings, other data
+    assert KEEP_BUILT == 2 and fit_data(settings, "test") is test and fit_data(settings, "valid") is not valid  # the oldest went
+    split = Layout(settings).splits / "train.parquet"
+    os.utime(split, ns=(split.stat().st_atime_ns, split.stat().st_mtime_ns + 1))
+    again = fit_data(settings, "valid")
+    assert again is not fit_data(heavier, "valid") and again.positive.nnz == valid.positive.nnz

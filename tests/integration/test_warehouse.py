@@ -119,3 +119,24 @@ def test_readers_during_publish_never_fail_nor_see_a_mix(tmp_path):
     assert [r["failures"] for r in results] == [0, 0, 0, 0]
     assert [r["mixed"] for r in results] == [0, 0, 0, 0]
     assert [r["empty"] for r in results] == [0, 0, 0, 0]
+
+
+def test_a_kept_reader_sees_each_publish_once_it_is_switched_in(tmp_path):
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    with warehouse.Reader(path) as reader:
+        assert reader.rows("SELECT DISTINCT run_id FROM recommendations") == [("r1",)]
+        first = reader._con
+        assert reader.rows("SELECT count(*) FROM runs") == [(1,)] and reader._con is first  # kept between queries
+        warehouse.publish(path, run_frames("r2"))
+        assert reader.rows("SELECT DISTINCT run_id FROM recommendations") == [("r2",)]
+        assert reader.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
+
+
+def test_rows_are_written_in_lookup_order(tmp_path):
+    path = tmp_path / "w.duckdb"
+    frames = run_frames("r1")
+    frames["recommendations"] = frames["recommendations"].sample(frac=1, random_state=0)
+    warehouse.publish(path, frames)
+    stored = warehouse.query(path, "SELECT user_id, rank FROM recommendations")  # storage order: no ORDER BY
+    assert list(zip(stored.user_id, stored["rank"])) == sorted(zip(stored.user_id, stored["rank"]))
