@@ -113,14 +113,17 @@ def _column_drift(
     from evidently.legacy.core import ColumnType
     from evidently.presets import DataDriftPreset
 
-    tests, one_sided = {}, {}
-    for column, numeric in kinds.items():
+    tests, one_sided, kinds = {}, {}, dict(kinds)
+    for column, numeric in list(kinds.items()):
         ref, cur = _present(reference[column]), _present(current[column])
         if ref.empty != cur.empty:
             one_sided[column] = "current" if ref.empty else "reference"
         elif not ref.empty:
             # evidently's own default choice, made here so the threshold can follow its kind
             tests[column] = get_stattest(ref, cur, ColumnType.Numerical if numeric else ColumnType.Categorical, None)
+            # a number with few distinct values (a constant price, a 0/1 flag) gets a test for
+            # categories: the column is declared as one, or evidently refuses the test
+            kinds[column] = numeric and ColumnType.Numerical in tests[column].allowed_feature_types
     if not tests:
         raise ValueError(f"{check}: no column has values in both data sets (columns: {sorted(kinds)})")
     thresholds = {c: cfg.column_threshold if t.name in P_VALUE_TESTS else t.default_threshold for c, t in tests.items()}

@@ -357,3 +357,13 @@ def test_shift_category_copies_its_purchases_in_whole_weeks(shop):
     pd.testing.assert_frame_equal(shift_category(events, items, "dairy", factor=1, seed=3), events)
     with pytest.raises(ValueError, match="no purchase"):
         shift_category(events, items, "toys", factor=3, seed=3)
+
+
+def test_numbers_with_few_values_are_compared_as_categories(tmp_path):
+    # a constant price and a 0/1 flag: evidently picks a test for categories, which a column
+    # declared numeric would refuse
+    reference = pd.DataFrame({"price": np.full(300, 2.5), "flag": np.r_[np.zeros(150), np.ones(150)], "x": np.arange(300.0)})
+    current = reference.assign(flag=np.r_[np.zeros(100), np.ones(200)])
+    rows = by_column(data_drift(reference, current, CFG, "items", tmp_path, seed=1))
+    assert rows["flag"]["statistic"] == "Z-test p_value" and rows["flag"]["drifted"]
+    assert not rows["price"]["drifted"] and not rows["x"]["drifted"]
