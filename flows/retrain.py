@@ -23,6 +23,7 @@ import pipelines.validate
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
 from recmill.io import Layout, read_json, write_json
+from recmill.models import REGISTRY
 from recmill.runtime import measured_run
 
 
@@ -90,9 +91,9 @@ STAGE_TASKS = (ingest, validate, split, drift, train, evaluate, select, refit, p
 
 
 def longest_first(models: list[str], step: str, previous: dict[str, float]) -> list[str]:
-    """The models by their wall time in the previous run, longest first (unknown ones last, in
-    their order): the longest fits start at once instead of finishing alone at the end."""
-    return sorted(models, key=lambda m: -previous.get(f"{step} {m}", 0.0))
+    """The models by their wall time in the previous run, longest first, and without one the
+    heavy models first: the longest fits start at once instead of finishing alone at the end."""
+    return sorted(models, key=lambda m: (-previous.get(f"{step} {m}", 0.0), not REGISTRY[m].heavy))
 
 
 @contextmanager

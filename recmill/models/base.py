@@ -52,6 +52,9 @@ class Recommender(ABC):
     # implements reorder_probabilities: scored by AUC, log loss and next-basket F1, and
     # never chosen to publish recommendations
     predicts_reorders: ClassVar[bool] = False
+    # among the slowest to fit: started first when models train side by side and no earlier
+    # run's times say otherwise
+    heavy: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel | None = None, seed: int = 42):
         self.config = config if config is not None else self.Config()

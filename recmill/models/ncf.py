@@ -463,6 +463,7 @@ def fingerprint(cfg: NCFConfig, seed: int, positive: sp.csr_matrix, features: Fe
 class NCFRecommender(Recommender):
     name = "ncf"
     Config = NCFConfig
+    heavy = True
 
     def _fit(self, data: InteractionData) -> None:
         cfg = self.config

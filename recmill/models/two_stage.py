@@ -197,6 +197,7 @@ class OwnReasons:
 class TwoStageRecommender(Recommender):
     name = "two_stage"
     Config = TwoStageConfig
+    heavy = True
 
     def __init__(
         self,

@@ -45,3 +45,12 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     os.utime(split, ns=(split.stat().st_atime_ns, split.stat().st_mtime_ns + 1))
     again = fit_data(settings, "valid")
     assert again is not fit_data(heavier, "valid") and again.positive.nnz == valid.positive.nnz
+
+
+def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
+    from flows.retrain import longest_first
+
+    models = ["popularity", "als", "two_stage", "mf", "ncf"]
+    assert longest_first(models, "train", {}) == ["two_stage", "ncf", "popularity", "als", "mf"]
+    previous = {"train mf": 30.0, "train ncf": 50.0, "train als": 2.0, "evaluate mf": 99.0}
+    assert longest_first(models, "train", previous) == ["ncf", "mf", "als", "two_stage", "popularity"]
