@@ -32,7 +32,8 @@ samples a step. An embedding table above ``sparse_above_rows`` rows (users at In
 size) gets sparse gradients and SparseAdam without weight decay, so a step costs the same
 at 6,000 users or 200,000.
 ReduceLROnPlateau and early stopping follow the validation NDCG@10 (held-out items the
-user did not have before, ranked among the items the user does not have); the best
+user did not have before, ranked among the items the user does not have, or among a
+seeded sample of ``valid_items`` of them in a larger catalogue); the best
 epoch's weights are the model. With ``checkpoint_dir`` set, every epoch writes a checkpoint (weights, optimiser,
 scheduler, random states, history) and a training with the same data, config and seed
 resumes from it. On CPU a rerun gives the identical model: seeded torch and numpy
@@ -359,7 +360,7 @@ def ranked(
         for start in range(0, len(rows), step):
             batch = rows[start : start + step]
             scores = net.score_all(torch.as_tensor(batch, device=device), candidates).cpu().numpy().astype(np.float64)
-            had = positive[batch][:, cols]
+            had = positive[batch] if len(cols) == positive.shape[1] else positive[batch][:, cols]
             scores[np.repeat(np.arange(len(batch)), np.diff(had.indptr)), had.indices] = -np.inf
             out.append(cols[top_k(scores, k)[0]])
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
