@@ -32,6 +32,7 @@ CASES = {
     "ncf.pairs_per_epoch": ("ncf", "models.ncf.pairs_per_epoch=400000"),
     "ncf.sparse_above_rows": ("ncf", "models.ncf.sparse_above_rows=1000000"),
     "ncf.valid_items": ("ncf", "models.ncf.valid_items=null"),
+    "ncf.score_max_items": ("ncf", "models.ncf.score_max_items=null"),
     "mf.pairs_per_epoch": ("mf", "models.mf.pairs_per_epoch=null"),
     "item2vec.max_tokens": ("item2vec", "models.item2vec.max_tokens=null"),
     "two_stage.max_train_users": ("two_stage", "models.two_stage.max_train_users=null"),

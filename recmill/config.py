@@ -252,6 +252,9 @@ class NCFConfig(Section):
         20_000, ge=0, description="An embedding table with more rows gets sparse updates (SparseAdam, no weight decay): a step's cost stays flat."
     )
     valid_max_users: int | None = Field(1_000, ge=1, description="Validation NDCG on at most this many users (a seeded sample); None: all.")
+    score_max_items: int | None = Field(
+        10_000, ge=1, description="In a larger catalogue the network scores only the most popular this many items; None: every item."
+    )
     valid_items: int | None = Field(
         2_000, ge=1, description="Validation ranks among a seeded sample of this many items (and the held-out ones) in a larger catalogue; None: all."
     )

@@ -541,10 +541,26 @@ class NCFRecommender(Recommender):
         return {"epochs": run["epochs"], "best_epoch": run["best_epoch"], f"best_valid_ndcg@{VALID_K}": best_ndcg}
 
     # ---- scoring --------------------------------------------------------------------
-    def _score(self, rows: np.ndarray) -> np.ndarray:
+    def _score(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
         with torch.no_grad():
-            logits = self.net_.score_all(torch.as_tensor(rows, device=self.device_))
+            items = None if cols is None else torch.as_tensor(cols, device=self.device_)
+            logits = self.net_.score_all(torch.as_tensor(rows, device=self.device_), items)
         return torch.sigmoid(logits.double()).cpu().numpy()  # float64: sigmoids near 1 stay apart
+
+    def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """In a catalogue above ``score_max_items``, the network scores the most popular that
+        many items only: every pair costs the fusion layers, and 50k items for 200k users
+        would be ten billion of them."""
+        limit = self.config.score_max_items
+        if limit is None or len(self.item_ids_) <= limit:
+            return super()._top(rows, k, exclude_seen)
+        cols = np.sort(self.popular_[:limit])
+        scores = self._score(rows, cols)
+        if exclude_seen:
+            seen = self.seen_[rows][:, cols]
+            scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        top, top_scores = top_k(scores, k)
+        return cols[top], top_scores
 
     def training_metrics(self) -> dict[str, float]:
         """Epochs run, the best epoch, and its validation NDCG@10 (when there were validation users)."""

@@ -323,3 +323,17 @@ def test_validation_ranks_among_a_sample_of_a_large_catalogue(fitted):
         allowed = [c for c in some if positive[row, c] == 0]
         best = sorted(allowed, key=lambda c: (-scores[i, c], c))[:3]
         assert set(top[i]) == set(best)
+
+
+def test_a_large_catalogue_is_scored_on_its_most_popular_items(fitted, groups, tmp_path):
+    limited = NCFRecommender.load(fitted.save(tmp_path / "ncf"))
+    limited.config = limited.config.model_copy(update={"score_max_items": 5})
+    users = list(groups.user_ids[:20])
+    recs = limited.recommend(users, k=3)
+    popular = set(limited.item_ids_[limited.popular_[:5]])
+    assert set(recs["item_id"]) <= popular
+    full = fitted.recommend(users, k=len(fitted.item_ids_))
+    for user, got in recs.groupby("user_id"):
+        allowed = full[(full.user_id == user) & full.item_id.isin(popular)]  # the full ranking, cut to the popular items
+        assert got["item_id"].tolist() == allowed["item_id"].tolist()[:3]
+        np.testing.assert_allclose(got["score"].to_numpy(), allowed["score"].to_numpy()[:3], rtol=1e-6)  # float32 sums
