@@ -247,7 +247,7 @@ class NCFConfig(Section):
     epochs: int = Field(50, ge=1, description="Most epochs; early stopping usually ends sooner.")
     patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     valid_fraction: float = Field(0.1, gt=0, lt=1, description="Each user's last share of training events that validates each epoch.")
-    # At scale: validation scores users x every item each epoch, and an epoch grows with the pairs users have.
+    # At scale: bounds on a step, on validation, on an epoch and on scoring that small data never reaches (docs/ncf.md).
     sparse_above_rows: int = Field(
         20_000, ge=0, description="An embedding table with more rows gets sparse updates (SparseAdam, no weight decay): a step's cost stays flat."
     )
