@@ -186,13 +186,19 @@ def markdown(report: dict) -> str:
                 cells.append(f"{found['wall_s']:.1f} s / {found['peak_rss_gib']:.2f} GiB")
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {report['exponents'].get(stage, '')} |")
     lines.append("| total | " + " | ".join(f"{r['total_wall_s']:.0f} s" for r in sizes.values()) + f" | {report['exponents'].get('total', '')} |")
-    largest = sizes[list(sizes)[-1]]
+    if "32m" in sizes:
+        full = sizes["32m"]
+        targets = (
+            f"the whole retrain in {TARGET_WALL_S // 60} min or less "
+            f"({'met' if full['complete'] and full['total_wall_s'] <= TARGET_WALL_S else 'not met'}: {full['total_wall_s']:.0f} s"
+            f"{'' if full['complete'] else ', incomplete'}), peak memory {TARGET_PEAK_GIB:g} GiB or less "
+            f"({'met' if full['peak_rss_gib'] <= TARGET_PEAK_GIB else 'not met'}: {full['peak_rss_gib']:.2f} GiB)."
+        )
+    else:
+        targets = f"not measured at that size (the largest measured is {list(sizes)[-1]})."
     lines += [
         "",
-        f"Targets at the largest size measured ({list(sizes)[-1]}): the whole retrain in {TARGET_WALL_S // 60} min or less "
-        f"({'met' if largest['complete'] and largest['total_wall_s'] <= TARGET_WALL_S else 'not met'}: {largest['total_wall_s']:.0f} s"
-        f"{'' if largest['complete'] else ', incomplete'}), peak memory {TARGET_PEAK_GIB:g} GiB or less "
-        f"({'met' if largest['peak_rss_gib'] <= TARGET_PEAK_GIB else 'not met'}: {largest['peak_rss_gib']:.2f} GiB).",
+        f"Targets, for the instacart preset (32m): {targets}",
         "",
         "![time and memory against size](pipeline_scale.png)",
         "",
@@ -242,7 +248,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds: a run taking longer is stopped")
     # sizes already in --out and not measured again are kept
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline_scale.json")
+    parser.add_argument("--rewrite", action="store_true", help="only write the table and plot again from the JSON")
     args = parser.parse_args()
+    if args.rewrite:
+        report = json.loads(args.out.read_text())
+        write_report(args.out, report, markdown(report))
+        plot(report, args.out.with_suffix(".png"))
+        return
     sys.path.insert(0, str(REPO))
     from recmill.config import load_settings
 
