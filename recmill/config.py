@@ -290,7 +290,7 @@ class TrainConfig(Section):
         "of the events: a number, or auto: one per core while the events are at most parallel_max_events, else one.",
     )
     parallel_max_events: int = Field(
-        5_000_000, ge=0, description="With workers auto: above this many events one model at a time (memory, not cores, binds)."
+        10_000_000, ge=0, description="With workers auto: above this many events one model at a time (memory, not cores, binds)."
     )
 
     def worker_count(self, events: int) -> int:
