@@ -81,8 +81,7 @@ class Recommender(ABC):
         """
         scores = np.asarray(self._score(rows), dtype=np.float64)
         if exclude_seen:
-            seen = self.seen_[rows]
-            scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            mask_seen(scores, self.seen_[rows])
         return top_k(scores, k)
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -320,6 +319,11 @@ def csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
 def csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
     """The sparse matrix csr_arrays stored under this name."""
     return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)
+
+
+def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
+    """Set to -inf, in place, each row's scores of the columns its row of ``seen`` holds."""
+    scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
 
 
 def ranks(counts: np.ndarray) -> np.ndarray:

@@ -66,7 +66,7 @@ from recmill.config import InteractionsConfig, NCFConfig, SegmentsConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.errors import RecmillError
 from recmill.evaluation.metrics import mean_over_users
-from recmill.models.base import SCORE_CELLS, Recommender, text_array, top_k
+from recmill.models.base import SCORE_CELLS, Recommender, mask_seen, text_array, top_k
 from recmill.models.segments import SegmentsRecommender
 from recmill.models.two_stage import label_positives, label_split
 
@@ -360,8 +360,7 @@ def ranked(
         for start in range(0, len(rows), step):
             batch = rows[start : start + step]
             scores = net.score_all(torch.as_tensor(batch, device=device), candidates).cpu().numpy().astype(np.float64)
-            had = positive[batch] if len(cols) == positive.shape[1] else positive[batch][:, cols]
-            scores[np.repeat(np.arange(len(batch)), np.diff(had.indptr)), had.indices] = -np.inf
+            mask_seen(scores, positive[batch] if len(cols) == positive.shape[1] else positive[batch][:, cols])
             out.append(cols[top_k(scores, k)[0]])
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
@@ -557,8 +556,7 @@ class NCFRecommender(Recommender):
         cols = np.sort(self.popular_[:limit])
         scores = self._score(rows, cols)
         if exclude_seen:
-            seen = self.seen_[rows][:, cols]
-            scores[np.repeat(np.arange(len(rows)), np.diff(seen.indptr)), seen.indices] = -np.inf
+            mask_seen(scores, self.seen_[rows][:, cols])
         top, top_scores = top_k(scores, k)
         return cols[top], top_scores
 
