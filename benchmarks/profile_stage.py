@@ -3,7 +3,7 @@ on a run's data (one made by pipeline_scale.py, say) and the stacks are summed p
 function: the share of samples in which each function is on the stack (cumulative) and
 at its top (self).
 
-    .venv/bin/python benchmarks/profile_stage.py train --model two_stage --run data/bench/1m [--top 40]
+    .venv/bin/python benchmarks/profile_stage.py train --model two_stage --run data/bench/1m [--set KEY=VALUE] [--top 40]
 
 Writes reports/benchmarks/profile_<stage>[_<model>].txt (and the raw stacks beside it).
 """
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--run", type=Path, required=True, help="the folder of a pipeline_scale.py size (data/, reports/, mlflow.db)")
     parser.add_argument("--preset", default=None, help="data.preset of that run (only the stages that ingest need it)")
+    parser.add_argument("--set", action="append", default=[], help="more settings of that run (train.models=[...] when it trained a few)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=20, help="samples per second")
     args = parser.parse_args()
@@ -56,6 +57,7 @@ def main() -> None:
                  f"tracking.artifacts={run / 'artifacts'}", f"publish.warehouse={run / 'warehouse.duckdb'}"]
     if args.preset:
         overrides.append(f"data.preset={args.preset}")
+    overrides += args.set
     command = [sys.executable, "-m", "pipelines", args.stage, *(["--model", args.model] if args.model else []),
                *(a for o in overrides for a in ("--set", o))]
     py_spy = Path(sys.executable).with_name("py-spy")

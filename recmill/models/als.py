@@ -44,8 +44,11 @@ class ALSRecommender(Recommender):
         return self.user_factors_[rows] @ self.item_factors_.T
 
     def _unit_items(self) -> np.ndarray:
-        norms = np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
-        return self.item_factors_ / np.where(norms == 0, 1, norms)
+        """Item factors scaled to length 1, computed once per factor matrix (reasons ask per user)."""
+        if getattr(self, "_unit_of", None) is not self.item_factors_:
+            norms = np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
+            self._unit, self._unit_of = self.item_factors_ / np.where(norms == 0, 1, norms), self.item_factors_
+        return self._unit
 
     def _similar(self, items: np.ndarray, k: int):
         unit = self._unit_items()

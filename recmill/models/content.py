@@ -153,7 +153,9 @@ class ContentRecommender(Recommender):
         return (weights @ self.item_vectors_).tocsr()
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        return (self._profiles(rows) @ self.item_vectors_.T).toarray()
+        # a profile shares a term (its category, say) with many items, so the scores are
+        # nearly dense: sparse items x dense profiles is several times faster than sparse x sparse
+        return (self.item_vectors_ @ self._profiles(rows).toarray().T).T
 
     def _similar(self, items: np.ndarray, k: int):
         # rows are stored best first, so the first k of each are its top k
