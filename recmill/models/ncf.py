@@ -566,12 +566,22 @@ class NCFRecommender(Recommender):
         best = self.history_[f"best_valid_ndcg@{VALID_K}"]
         return out if best is None else {**out, f"valid_ndcg@{VALID_K}": float(best)}
 
+    def _unit_item_embeddings(self) -> np.ndarray:
+        """Item embeddings scaled to length 1, computed again only when the weights changed
+        (reasons ask per user; a tensor's _version counts its in-place updates)."""
+        weight = self.net_.item_embedding.weight
+        of = getattr(self, "_unit_of", None)
+        if of is None or of[0] is not weight or of[1] != weight._version:
+            vectors = weight.detach().cpu().numpy().astype(np.float64)
+            self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            self._unit_of = (weight, weight._version)
+        return self._unit
+
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """'because you bought X and Y': the history items closest to each item by cosine of
         the item embeddings (closer than orthogonal); else its category's popularity."""
         history = self._history(row)
-        vectors = self.net_.item_embedding.weight.detach().cpu().numpy().astype(np.float64)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = self._unit_item_embeddings()
         similarity = vectors[items] @ vectors[history].T
         similarity[items[:, None] == history[None, :]] = -np.inf  # an item does not explain itself
         out = []

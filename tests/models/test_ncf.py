@@ -270,6 +270,19 @@ def test_reasons_name_the_closest_history_items(fitted, groups):
         assert reason == "because you bought " + " and ".join(closest[:2])
 
 
+def test_reasons_follow_item_embeddings_changed_in_place(groups):
+    model = NCFRecommender(SMALL, seed=3).fit(groups)
+    row = int(model.user_rows(["u2"])[0])
+    items = np.arange(len(model.item_ids_))
+    before = model._reasons(row, items)
+    with torch.no_grad():
+        model.net_.item_embedding.weight.copy_(model.net_.item_embedding.weight.flip(0).clone())  # items swap vectors
+    fresh = NCFRecommender(SMALL, seed=3).fit(groups)
+    with torch.no_grad():
+        fresh.net_.item_embedding.weight.copy_(fresh.net_.item_embedding.weight.flip(0).clone())
+    assert model._reasons(row, items) == fresh._reasons(row, items) != before
+
+
 def test_a_user_without_had_items_gets_category_reasons(groups):
     events = pd.concat([groups.events, pd.DataFrame({"user_id": ["browser"], "item_id": ["i3"], "event_type": ["view"],
                                                      "timestamp": [pd.Timestamp("2026-03-01")], "value": [1.0]})])
