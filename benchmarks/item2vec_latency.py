@@ -29,7 +29,8 @@ from report import write_report
 from recmill.config import Settings
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
-from recmill.models.item2vec import Item2VecRecommender, unit_rows
+from recmill.models.base import unit_rows
+from recmill.models.item2vec import Item2VecRecommender
 from recmill.runtime import offline_defaults
 
 REPO = Path(__file__).resolve().parents[1]

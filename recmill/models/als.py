@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 
 from recmill.config import ALSConfig
 from recmill.data.interactions import InteractionData
-from recmill.models.base import Recommender, top_k
+from recmill.models.base import Recommender, top_k, unit_rows
 
 
 def confidence(matrix, kind: str):
@@ -46,8 +46,7 @@ class ALSRecommender(Recommender):
     def _unit_items(self) -> np.ndarray:
         """Item factors scaled to length 1, computed once per factor matrix (reasons ask per user)."""
         if getattr(self, "_unit_of", None) is not self.item_factors_:
-            norms = np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
-            self._unit, self._unit_of = self.item_factors_ / np.where(norms == 0, 1, norms), self.item_factors_
+            self._unit, self._unit_of = unit_rows(self.item_factors_), self.item_factors_
         return self._unit
 
     def _similar(self, items: np.ndarray, k: int):

@@ -321,6 +321,12 @@ def csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
     return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (zero rows stay zero): cosines become dot products."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
 def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
     """Set to -inf, in place, each row's scores of the columns its row of ``seen`` holds."""
     scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf

@@ -26,7 +26,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_weights, index_of
 from recmill.errors import RecmillError
-from recmill.models.base import Recommender, csr_arrays, csr_from, event_codes, text_array
+from recmill.models.base import Recommender, csr_arrays, csr_from, event_codes, text_array, unit_rows
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -59,11 +59,6 @@ def _sparse(rows, cols, values, shape) -> sp.csr_matrix:
     m.sum_duplicates()
     m.eliminate_zeros()
     return m
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
 
 
 def _grow(m: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
@@ -205,7 +200,7 @@ class MFRecommender(Recommender):
             weights = np.where(values != 0, values - baseline, 0.0)
         else:
             weights = np.where(values != 0, confidence(values), 0.0)
-        contributions = (_unit(self.item_factors_[cols]) @ _unit(self.item_factors_[history]).T) * weights[None, :]
+        contributions = (unit_rows(self.item_factors_[cols]) @ unit_rows(self.item_factors_[history]).T) * weights[None, :]
         contributions[cols[:, None] == history[None, :]] = -np.inf  # an item does not explain itself
         return history, contributions
 

@@ -66,7 +66,7 @@ from recmill.config import InteractionsConfig, NCFConfig, SegmentsConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.errors import RecmillError
 from recmill.evaluation.metrics import mean_over_users
-from recmill.models.base import SCORE_CELLS, Recommender, mask_seen, text_array, top_k
+from recmill.models.base import SCORE_CELLS, Recommender, mask_seen, text_array, top_k, unit_rows
 from recmill.models.segments import SegmentsRecommender
 from recmill.models.two_stage import label_positives, label_split
 
@@ -572,8 +572,7 @@ class NCFRecommender(Recommender):
         weight = self.net_.item_embedding.weight
         of = getattr(self, "_unit_of", None)
         if of is None or of[0] is not weight or of[1] != weight._version:
-            vectors = weight.detach().cpu().numpy().astype(np.float64)
-            self._unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            self._unit = unit_rows(weight.detach().cpu().numpy().astype(np.float64))
             self._unit_of = (weight, weight._version)
         return self._unit
 
