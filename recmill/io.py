@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +80,17 @@ def write_frame(path: Path, df: pd.DataFrame) -> None:
 def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A parquet file (only ``columns`` when given). Text comes back as Arrow-backed
     strings, never Python objects: 40M IDs take hundreds of MB instead of many GB."""
-    table = pq.read_table(path, columns=columns)
+    return _frame(pq.read_table(path, columns=columns))
+
+
+def frame_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A parquet file as frames of at most ``rows`` rows, typed as read_frame types them:
+    a file too large for memory is read a slice at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        yield _frame(pa.Table.from_batches([batch]))
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(ID_STORAGE), pa.large_string(): pd.StringDtype(ID_STORAGE)}.get)
     for col in df.columns:
         if col == "timestamp":  # files written by DuckDB hold microseconds

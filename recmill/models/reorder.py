@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
@@ -34,10 +35,12 @@ import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, ReorderConfig, SegmentsConfig
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, index_of
+from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
 from recmill.evaluation.basket import basket_ids
 from recmill.features import build_features
+from recmill.io import frame_batches, read_frame, read_json
 from recmill.models.base import Recommender, csr_arrays, csr_from, ranks, text_array
 from recmill.models.boosting import booster_params, early_stopping
 from recmill.models.segments import SegmentsRecommender, rfm_features
@@ -60,14 +63,15 @@ FEATURES = (
     [f"user_{c}" for c in USER_COLUMNS] + [f"item_{c}" for c in ITEM_COLUMNS] + [f"pair_{c}" for c in PAIR_COLUMNS]
     + ["in_top_category", "days_since_over_gap", "user_segment"]
 )
+BATCH_PAIRS = 1_000_000  # (user, item) feature rows in memory at once: ~0.3 GB of float64
 
 
 def baskets(events: pd.DataFrame, positive_event_types) -> pd.DataFrame:
     """Positive events with their basket (basket_ids) and the basket's start, the time of
     its first positive event."""
     pos = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
-    out = pos[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].astype({S.USER_ID: str, S.ITEM_ID: str})
-    out["basket"] = basket_ids(pos).to_numpy()
+    out = pos[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].astype({S.USER_ID: ID_DTYPE, S.ITEM_ID: ID_DTYPE})
+    out["basket"] = basket_ids(pos)
     out["basket_start"] = out.groupby([S.USER_ID, "basket"])[S.TIMESTAMP].transform("min")
     return out
 
@@ -86,49 +90,45 @@ def last_baskets(basket_events: pd.DataFrame) -> pd.DataFrame:
 
 def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Every event except, for users with a label basket, those of it or after its start."""
-    ev = events[[S.USER_ID, S.TIMESTAMP]].astype({S.USER_ID: str}).merge(labels, on=S.USER_ID, how="left")
-    in_label = basket_ids(events).to_numpy() == ev["basket"].to_numpy()
+    ev = events[[S.USER_ID, S.TIMESTAMP]].astype({S.USER_ID: ID_DTYPE}).merge(labels, on=S.USER_ID, how="left")
+    in_label = (basket_ids(events).reset_index(drop=True) == ev["basket"]).fillna(False).to_numpy(bool)
     keep = ev["basket"].isna().to_numpy() | ((ev[S.TIMESTAMP] < ev["basket_start"]).to_numpy() & ~in_label)
     return events[keep]
 
 
-def feature_frame(events: pd.DataFrame, items: pd.DataFrame, positive_event_types, cfg: ReorderConfig) -> tuple[pd.DataFrame, dict]:
-    """One row per (user, item bought before) with FEATURES, and the feature statistics.
-
-    DuckDB computes the features from parquet copies of the events and items."""
-    with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-        work = Path(work)
-        columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
-        events = events.reindex(columns=columns).astype({S.USER_ID: str, S.ITEM_ID: str, S.EVENT_TYPE: str, S.ORDER_ID: "string"})
-        events.to_parquet(work / "events.parquet", index=False)
-        items_path = None
-        if len(items):
-            items_path = work / "items.parquet"
-            items.assign(**{S.ITEM_ID: items[S.ITEM_ID].astype(str)}).to_parquet(items_path, index=False)
-        paths = build_features(
-            work / "events.parquet", items_path, work / "features", positive_event_types=positive_event_types,
-            memory_limit=cfg.memory_limit, threads=cfg.threads,
-        )
-        users = pd.read_parquet(paths["user_features"])
-        item_frame = pd.read_parquet(paths["item_features"])
-        pairs = pd.read_parquet(paths["user_item_features"])
-        stats = json.loads(paths["feature_stats"].read_text())
-    users = users.rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
-    item_frame = item_frame.rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
-    pairs = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS})
-    frame = pairs.merge(users, on=S.USER_ID, how="left").merge(item_frame, on=S.ITEM_ID, how="left")
-    frame["in_top_category"] = (frame["category"].notna() & (frame["category"] == frame["top_category"])).astype(float)
-    # how far into the user's usual gap between orders they are now
-    frame["days_since_over_gap"] = frame["user_days_since_last_order"] / frame["user_mean_days_between_orders"]
-    frame["pair_in_last_order"] = frame["pair_in_last_order"].astype(float)
-    return frame, stats
+def feature_files(events: pd.DataFrame, items: pd.DataFrame, positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
+    """The feature tables of these events (recmill.features), computed by DuckDB from
+    parquet copies of the events and items written into ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
+    text = {c: ID_DTYPE for c in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.ORDER_ID)}
+    events.reindex(columns=columns).astype(text).to_parquet(work / "events.parquet", index=False)
+    items_path = None
+    if len(items):
+        items_path = work / "items.parquet"
+        items.astype({S.ITEM_ID: ID_DTYPE}).to_parquet(items_path, index=False)
+    return build_features(
+        work / "events.parquet", items_path, work / "features", positive_event_types=positive_event_types,
+        memory_limit=cfg.memory_limit, threads=cfg.threads,
+    )
 
 
-def with_segments(frame: pd.DataFrame, user_ids: np.ndarray, segment: np.ndarray) -> pd.DataFrame:
-    """FEATURES of each pair, the user's segment (of user_ids, -1 when unknown) among them."""
-    frame = frame.assign(user_segment=pd.Series(segment, index=user_ids.astype(str)).reindex(frame[S.USER_ID]).fillna(-1).to_numpy())
-    frame[FEATURES] = frame[FEATURES].astype(float)
-    return frame[[S.USER_ID, S.ITEM_ID, *FEATURES]]
+def feature_batches(paths: dict[str, Path], user_ids, segment: np.ndarray, users=None) -> Iterator[pd.DataFrame]:
+    """FEATURES of the (user, item bought before) pairs, user_id and item_id first, at most
+    BATCH_PAIRS pairs at a time (of ``users`` only, when given): the pairs of a large shop
+    do not fit in memory at once. ``segment`` is the RFM segment of each of ``user_ids``."""
+    user_frame = read_frame(paths["user_features"]).rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
+    user_frame["user_segment"] = np.append(segment, -1)[index_of(user_ids, user_frame[S.USER_ID])]
+    item_frame = read_frame(paths["item_features"]).rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
+    for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS):
+        if users is not None:
+            pairs = pairs[pairs[S.USER_ID].isin(users)]
+        frame = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS})
+        frame = frame.merge(user_frame, on=S.USER_ID, how="left").merge(item_frame, on=S.ITEM_ID, how="left")
+        frame["in_top_category"] = frame["category"].eq(frame["top_category"]).fillna(False).astype(float)  # missing: not in it
+        # how far into the user's usual gap between orders they are now
+        frame["days_since_over_gap"] = frame["user_days_since_last_order"] / frame["user_mean_days_between_orders"]
+        yield frame[[S.USER_ID, S.ITEM_ID]].join(frame[FEATURES].astype(float))
 
 
 def plural(n: int, noun: str) -> str:
@@ -167,17 +167,20 @@ class ReorderRecommender(Recommender):
         segments = SegmentsRecommender(self.segments, seed=self.seed).fit(
             InteractionData.build(earlier, data.items, data.users, InteractionsConfig(positive_event_types=types))
         )
-        train, _ = feature_frame(earlier, data.items, types, c)
-        train = with_segments(train, segments.user_ids_, segments.user_segment_)
         in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
+        del basket_events
         keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
-        learners = labels[S.USER_ID].unique()
+        learners = np.asarray(labels[S.USER_ID].unique(), dtype=object)
         rng = np.random.default_rng(self.seed)
         if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
             learners = rng.choice(np.sort(learners), size=c.max_train_users, replace=False)
-        train = train[train[S.USER_ID].isin(learners)]
+        with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
+            paths = feature_files(earlier, data.items, types, c, Path(work))
+            del earlier
+            batches = feature_batches(paths, segments.user_ids_, segments.user_segment_, users=learners)
+            train = pd.concat(list(batches), ignore_index=True)
         y = pd.MultiIndex.from_frame(train[[S.USER_ID, S.ITEM_ID]]).isin(keys)
-        users = train[S.USER_ID].unique()
+        users = np.asarray(train[S.USER_ID].unique(), dtype=object)
         valid = train[S.USER_ID].isin(rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)).to_numpy()
         if y[~valid].all() or not y[~valid].any():
             raise ModelSkipped("reorder skipped: the label baskets hold no reorder (or nothing but reorders) to learn from")
@@ -191,24 +194,36 @@ class ReorderRecommender(Recommender):
         self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
         log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
 
-        serving, self.feature_stats_ = feature_frame(events, data.items, types, c)
-        serving = with_segments(serving, data.user_ids, segments.assign(rfm_features(data, self.segments.top_categories)[0]))
-        rows = self.user_rows(serving[S.USER_ID])
-        cols = pd.Index(self.item_ids_).get_indexer(serving[S.ITEM_ID])
-        known = (rows >= 0) & (cols >= 0)
-        serving = serving[known]
+        # every pair is scored, a batch at a time
+        serving_segment = segments.assign(rfm_features(data, self.segments.top_categories)[0])
+        parts = {name: [] for name in ("row", "col", "probability", "orders_with", "orders_since", "user_orders")}
+        with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
+            paths = feature_files(events, data.items, types, c, Path(work))
+            self.feature_stats_ = read_json(paths["feature_stats"])
+            for batch in feature_batches(paths, data.user_ids, serving_segment):
+                rows, cols = index_of(self.user_ids_, batch[S.USER_ID]), index_of(self.item_ids_, batch[S.ITEM_ID])
+                known = (rows >= 0) & (cols >= 0)
+                batch = batch[known]
+                parts["row"].append(rows[known])
+                parts["col"].append(cols[known])
+                parts["probability"].append(self.booster_.predict(batch[FEATURES]))
+                parts["orders_with"].append(np.rint(batch["pair_order_share"] * batch["user_n_orders"]).to_numpy())
+                parts["orders_since"].append(batch["pair_orders_since_last"].to_numpy() + 1)  # +1: a zero would vanish from the sparse matrix
+                parts["user_orders"].append(batch["user_n_orders"].to_numpy())
+        joined = {name: np.concatenate(arrays) if arrays else np.zeros(0) for name, arrays in parts.items()}
+        rows, cols = joined["row"].astype(np.int64), joined["col"].astype(np.int64)
         shape = (len(self.user_ids_), len(self.item_ids_))
 
         def pair_matrix(values) -> sp.csr_matrix:
-            m = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows[known], cols[known])), shape=shape)
+            m = sp.csr_matrix((np.asarray(values, dtype=np.float64), (rows, cols)), shape=shape)
             m.sort_indices()
             return m
 
-        self.probability_ = pair_matrix(self.booster_.predict(serving[FEATURES]))
-        self.orders_with_ = pair_matrix(np.rint(serving["pair_order_share"] * serving["user_n_orders"]))
-        self.orders_since_ = pair_matrix(serving["pair_orders_since_last"] + 1)  # +1: a zero would vanish from the sparse matrix
+        self.probability_ = pair_matrix(joined["probability"])
+        self.orders_with_ = pair_matrix(joined["orders_with"])
+        self.orders_since_ = pair_matrix(joined["orders_since"])
         self.user_orders_ = np.zeros(shape[0])
-        self.user_orders_[rows[known]] = serving["user_n_orders"].to_numpy()
+        self.user_orders_[rows] = joined["user_orders"]
 
     # ---- serving --------------------------------------------------------------------
     def _score(self, rows: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from recmill.data.sources import load_source
 from recmill.data.split import temporal_split
 from recmill.errors import ModelSkipped
 from recmill.evaluation.basket import buy_again_metrics
+from recmill.models import reorder
 from recmill.models.reorder import ReorderRecommender, baskets, before_labels, has_repeats, last_baskets
 from tests.models.contract import RecommenderContract, make_data
 
@@ -151,3 +152,14 @@ def test_the_booster_learns_from_a_user_sample_and_scores_everyone(shop):
     assert sampled.trained_on_[0] < full.trained_on_[0]
     served = sampled.tables()["buy_again"]
     assert set(served["user_id"]) == set(full.tables()["buy_again"]["user_id"])
+
+
+def test_features_read_a_slice_at_a_time_give_the_same_model(shop, monkeypatch):
+    whole, data, _ = shop
+    assert whole.probability_.nnz > 1000
+    monkeypatch.setattr(reorder, "BATCH_PAIRS", 997)  # many slices, and users split across them
+    sliced = ReorderRecommender(ReorderConfig(max_per_user=5)).fit(data)
+    assert sliced.booster_.model_to_string() == whole.booster_.model_to_string()
+    for name in ("probability_", "orders_with_", "orders_since_"):
+        assert (getattr(sliced, name) != getattr(whole, name)).nnz == 0
+    np.testing.assert_array_equal(sliced.user_orders_, whole.user_orders_)
