@@ -105,14 +105,21 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
             "basket_size": (basket_items / frequency.replace(0, 1)).astype(np.float64),
         }
     )
-    categories = text_array(items["category"].reindex(data.item_ids))[cols] if "category" in items else np.full(len(frame), "")
-    counts = pd.Series(categories[categories != ""]).value_counts()
-    names = sorted(counts.index, key=lambda c: (-counts[c], c))[:top_categories]
+    # category codes per catalogue item, then per event: a string per event would take GBs
+    item_category = text_array(items["category"].reindex(data.item_ids)) if "category" in items else np.full(data.n_items, "")
+    category_codes, categories = pd.factorize(item_category)
+    event_category = category_codes[cols]
+    counts = np.bincount(event_category, minlength=len(categories))
+    named = [j for j in range(len(categories)) if categories[j] != "" and counts[j] > 0]
+    chosen = sorted(named, key=lambda j: (-counts[j], categories[j]))[:top_categories]
+    names = [str(categories[j]) for j in chosen]
     if names:
-        col = pd.Index(names).get_indexer(categories)
+        col = np.full(len(categories), -1)
+        col[chosen] = np.arange(len(chosen))
+        col = col[event_category]
         inside = col >= 0
-        per_user = np.zeros((data.n_users, len(names)))
-        np.add.at(per_user, (frame["row"].to_numpy()[inside], col[inside]), 1.0)
+        cells = frame["row"].to_numpy()[inside] * len(names) + col[inside]
+        per_user = np.bincount(cells, minlength=data.n_users * len(names)).reshape(data.n_users, len(names)).astype(np.float64)
         totals = users.size().reindex(rows, fill_value=0).replace(0, 1).to_numpy()
         features[names] = per_user / totals[:, None]
     return features.set_index(pd.Index(data.user_ids.astype(str), name="user_id")), names
