@@ -34,6 +34,13 @@ _BUILT: dict[tuple, InteractionData] = {}
 KEEP_BUILT = 2  # valid and test: a model trains both before the next model starts
 
 
+def keep_fit_data(*fits: str) -> None:
+    """Drop the built training data of every fit but these: a stage that needs no more of
+    it (evaluation, publishing) should not carry GBs of it at Instacart size."""
+    for key in [key for key in _BUILT if key[0] not in fits]:
+        del _BUILT[key]
+
+
 def fit_data(settings: Settings, fit: str) -> InteractionData:
     """The InteractionData of a fit's events, reused while its files and settings are the same
     (models copy what they change, never the data itself)."""

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from pipelines.common import fit_events
+from pipelines.common import fit_events, keep_fit_data
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
@@ -191,6 +191,7 @@ def score_fit(settings: Settings, model: str, fit: str) -> dict:
 
 
 def run(settings: Settings, model: str) -> dict:
+    keep_fit_data()  # scoring reads the saved fits and the split files
     layout = Layout(settings)
     tracking = read_json(layout.tracking_file(model))
     result = {"model": model, "mlflow_run_id": tracking["mlflow_run_id"]}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import load_fit, refitted, run_info
+from pipelines.common import keep_fit_data, load_fit, refitted, run_info
 from pipelines.evaluate import FITS
 from recmill import warehouse
 from recmill.config import Settings
@@ -218,6 +218,7 @@ def make_champion(registry: Registry, version: str) -> None:
 
 
 def run(settings: Settings) -> dict:
+    keep_fit_data()
     layout = Layout(settings)
     generated_at = datetime.now(UTC).replace(tzinfo=None)
     selection = read_json(layout.selection)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 
-from pipelines.common import fit_full, refitted, run_info
+from pipelines.common import fit_full, keep_fit_data, refitted, run_info
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.evaluation.gate import PROMOTE
@@ -32,6 +32,7 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
 
 def run_model(settings: Settings, model: str) -> dict:
     """Refit one model into data/refit/<model>; the record says this run did it."""
+    keep_fit_data("full")
     layout = Layout(settings)
     selection = read_json(layout.selection)
     pipeline_run = run_info(settings)["run_id"]

@@ -27,7 +27,7 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
 
     import pipelines.ingest
     import pipelines.split
-    from pipelines.common import KEEP_BUILT, fit_data
+    from pipelines.common import KEEP_BUILT, fit_data, keep_fit_data
     from recmill.config import load_settings
     from recmill.io import Layout
     from tests.integration.conftest import TINY
@@ -45,6 +45,9 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     os.utime(split, ns=(split.stat().st_atime_ns, split.stat().st_mtime_ns + 1))
     again = fit_data(settings, "valid")
     assert again is not fit_data(heavier, "valid") and again.positive.nnz == valid.positive.nnz
+    test = fit_data(settings, "test")
+    keep_fit_data("test")  # what a stage that needs no more of the others asks
+    assert fit_data(settings, "test") is test and fit_data(settings, "valid") is not again
 
 
 def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
