@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from pipelines.common import fit_events, keep_fit_data
+from pipelines.common import FIT_SPLITS, fit_events, keep_fit_data
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
@@ -90,35 +92,81 @@ def reads(settings: Settings, model: str) -> list[str]:
     return [m for m in settings.train.models if m in (model, "segments", settings.evaluate.baseline)]
 
 
+@dataclass
+class Holdout:
+    """What scoring any ranking model on one fit's held-out slice needs besides its lists:
+    the same for every model, so one process builds it once per fit."""
+
+    truth: dict[str, set]        # sampled users -> held-out items they did not have
+    ratings: pd.DataFrame        # held-out rating events
+    popularity: Counter          # item -> users who had it before the slice
+    n_users: int                 # users who had an item before the slice
+    item_ids: np.ndarray         # the catalogue's attribute vectors (diversity)
+    item_vectors: object
+    activity: dict[str, int]     # user -> training events
+    segments: dict[str, str] | None
+    groups: dict[str, dict[str, str]]
+    long_tail: set
+
+
+_HOLDOUTS: dict[tuple, Holdout] = {}
+
+
+def holdout(settings: Settings, fit: str) -> Holdout:
+    """The fit's Holdout, reused while its files and settings are the same (the last two fits)."""
+    layout = Layout(settings)
+    files = [layout.splits / f"{s}.parquet" for s in (*FIT_SPLITS[fit], fit)] + [layout.canonical / f"{t}.parquet" for t in ("items", "users")]
+    segments = layout.model_dir("segments", fit) / "state.npz"
+    files += [segments] if segments.exists() else []
+    key = (fit, settings.interactions.model_dump_json(), settings.evaluate.model_dump_json(), settings.publish.exclude_seen,
+           settings.seed, *((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _HOLDOUTS:
+        while len(_HOLDOUTS) >= 2:
+            _HOLDOUTS.pop(next(iter(_HOLDOUTS)))
+        _HOLDOUTS[key] = build_holdout(settings, fit)
+    return _HOLDOUTS[key]
+
+
+def build_holdout(settings: Settings, fit: str) -> Holdout:
+    ev, positive = settings.evaluate, settings.interactions.positive_event_types
+    layout = Layout(settings)
+    history = fit_events(settings, fit)
+    held_out = read_frame(layout.splits / f"{fit}.parquet")
+    had = items_by_user(history, positive)
+    # the held-out items after this fit's training data that the user did not have
+    truth = relevant_items(held_out, positive, had if settings.publish.exclude_seen else None)
+    truth = {user: truth[user] for user in sample_users(truth, ev.max_users, settings.seed)}
+    popularity = Counter(item for items in had.values() for item in items)
+    ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
+    return Holdout(
+        truth=truth, ratings=held_out[held_out["event_type"] == "rating"], popularity=popularity, n_users=max(len(had), 1),
+        item_ids=ids, item_vectors=vectors, activity=history["user_id"].value_counts().to_dict(),
+        segments=segment_labels(settings, fit, list(truth)), groups=user_groups(settings, fit, list(truth)),
+        long_tail=beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set(),
+    )
+
+
 def score_ranking(settings: Settings, fitted, fit: str) -> dict:
     """A ranking model on the slice after a fit's training data: 'overall' metrics, 'slices'
     (slice name -> metrics), 'per_user' (user -> the selection metric) and 'users'."""
     ev = settings.evaluate
-    exclude = settings.publish.exclude_seen
-    layout = Layout(settings)
-    history = fit_events(settings, fit)
-    held_out = read_frame(layout.splits / f"{fit}.parquet")
-    had = items_by_user(history, settings.interactions.positive_event_types)
-    # the held-out items after this fit's training data that the user did not have
-    truth = relevant_items(held_out, settings.interactions.positive_event_types, had if exclude else None)
-    truth = {user: truth[user] for user in sample_users(truth, ev.max_users, settings.seed)}
+    h = holdout(settings, fit)
+    truth = h.truth
     top = max(ev.k)
-    ranked = ranked_lists(fitted, truth, top, exclude)  # once, for every figure below
+    ranked = ranked_lists(fitted, truth, top, settings.publish.exclude_seen)  # once, for every figure below
     rows = evaluate(truth, ranked, ev.metrics, ev.k, len(fitted.item_ids_))
     overall = {metric_key(r["metric"], r["k"]): r["value"] for r in rows}
     overall.update(fitted.training_metrics())
 
-    ratings = held_out[held_out["event_type"] == "rating"]
+    ratings = h.ratings
     if fitted.predicts_ratings and len(ratings):
         predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
         overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
 
-    popularity = Counter(item for items in had.values() for item in items)
-    ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
     baseline = ranked if fitted.name == ev.baseline else baseline_lists(settings, fit, truth, top)
     for k in ev.k:
-        overall[f"diversity@{k}"] = beyond.diversity(ranked, k, ids, vectors)
-        overall[f"novelty@{k}"] = beyond.novelty(ranked, k, popularity, max(len(had), 1))
+        overall[f"diversity@{k}"] = beyond.diversity(ranked, k, h.item_ids, h.item_vectors)
+        overall[f"novelty@{k}"] = beyond.novelty(ranked, k, h.popularity, h.n_users)
         overall[f"personalisation@{k}"] = beyond.personalisation(ranked, k, ev.personalisation_sample, settings.seed)
         if baseline is not None:
             overall[f"serendipity@{k}"] = beyond.serendipity(ranked, truth, k, baseline)
@@ -138,20 +186,17 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
         for label, users in members.items():
             slices[f"{name}={label}"]["users"] = float(len(users))
 
-    segments = segment_labels(settings, fit, list(truth))
-    if segments:
-        add_groups("segment", segments)
-    counts = history["user_id"].value_counts().to_dict()
-    add_groups("activity", beyond.activity_slices(counts, truth, ev.light_user_events, ev.heavy_user_events))
+    if h.segments:
+        add_groups("segment", h.segments)
+    add_groups("activity", beyond.activity_slices(h.activity, truth, ev.light_user_events, ev.heavy_user_events))
     k = ev.selection_k
-    tail = beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set()
-    for attribute, groups in user_groups(settings, fit, list(truth)).items():
+    for attribute, groups in h.groups.items():
         if attribute != "segment":
             add_groups(attribute, groups)
-        exposure, _ = beyond.exposure_gap(ranked, k, groups, tail)
+        exposure, _ = beyond.exposure_gap(ranked, k, groups, h.long_tail)
         opportunity, _ = beyond.equal_opportunity_gap(ranked, truth, k, groups)
         slices[f"fairness={attribute}"] = {f"exposure_gap@{k}": exposure, f"equal_opportunity_gap@{k}": opportunity}
-    for decile, value in beyond.popularity_decile_recall(ranked, truth, k, popularity).items():
+    for decile, value in beyond.popularity_decile_recall(ranked, truth, k, h.popularity).items():
         slices[f"popularity_decile={decile}"] = {f"recall@{k}": value}
     selection = user_scores.get(metric_key(ev.selection_metric, ev.selection_k))
     if selection is None:  # selection_k outside evaluate.k

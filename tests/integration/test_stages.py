@@ -57,3 +57,27 @@ def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
     assert longest_first(models, "train", {}) == ["two_stage", "ncf", "popularity", "als", "mf"]
     previous = {"train mf": 30.0, "train ncf": 50.0, "train als": 2.0, "evaluate mf": 99.0}
     assert longest_first(models, "train", previous) == ["ncf", "mf", "als", "two_stage", "popularity"]
+
+
+def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
+    import pipelines.evaluate
+    import pipelines.ingest
+    import pipelines.split
+    from pipelines.common import fit_model
+    from recmill.config import load_settings
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]"])
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    first = pipelines.evaluate.holdout(settings, "test")
+    assert pipelines.evaluate.holdout(settings, "test") is first and first.truth
+    popularity, _ = fit_model(settings, "popularity", "test")
+    cached = pipelines.evaluate.score_ranking(settings, popularity, "test")
+    built = []
+    monkeypatch.setattr(pipelines.evaluate, "_HOLDOUTS", {})
+    real = pipelines.evaluate.build_holdout
+    monkeypatch.setattr(pipelines.evaluate, "build_holdout", lambda *a: built.append(a) or real(*a))
+    assert pipelines.evaluate.score_ranking(settings, popularity, "test") == cached  # the same figures from a new one
+    other = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]", "evaluate.max_users=5"])
+    assert len(pipelines.evaluate.holdout(other, "test").truth) == 5 and len(built) == 2  # other settings, another
