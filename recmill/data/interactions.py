@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,15 @@ def index_of(vocabulary, values: pd.Series) -> np.ndarray:
     codes, uniques = factorized(pd.Series(values))
     positions = np.append(pd.Index(vocabulary).get_indexer(uniques), -1)  # code -1 (missing) takes the -1
     return positions[codes]
+
+
+EVENT_CODES = {"view": 1, "cart": 2, "purchase": 3, "rating": 4}  # a stronger event, a higher code
+
+
+def event_codes(event_types: pd.Series) -> np.ndarray:
+    """EVENT_CODES of each event type (0 for an unknown one), looked up once per distinct type."""
+    codes, names = factorized(event_types)
+    return np.array([EVENT_CODES.get(n, 0) for n in names] + [0], dtype=np.int8)[codes]
 
 
 def event_weights(events: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
@@ -84,6 +94,30 @@ class InteractionData:
         listed = set(self.items[S.ITEM_ID].dropna().astype(str))
         missing = [i for i in self.item_ids if i not in listed]
         return pd.concat([self.items, pd.DataFrame({S.ITEM_ID: missing})], ignore_index=True) if missing else self.items
+
+    @cached_property
+    def _pair_events(self) -> pd.DataFrame:
+        """Per (user, item) pair with an event, by its key row * n_items + col (sorted): the
+        strongest event code ``v`` and the latest event time ``t``. Built once per data and
+        shared by the models that fit on it: a pass over every event, costly at 40M."""
+        ev = self.events
+        key = index_of(self.user_ids, ev[S.USER_ID]).astype(np.int64) * self.n_items + index_of(self.item_ids, ev[S.ITEM_ID])
+        frame = pd.DataFrame({"key": key, "t": ev[S.TIMESTAMP].to_numpy("datetime64[ns]"), "v": event_codes(ev[S.EVENT_TYPE])})
+        return frame.groupby("key", sort=True).agg(t=("t", "max"), v=("v", "max"))
+
+    def pair_events(self, pattern: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """For each stored entry of ``pattern`` (users x items, in its storage order): the
+        strongest event code of the pair (0 without an event) and its latest event time (NaT)."""
+        pattern = pattern.tocsr()
+        rows = np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
+        wanted = rows * self.n_items + pattern.indices
+        pairs = self._pair_events
+        keys = pairs.index.to_numpy()
+        at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+        found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+        codes = np.where(found, pairs["v"].to_numpy()[at] if len(keys) else 0, 0).astype(np.int8)
+        latest = np.where(found, pairs["t"].to_numpy()[at] if len(keys) else np.datetime64("NaT"), np.datetime64("NaT", "ns"))
+        return codes, latest
 
     @property
     def n_users(self) -> int:

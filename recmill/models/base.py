@@ -19,22 +19,15 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel
 
-from recmill.data.interactions import InteractionData, factorized, index_of
+from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
 
 FORMAT_VERSION = 1
 SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
 VERBS = {0: "interacted with", 1: "viewed", 2: "added to your cart", 3: "bought", 4: "rated"}
-EVENT_CODES = {"view": 1, "cart": 2, "purchase": 3, "rating": 4}
 
 RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
 SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
-
-
-def event_codes(event_types: pd.Series) -> np.ndarray:
-    """EVENT_CODES of each event type (0 for an unknown one), looked up once per distinct type."""
-    codes, names = factorized(event_types)
-    return np.array([EVENT_CODES.get(n, 0) for n in names] + [0], dtype=np.int8)[codes]
 
 
 def text_array(values) -> np.ndarray:
@@ -250,20 +243,7 @@ class Recommender(ABC):
 
     def _strongest_event(self, data: InteractionData) -> sp.csr_matrix:
         """Per (user, item) of seen_, the strongest event type seen (for the reasons' verbs)."""
-        ev = data.events
-        best = (
-            pd.DataFrame(
-                {
-                    "r": index_of(data.user_ids, ev["user_id"]),
-                    "c": index_of(data.item_ids, ev["item_id"]),
-                    "v": event_codes(ev["event_type"]),
-                }
-            )
-            .groupby(["r", "c"])["v"]
-            .max()
-        )
-        seen = self.seen_.tocoo()
-        codes = best.reindex(pd.MultiIndex.from_arrays([seen.row, seen.col]), fill_value=0).to_numpy(np.int8)
+        codes, _ = data.pair_events(self.seen_)
         return sp.csr_matrix((codes, self.seen_.indices, self.seen_.indptr), shape=self.seen_.shape)
 
     def _history(self, row: int) -> np.ndarray:

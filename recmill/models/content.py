@@ -16,10 +16,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from recmill.config import ContentConfig
-from recmill.data.interactions import InteractionData, index_of
+from recmill.data.interactions import InteractionData
 from recmill.errors import RecmillError
 from recmill.models.base import (
-    SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, event_codes, text_array, top_k,
+    SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, text_array, top_k,
 )
 
 # fields whose whole value is one term (a category, a brand), not a bag of words
@@ -113,25 +113,10 @@ def history_weights(data: InteractionData, half_life_days: float | None) -> tupl
     type (for the reasons' verbs)."""
     matrix = data.matrix.copy().tocsr().astype(np.float64)
     matrix.sort_indices()
-    ev = data.events
-    pairs = (
-        pd.DataFrame(
-            {
-                "r": index_of(data.user_ids, ev["user_id"]),
-                "c": index_of(data.item_ids, ev["item_id"]),
-                "t": pd.to_datetime(ev["timestamp"]),
-                "v": event_codes(ev["event_type"]),
-            }
-        )
-        .groupby(["r", "c"])
-        .agg(t=("t", "max"), v=("v", "max"))
-    )
-    coo = matrix.tocoo()
-    pairs = pairs.reindex(pd.MultiIndex.from_arrays([coo.row, coo.col]))
-    codes = pairs["v"].fillna(0).to_numpy(np.int8)
+    codes, latest = data.pair_events(matrix)
     if half_life_days is not None:
-        age_days = (ev["timestamp"].max() - pairs["t"]).dt.total_seconds().fillna(0).to_numpy() / 86400
-        matrix.data *= 0.5 ** (age_days / half_life_days)
+        age = data.events["timestamp"].max() - pd.Series(latest)
+        matrix.data *= 0.5 ** (age.dt.total_seconds().fillna(0).to_numpy() / 86400 / half_life_days)
     return matrix, codes
 
 

@@ -24,9 +24,9 @@ from threadpoolctl import threadpool_limits
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
-from recmill.data.interactions import InteractionData, event_weights, index_of
+from recmill.data.interactions import InteractionData, event_codes, event_weights, index_of
 from recmill.errors import RecmillError
-from recmill.models.base import Recommender, csr_arrays, csr_from, event_codes, text_array, unit_rows
+from recmill.models.base import Recommender, csr_arrays, csr_from, text_array, unit_rows
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
