@@ -26,6 +26,7 @@ def run(settings: Settings, model: str) -> dict:
         for fit in ("valid", "test"):
             fitted, seconds[fit] = fit_model(settings, model, fit)
             fitted.save(layout.model_dir(model, fit))
+            del fitted  # the next fit should not hold this one in memory too
         tracker.log_metrics(mlflow_run, {f"fit_seconds_{fit}": s for fit, s in seconds.items()})
         tracker.log_artifacts(mlflow_run, layout.models / model, "model")
         info["fit_seconds"] = seconds

@@ -28,6 +28,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, SplitConfig, TwoStageConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.data.split import temporal_split
+from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
 from recmill.models.base import Recommender, text_array, top_k
 from recmill.models.boosting import booster_params, early_stopping
@@ -58,7 +59,7 @@ def label_positives(earlier: pd.DataFrame, labels: pd.DataFrame, positive_event_
     """(user_id, item_id) pairs the user came to have in the label slice and did not have before."""
     def had(events):
         chosen = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
-        return chosen[[S.USER_ID, S.ITEM_ID]].astype(str).drop_duplicates()
+        return chosen[[S.USER_ID, S.ITEM_ID]].astype(ID_DTYPE).drop_duplicates()  # Arrow strings: no object per row
 
     pairs = had(labels).merge(had(earlier), how="left", indicator=True)
     new = pairs[pairs["_merge"] == "left_only"][[S.USER_ID, S.ITEM_ID]]
@@ -242,9 +243,10 @@ class TwoStageRecommender(Recommender):
             learners, c.candidates_per_generator, True,
         )
         self.features_ = text_array([col for col in frame.columns if col not in ("row", "col")])
-        label_keys = self.user_rows(positives[S.USER_ID]) * len(self.item_ids_) + pd.Index(self.item_ids_).get_indexer(positives[S.ITEM_ID])
+        label_keys = index_of(self.user_ids_, positives[S.USER_ID]) * len(self.item_ids_) + index_of(self.item_ids_, positives[S.ITEM_ID])
         labels = np.isin(frame["row"].to_numpy() * len(self.item_ids_) + frame["col"].to_numpy(), label_keys)
         self._train_stages(frame, labels, len(positives))
+        del generators, earlier, earlier_events, label_events, frame  # the serving generators need the room
         self.generators_ = self._fit_generators(data)
         context = Context.of(data, self.categories_)
         self.item_last_days_, self.item_first_days_ = context.item_last_days, context.item_first_days
