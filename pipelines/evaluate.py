@@ -216,9 +216,8 @@ def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
     held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
     held_out = held_out[held_out["event_type"].isin(positive)]
     users = sample_users(held_out["user_id"].unique(), settings.evaluate.max_users, settings.seed)
-    probabilities = fitted.reorder_probabilities()
     scores = buy_again_metrics(
-        probabilities[probabilities["user_id"].isin(users)],
+        fitted.reorder_probabilities(users),
         history[history["event_type"].isin(positive) & history["user_id"].isin(users)],
         held_out[held_out["user_id"].isin(users)],
     )
