@@ -107,10 +107,9 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
     return counts
 
 
-def connect(path: Path | str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only connection: never blocks a publish, never sees half of one. ``threads``
-    caps the threads a query uses (DuckDB's default: one per core)."""
-    return duckdb.connect(str(path), read_only=True, config={} if threads is None else {"threads": threads})
+def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection: never blocks a publish, never sees half of one."""
+    return duckdb.connect(str(path), read_only=True)
 
 
 def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -124,13 +123,10 @@ def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFram
 class Reader:
     """A read-only connection kept between queries, reopened when a publish has switched in
     a new file: a lookup costs the query, not opening the database each time, and a query
-    reads the tables of the last publish that had finished when it started. A lookup runs
-    on one thread by default: it touches one row group, and several readers each running
-    a thread per core would only queue behind each other."""
+    reads the tables of the last publish that had finished when it started."""
 
-    def __init__(self, path: Path | str, threads: int | None = 1):
+    def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
         self._file: tuple[int, int] | None = None
 
@@ -139,7 +135,7 @@ class Reader:
         file = (stat.st_dev, stat.st_ino)  # a publish renames a new file into place: a new inode
         if file != self._file:
             self.close()
-            self._con, self._file = connect(self.path, self.threads), file
+            self._con, self._file = connect(self.path), file
         return self._con
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:

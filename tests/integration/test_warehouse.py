@@ -131,9 +131,6 @@ def test_a_kept_reader_sees_each_publish_once_it_is_switched_in(tmp_path):
         warehouse.publish(path, run_frames("r2"))
         assert reader.rows("SELECT DISTINCT run_id FROM recommendations") == [("r2",)]
         assert reader.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
-        assert reader.rows("SELECT current_setting('threads')") == [(1,)]  # a lookup on one thread
-    with warehouse.Reader(path, threads=2) as reader:
-        assert reader.rows("SELECT current_setting('threads')") == [(2,)]
 
 
 def test_rows_are_written_in_lookup_order(tmp_path):
