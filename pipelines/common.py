@@ -34,6 +34,11 @@ _BUILT: dict[tuple, InteractionData] = {}
 KEEP_BUILT = 2  # valid and test: a model trains both before the next model starts
 
 
+def files_key(files) -> tuple:
+    """What identifies these files' contents for a per-process cache: path, mtime and size."""
+    return tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+
 def keep_fit_data(*fits: str) -> None:
     """Drop the built training data of every fit but these: a stage that needs no more of
     it (evaluation, publishing) should not carry GBs of it at Instacart size."""
@@ -46,7 +51,7 @@ def fit_data(settings: Settings, fit: str) -> InteractionData:
     (models copy what they change, never the data itself)."""
     layout = Layout(settings)
     files = [layout.splits / f"{s}.parquet" for s in FIT_SPLITS[fit]] + [layout.canonical / f"{t}.parquet" for t in ("items", "users")]
-    key = (fit, settings.interactions.model_dump_json(), *((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    key = (fit, settings.interactions.model_dump_json(), *files_key(files))
     if key not in _BUILT:
         while len(_BUILT) >= KEEP_BUILT:
             _BUILT.pop(next(iter(_BUILT)))

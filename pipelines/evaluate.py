@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.common import FIT_SPLITS, fit_events, keep_fit_data
+from pipelines.common import FIT_SPLITS, files_key, fit_events, keep_fit_data
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
@@ -119,7 +119,7 @@ def holdout(settings: Settings, fit: str) -> Holdout:
     segments = layout.model_dir("segments", fit) / "state.npz"
     files += [segments] if segments.exists() else []
     key = (fit, settings.interactions.model_dump_json(), settings.evaluate.model_dump_json(), settings.publish.exclude_seen,
-           settings.seed, *((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+           settings.seed, *files_key(files))
     if key not in _HOLDOUTS:
         while len(_HOLDOUTS) >= 2:
             _HOLDOUTS.pop(next(iter(_HOLDOUTS)))

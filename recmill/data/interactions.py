@@ -112,11 +112,13 @@ class InteractionData:
         rows = np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
         wanted = rows * self.n_items + pattern.indices
         pairs = self._pair_events
+        if not len(pairs):
+            return np.zeros(len(wanted), np.int8), np.full(len(wanted), np.datetime64("NaT", "ns"))
         keys = pairs.index.to_numpy()
-        at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-        found = keys[at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
-        codes = np.where(found, pairs["v"].to_numpy()[at] if len(keys) else 0, 0).astype(np.int8)
-        latest = np.where(found, pairs["t"].to_numpy()[at] if len(keys) else np.datetime64("NaT"), np.datetime64("NaT", "ns"))
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        found = keys[at] == wanted
+        codes = np.where(found, pairs["v"].to_numpy()[at], 0).astype(np.int8)
+        latest = np.where(found, pairs["t"].to_numpy()[at], np.datetime64("NaT", "ns"))
         return codes, latest
 
     @property
