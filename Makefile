@@ -30,5 +30,5 @@ dvc-repro: $(INSTALLED)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 clean:
-	rm -rf data/canonical data/split data/models data/refit reports/validation reports/metrics \
+	rm -rf data/canonical data/split data/models data/shared_fits data/refit reports/validation reports/metrics \
 	  reports/selection.json reports/publish.json mlflow warehouse

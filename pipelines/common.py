@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -46,11 +48,16 @@ def keep_fit_data(*fits: str) -> None:
         del _BUILT[key]
 
 
+def fit_files(settings: Settings, fit: str) -> list[Path]:
+    """The files a fit's training data is built from: its split slices, then items and users."""
+    layout = Layout(settings)
+    return [layout.splits / f"{s}.parquet" for s in FIT_SPLITS[fit]] + [layout.canonical / f"{t}.parquet" for t in ("items", "users")]
+
+
 def fit_data(settings: Settings, fit: str) -> InteractionData:
     """The InteractionData of a fit's events, reused while its files and settings are the same
     (models copy what they change, never the data itself)."""
-    layout = Layout(settings)
-    files = [layout.splits / f"{s}.parquet" for s in FIT_SPLITS[fit]] + [layout.canonical / f"{t}.parquet" for t in ("items", "users")]
+    files = fit_files(settings, fit)
     key = (fit, settings.interactions.model_dump_json(), *files_key(files))
     if key not in _BUILT:
         while len(_BUILT) >= KEEP_BUILT:
@@ -61,11 +68,45 @@ def fit_data(settings: Settings, fit: str) -> InteractionData:
     return _BUILT[key]
 
 
+def shares_fits(settings: Settings, model: str) -> bool:
+    """Whether two_stage fits this model too, as a serving generator on the same data."""
+    return "two_stage" in settings.train.models and model in settings.models.two_stage.generators
+
+
+def shared_fit(settings: Settings, model: str, fit: str) -> Recommender:
+    """A model fitted once on a fit's data for both its users, the model itself and
+    two_stage's serving generators: the first fits it and leaves it in
+    <data>/shared_fits/<model>-<fit>, the other loads it while the files and settings it
+    came from are the same."""
+    from recmill.models import REGISTRY
+
+    key = _digest([FORMAT_VERSION, tracked_params(settings, model), files_key(fit_files(settings, fit))])
+    path = Layout(settings).shared_fits / f"{model}-{fit}"
+    if (path / "key").is_file() and (path / "key").read_text() == key:
+        return REGISTRY[model].load(path)
+    fitted = build_model(model, settings).fit(fit_data(settings, fit))
+    shutil.rmtree(path, ignore_errors=True)
+    unfinished = path.with_name(f"{path.name}.{os.getpid()}")  # whole or absent: a reader never sees half of it
+    fitted.save(unfinished)
+    (unfinished / "key").write_text(key)
+    try:
+        unfinished.rename(path)
+    except OSError:  # another process shared it first
+        shutil.rmtree(unfinished, ignore_errors=True)
+    return fitted
+
+
 def fit_model(settings: Settings, model: str, fit: str) -> tuple[Recommender, float]:
     """Train one model on the events of one fit; returns it and the seconds it took."""
     data = fit_data(settings, fit)
     started = time.perf_counter()
-    fitted = build_model(model, settings).fit(data)
+    if shares_fits(settings, model):
+        fitted = shared_fit(settings, model, fit)
+    else:
+        fitted = build_model(model, settings)
+        if model == "two_stage":
+            fitted.serving_fits = lambda name: shared_fit(settings, name, fit)
+        fitted = fitted.fit(data)
     return fitted, time.perf_counter() - started
 
 

@@ -30,6 +30,7 @@ class Layout:
     run_info = property(lambda self: self.data / "canonical" / "run.json")
     splits = property(lambda self: self.data / "split")
     models = property(lambda self: self.data / "models")
+    shared_fits = property(lambda self: self.data / "shared_fits")  # fits two models need (pipelines.common.shared_fit)
     validation = property(lambda self: self.reports / "validation")
     metrics = property(lambda self: self.reports / "metrics")
     selection = property(lambda self: self.reports / "selection.json")

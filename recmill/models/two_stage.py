@@ -7,8 +7,10 @@ recency, the user's history and category shares. A LightGBM classifier (stage 1)
 learning from every labelled candidate and a ``stage1_negatives`` share of the others,
 keeps each user's ``keep`` most promising candidates; a LightGBM lambdarank ranker
 (stage 2) orders them. (With a quarter of the negatives, NDCG@10 stayed at 0.217 on
-ML-100K and 0.25 on the shop while a fit took a quarter less time.) The generators are then refit on all the data for serving. Boosters are
-stored as LightGBM text, generators through their own save/load, in subfolders.
+ML-100K and 0.25 on the shop while a fit took a quarter less time.) The generators are
+then refit on all the data for serving, or taken from ``serving_fits`` when the caller
+already has those fits. Boosters are stored as LightGBM text, generators through their own
+save/load, in subfolders.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Callable, Self
 
 import numpy as np
 import pandas as pd
@@ -210,6 +212,9 @@ class TwoStageRecommender(Recommender):
         super().__init__(config, seed)
         self.generator_configs = dict(generator_configs or {})
         self.interactions = interactions if interactions is not None else InteractionsConfig()
+        # name -> that generator fitted on the data this model is fitted on (its serving
+        # generators), when someone already has it: the pipeline shares the standalone fits
+        self.serving_fits: Callable[[str], Recommender] | None = None
 
     # ---- training -------------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class TwoStageRecommender(Recommender):
         labels = np.isin(frame["row"].to_numpy() * len(self.item_ids_) + frame["col"].to_numpy(), label_keys)
         self._train_stages(frame, labels, len(positives))
         del generators, earlier, earlier_events, label_events, frame  # the serving generators need the room
-        self.generators_ = self._fit_generators(data)
+        self.generators_ = self._fit_generators(data, self.serving_fits)
         context = Context.of(data, self.categories_)
         self.item_last_days_, self.item_first_days_ = context.item_last_days, context.item_first_days
         self.user_last_days_ = context.user_last_days
@@ -257,13 +262,13 @@ class TwoStageRecommender(Recommender):
 
         return self.generator_configs.get(name) or REGISTRY[name].Config()
 
-    def _fit_generators(self, data: InteractionData) -> dict[str, Recommender]:
+    def _fit_generators(self, data: InteractionData, fits: Callable[[str], Recommender] | None = None) -> dict[str, Recommender]:
         from recmill.models import REGISTRY
 
         fitted = {}
         for name in self.config.generators:
             try:
-                fitted[name] = REGISTRY[name](self._generator_config(name), seed=self.seed).fit(data)
+                fitted[name] = fits(name) if fits else REGISTRY[name](self._generator_config(name), seed=self.seed).fit(data)
             except ModelSkipped as exc:
                 log.warning("two_stage: generator %s left out: %s", name, exc)
         return fitted

@@ -81,3 +81,34 @@ def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(work
     assert pipelines.evaluate.score_ranking(settings, popularity, "test") == cached  # the same figures from a new one
     other = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]", "evaluate.max_users=5"])
     assert len(pipelines.evaluate.holdout(other, "test").truth) == 5 and len(built) == 2  # other settings, another
+
+
+def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdir, monkeypatch):
+    import pipelines.ingest
+    import pipelines.split
+    from pipelines.common import fit_model
+    from recmill.config import load_settings
+    from recmill.io import Layout
+    from recmill.models.als import ALSRecommender
+    from tests.integration.conftest import TINY
+
+    fits = []
+    real = ALSRecommender._fit
+    monkeypatch.setattr(ALSRecommender, "_fit", lambda self, data: fits.append(len(data.events)) or real(self, data))
+    shared = [*TINY, "train.models=[als,popularity,two_stage]", "models.two_stage.generators=[als,popularity]"]
+    settings = load_settings(REPO / "params.yaml", shared)
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    two_stage, _ = fit_model(settings, "two_stage", "valid")
+    assert len(fits) == 2 and fits[0] < fits[1]  # the label stage's, on less data, then the serving one
+    als, _ = fit_model(settings, "als", "valid")
+    assert len(fits) == 2  # loaded, not fitted again
+    users = list(als.user_ids_[:20])
+    assert als.recommend(users, k=5).equals(two_stage.generators_["als"].recommend(users, k=5))
+    assert (Layout(settings).shared_fits / "als-valid" / "key").is_file()
+
+    other = load_settings(REPO / "params.yaml", [*shared, "models.als.factors=8"])
+    fit_model(other, "als", "valid")
+    assert len(fits) == 3  # other settings: fitted anew
+    fit_model(load_settings(REPO / "params.yaml", [*TINY, "train.models=[als]"]), "als", "test")
+    assert len(fits) == 4 and not (Layout(settings).shared_fits / "als-test").exists()  # no two_stage: nothing to share
