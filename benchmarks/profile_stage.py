@@ -6,6 +6,10 @@ at its top (self).
     .venv/bin/python benchmarks/profile_stage.py train --model two_stage --run data/bench/1m [--set KEY=VALUE] [--top 40]
 
 Writes reports/benchmarks/profile_<stage>[_<model>].txt (and the raw stacks beside it).
+A recording made apart (py-spy record --subprocesses --format raw on a whole `recmill run`)
+is summarised for the samples whose stacks hold every --within function:
+
+    .venv/bin/python benchmarks/profile_stage.py --stacks run.stacks --within "run (train.py)" --within TwoStageRecommender._fit --name train_two_stage
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ def frame_name(frame: str) -> str:
     return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if where else name
 
 
-def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, float, float]]]:
+def summarise(raw: Path, top: int, within: list[str] = ()) -> tuple[int, list[tuple[str, float, float]]]:
     cumulative, own, total = Counter(), Counter(), 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        frames = [frame_name(f) for f in stack.split(";")]
+        if not all(any(f.startswith(w) for f in frames) for w in within):
+            continue
         n = int(count)
         total += n
-        frames = [frame_name(f) for f in stack.split(";")]
         for name in set(frames):
             cumulative[name] += n
         own[frames[-1]] += n
@@ -41,14 +47,23 @@ def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, float, float]]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage")
+    parser.add_argument("stage", nargs="?")
     parser.add_argument("--model")
-    parser.add_argument("--run", type=Path, required=True, help="the folder of a pipeline_scale.py size (data/, reports/, mlflow.db)")
+    parser.add_argument("--run", type=Path, help="the folder of a pipeline_scale.py size (data/, reports/, mlflow.db)")
+    parser.add_argument("--stacks", type=Path, help="summarise this raw py-spy recording instead of running a stage")
+    parser.add_argument("--within", action="append", default=[], help="with --stacks: only samples with this function on the stack")
+    parser.add_argument("--name", help="with --stacks: the report is profile_<name>.txt")
     parser.add_argument("--preset", default=None, help="data.preset of that run (only the stages that ingest need it)")
     parser.add_argument("--set", action="append", default=[], help="more settings of that run (train.models=[...] when it trained a few)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=20, help="samples per second")
     args = parser.parse_args()
+    if args.stacks:
+        total, rows = summarise(args.stacks, args.top, args.within)
+        write(REPO / "reports" / "benchmarks" / f"profile_{args.name}.txt", f"py-spy, {total} samples of {args.stacks.name} within {' and '.join(args.within) or 'all'}", rows)
+        return
+    if not (args.stage and args.run):
+        parser.error("a stage and --run, or --stacks")
     run = args.run.resolve()
     name = args.stage + (f"_{args.model}" if args.model else "")
     out = REPO / "reports" / "benchmarks" / f"profile_{name}.txt"
@@ -64,8 +79,11 @@ def main() -> None:
     subprocess.run([str(py_spy), "record", "--format", "raw", "--rate", str(args.rate), "--output", str(raw), "--", *command],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     total, rows = summarise(raw, args.top)
-    lines = [f"py-spy, {args.rate} samples/s, {total} samples: {' '.join(command[1:4])} on {run.name}",
-             f"{'cumulative':>10} {'self':>6}  function (module)"]
+    write(out, f"py-spy, {args.rate} samples/s, {total} samples: {' '.join(command[1:4])} on {run.name}", rows)
+
+
+def write(out: Path, title: str, rows: list[tuple[str, float, float]]) -> None:
+    lines = [title, f"{'cumulative':>10} {'self':>6}  function (module)"]
     lines += [f"{c:10.1%} {s:6.1%}  {fn}" for fn, c, s in rows]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
