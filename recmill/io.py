@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +75,25 @@ def write_frame(path: Path, df: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_frame_slices(path: Path, frames: Iterable[pd.DataFrame]) -> None:
+    """Frames of the same columns and types into one parquet file, one at a time: a table
+    too large to copy whole is written a slice of rows at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer = None
+    try:
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{path}: no frame to write (an empty one gives the file its columns)")
     os.replace(tmp, path)
 
 

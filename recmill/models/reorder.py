@@ -35,12 +35,12 @@ import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, ReorderConfig, SegmentsConfig
-from recmill.data.interactions import InteractionData, index_of
+from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
 from recmill.evaluation.basket import basket_ids
 from recmill.features import build_features
-from recmill.io import frame_batches, read_frame, read_json
+from recmill.io import frame_batches, read_frame, read_json, write_frame_slices
 from recmill.models.base import Recommender, csr_arrays, csr_from, ranks, text_array
 from recmill.models.boosting import booster_params, early_stopping
 from recmill.models.segments import SegmentsRecommender, rfm_features
@@ -69,7 +69,8 @@ BATCH_PAIRS = 1_000_000  # (user, item) feature rows in memory at once: ~0.3 GB 
 def baskets(events: pd.DataFrame, positive_event_types) -> pd.DataFrame:
     """Positive events with their basket (basket_ids) and the basket's start, the time of
     its first positive event."""
-    pos = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
+    positive = events[S.EVENT_TYPE].isin(list(positive_event_types)).to_numpy(bool)
+    pos = events.loc[positive, [c for c in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.ORDER_ID) if c in events]]  # no copy of the rest
     out = pos[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].astype({S.USER_ID: ID_DTYPE, S.ITEM_ID: ID_DTYPE})
     out["basket"] = basket_ids(pos)
     out["basket_start"] = out.groupby([S.USER_ID, "basket"])[S.TIMESTAMP].transform("min")
@@ -89,10 +90,13 @@ def last_baskets(basket_events: pd.DataFrame) -> pd.DataFrame:
 
 
 def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Every event except, for users with a label basket, those of it or after its start."""
-    ev = events[[S.USER_ID, S.TIMESTAMP]].astype({S.USER_ID: ID_DTYPE}).merge(labels, on=S.USER_ID, how="left")
-    in_label = (basket_ids(events).reset_index(drop=True) == ev["basket"]).fillna(False).to_numpy(bool)
-    keep = ev["basket"].isna().to_numpy() | ((ev[S.TIMESTAMP] < ev["basket_start"]).to_numpy() & ~in_label)
+    """Every event except, for users with a label basket, those of it or after its start.
+    Looked up by position, not merged: at Instacart size a merge copies 40M rows."""
+    label = index_of(labels[S.USER_ID], events[S.USER_ID])  # the user's row of labels, or -1
+    basket, names = factorized(basket_ids(events))
+    label_basket = np.append(index_of(names, labels["basket"]), -2)[label]  # -2: no label, never a basket
+    label_start = np.append(labels["basket_start"].to_numpy("datetime64[ns]"), np.datetime64("NaT"))[label]
+    keep = (label < 0) | ((events[S.TIMESTAMP].to_numpy("datetime64[ns]") < label_start) & (basket != label_basket))
     return events[keep]
 
 
@@ -102,7 +106,8 @@ def feature_files(events: pd.DataFrame, items: pd.DataFrame, positive_event_type
     work.mkdir(parents=True, exist_ok=True)
     columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
     text = {c: ID_DTYPE for c in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.ORDER_ID)}
-    events.reindex(columns=columns).astype(text).to_parquet(work / "events.parquet", index=False)
+    slices = (events.iloc[start : start + BATCH_PAIRS].reindex(columns=columns).astype(text) for start in range(0, max(len(events), 1), BATCH_PAIRS))
+    write_frame_slices(work / "events.parquet", slices)  # no whole copy of the events
     items_path = None
     if len(items):
         items_path = work / "items.parquet"

@@ -32,7 +32,7 @@ from recmill.data.interactions import InteractionData, index_of
 from recmill.data.split import temporal_split
 from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
-from recmill.models.base import Recommender, text_array, top_k
+from recmill.models.base import Recommender, text_array
 from recmill.models.boosting import booster_params, early_stopping
 
 log = logging.getLogger("recmill")
@@ -172,6 +172,19 @@ def keep_best(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, keep: int)
     mask = np.zeros(len(rows), dtype=bool)
     mask[order] = np.arange(len(rows)) - starts < keep
     return mask
+
+
+def candidates_top_k(rows: np.ndarray, frame_rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """top_k of the rows x items matrix that is -inf but at the candidates, without building
+    it: each row's k best candidates, ties by column; a row with fewer is padded with -inf."""
+    local = pd.Index(rows).get_indexer(frame_rows)
+    order = np.lexsort((cols, -scores, local))
+    local, cols, scores = local[order], cols[order], scores[order]
+    position = np.arange(len(local)) - np.searchsorted(local, local, side="left")
+    kept = position < k
+    top, top_scores = np.zeros((len(rows), k), dtype=np.int64), np.full((len(rows), k), -np.inf)
+    top[local[kept], position[kept]], top_scores[local[kept], position[kept]] = cols[kept], scores[kept]
+    return top, top_scores
 
 
 def reciprocal_rank(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -365,7 +378,7 @@ class TwoStageRecommender(Recommender):
     def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         frame, scores = self._ranked(rows, k, exclude_seen)
         self._served = frame  # the features of this batch, for its reasons
-        return top_k(self._dense(rows, frame, scores), k)
+        return candidates_top_k(rows, frame["row"].to_numpy(), frame["col"].to_numpy(), scores, min(k, len(self.item_ids_)))
 
     def training_metrics(self) -> dict[str, float]:
         """Stage-1 recall: the share of the training labels' positives kept for the ranker."""

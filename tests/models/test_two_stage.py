@@ -202,3 +202,21 @@ def test_stage1_learns_from_every_positive_and_a_share_of_the_negatives(monkeypa
         assert sum(int(h.sum()) for h in halves) == counts[share][0]  # each positive in one half's training
     assert counts[0.25][0] == counts[1.0][0]
     assert 0.15 < counts[0.25][1] / counts[1.0][1] < 0.35
+
+
+def test_the_candidates_top_k_is_the_top_k_of_the_matrix_they_fill():
+    from recmill.models.base import top_k
+    from recmill.models.two_stage import candidates_top_k
+
+    rng = np.random.default_rng(3)
+    rows = np.array([7, 2, 9, 4])  # a batch in serving order; row 4 has no candidate, row 9 three
+    frame_rows = np.repeat([7, 2, 9], [12, 20, 3])
+    cols = np.concatenate([rng.choice(30, size=n, replace=False) for n in (12, 20, 3)])
+    scores = rng.normal(size=len(cols))
+    dense = np.full((len(rows), 30), -np.inf)
+    dense[pd.Index(rows).get_indexer(frame_rows), cols] = scores
+    top, top_scores = candidates_top_k(rows, frame_rows, cols, scores, 5)
+    expected, expected_scores = top_k(dense, 5)
+    finite = np.isfinite(expected_scores)
+    assert np.array_equal(np.isfinite(top_scores), finite) and finite.sum(axis=1).tolist() == [5, 5, 3, 0]
+    assert np.array_equal(top[finite], expected[finite]) and np.array_equal(top_scores[finite], expected_scores[finite])
