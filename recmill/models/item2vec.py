@@ -33,8 +33,10 @@ from recmill.models.base import Recommender, unit_rows
 SEQUENCE_EVENTS = ("view", "cart", "purchase", "rating")
 
 
-def item_sequences(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -> list[list[str]]:
-    """Item ids of each user's (by='user') or each order's (by='order') events in time order.
+def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The items of each user's (by='user') or each order's (by='order') events in time
+    order, as codes: every sequence's item codes one after the other, each sequence's
+    length, and the item id of each code.
 
     An item counts once per session: its order, or the user's day for events without one
     (views, or data with no orders). 'user' strings a user's sessions together.
@@ -53,19 +55,25 @@ def item_sequences(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -
     keys = ["user"] if by == "user" else ["user", "order", "day"]
     frame["sequence"] = frame.groupby(keys, sort=False).ngroup()
     frame = frame.sort_values("sequence", kind="stable")
-    starts = np.flatnonzero(np.diff(frame["sequence"].to_numpy())) + 1
-    return [part.tolist() for part in np.split(item_ids[frame["item"].to_numpy()], starts)]
+    lengths = np.bincount(frame["sequence"].to_numpy(), minlength=frame["sequence"].max() + 1 if len(frame) else 0)
+    return frame["item"].to_numpy(), lengths, item_ids
 
 
-def within_budget(sequences: list[list[str]], max_tokens: int | None, seed: int) -> list[list[str]]:
-    """A seeded sample of whole sequences holding at most max_tokens items, in their order
-    (all of them when they fit): word2vec's time grows with the items it reads."""
-    lengths = np.array([len(s) for s in sequences])
+def item_sequences(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -> list[list[str]]:
+    """The item ids of every sequence of sequence_codes."""
+    items, lengths, item_ids = sequence_codes(events, by, event_types)
+    return [part.tolist() for part in np.split(item_ids[items], np.cumsum(lengths)[:-1])]
+
+
+def within_budget(lengths: np.ndarray, max_tokens: int | None, seed: int) -> np.ndarray:
+    """Positions of the sequences to keep, in order: a seeded sample of whole sequences
+    holding at most max_tokens items (all of them when they fit): word2vec's time grows
+    with the items it reads."""
+    lengths = np.asarray(lengths)
     if max_tokens is None or lengths.sum() <= max_tokens:
-        return sequences
-    order = np.random.default_rng(seed).permutation(len(sequences))
-    kept = np.sort(order[np.cumsum(lengths[order]) <= max_tokens])
-    return [sequences[i] for i in kept]
+        return np.arange(len(lengths))
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    return np.sort(order[np.cumsum(lengths[order]) <= max_tokens])
 
 
 @contextmanager
@@ -121,11 +129,15 @@ class Item2VecRecommender(Recommender):
         from gensim.models import Word2Vec
 
         c = self.config
-        sequences = [s for s in item_sequences(data.events, c.sequence) if len(s) >= 2]
+        items, lengths, item_ids = sequence_codes(data.events, c.sequence)
+        starts = np.cumsum(lengths) - lengths
+        long = np.flatnonzero(lengths >= 2)
         # data too thin for word2vec: the run goes on without this model
-        if len(sequences) < c.min_sequences:
-            raise ModelSkipped(f"item2vec needs at least {c.min_sequences} sequences with 2 or more items, found {len(sequences)}")
-        sequences = within_budget(sequences, c.max_tokens, self.seed)
+        if len(long) < c.min_sequences:
+            raise ModelSkipped(f"item2vec needs at least {c.min_sequences} sequences with 2 or more items, found {len(long)}")
+        # only the sampled sequences become lists of strings: at Instacart size all of them take GBs
+        kept = long[within_budget(lengths[long], c.max_tokens, self.seed)]
+        sequences = [item_ids[items[starts[i] : starts[i] + lengths[i]]].tolist() for i in kept]
         if max(Counter(chain.from_iterable(sequences)).values()) < c.min_count:
             raise ModelSkipped(f"item2vec: no item appears at least min_count={c.min_count} times")
         # one worker: gensim's threads make the vectors depend on scheduling
