@@ -46,6 +46,26 @@ def keep_fit_data(*fits: str) -> None:
     it (evaluation, publishing) should not carry GBs of it at Instacart size."""
     for key in [key for key in _BUILT if key[0] not in fits]:
         del _BUILT[key]
+    _forget_unused_slices()
+
+
+# each split slice's frame, read once for every built fit that has it: the fits' frames share
+# its Arrow string buffers (a concat of Arrow columns copies none), instead of each holding
+# a copy of the train slice: GBs at Instacart size
+_SLICES: dict[tuple, pd.DataFrame] = {}
+
+
+def _slice_frame(path: Path) -> pd.DataFrame:
+    key = files_key([path])[0]
+    if key not in _SLICES:
+        _SLICES[key] = read_frame(path)
+    return _SLICES[key]
+
+
+def _forget_unused_slices() -> None:
+    used = {file for key in _BUILT for file in key[2:]}
+    for key in [key for key in _SLICES if key not in used]:
+        del _SLICES[key]
 
 
 def fit_files(settings: Settings, fit: str) -> list[Path]:
@@ -62,9 +82,10 @@ def fit_data(settings: Settings, fit: str) -> InteractionData:
     if key not in _BUILT:
         while len(_BUILT) >= KEEP_BUILT:
             _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = InteractionData.build(
-            fit_events(settings, fit), read_frame(files[-2]), read_frame(files[-1]), settings.interactions
-        )
+        _forget_unused_slices()
+        slices = [_slice_frame(f) for f in files[:-2]]
+        events = slices[0] if len(slices) == 1 else pd.concat(slices, ignore_index=True)
+        _BUILT[key] = InteractionData.build(events, read_frame(files[-2]), read_frame(files[-1]), settings.interactions)
     return _BUILT[key]
 
 

@@ -25,6 +25,7 @@ def test_every_dvc_stage_calls_its_pipeline_module():
 def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     import os
 
+    import pipelines.common
     import pipelines.ingest
     import pipelines.split
     from pipelines.common import KEEP_BUILT, fit_data, keep_fit_data
@@ -38,6 +39,8 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     valid, test = fit_data(settings, "valid"), fit_data(settings, "test")
     assert fit_data(settings, "valid") is valid and fit_data(settings, "test") is test
     assert valid.positive.nnz < test.positive.nnz  # test also trains on the valid slice
+    strings = lambda data: data.events["item_id"].array._pa_array.chunk(0).buffers()[2].address  # noqa: E731
+    assert strings(valid) == strings(test)  # both hold the train slice's item ids, stored once
     heavier = load_settings(REPO / "params.yaml", [*TINY, "interactions.event_weights.purchase=9.0"])
     assert fit_data(heavier, "valid") is not valid  # other settings, other data
     assert KEEP_BUILT == 2 and fit_data(settings, "test") is test and fit_data(settings, "valid") is not valid  # the oldest went
@@ -48,6 +51,8 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     test = fit_data(settings, "test")
     keep_fit_data("test")  # what a stage that needs no more of the others asks
     assert fit_data(settings, "test") is test and fit_data(settings, "valid") is not again
+    keep_fit_data()
+    assert not pipelines.common._SLICES  # nor the slices they were built from
 
 
 def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
