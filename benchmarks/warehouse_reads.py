@@ -82,8 +82,9 @@ def reader(path: str, n_users: int, seed: int, kept: bool, stop, out) -> None:
     out.put({"latencies": latencies, "failed": failed, "errors": errors[:5]})
 
 
-def scenario(args, kept: bool) -> dict:
-    """One initial publish, readers started, then args.publishes publishes while they read."""
+def scenario(args, kept: bool, readers: int, publishes: int) -> dict:
+    """One initial publish, readers started, then publishes while they read (for a few
+    seconds when there are none)."""
     with tempfile.TemporaryDirectory(prefix="recmill-reads-") as work:
         path = Path(work) / "recmill.duckdb"
         publish_s = []
@@ -92,19 +93,21 @@ def scenario(args, kept: bool) -> dict:
         publish_s.append(time.perf_counter() - started)
         ctx = mp.get_context("spawn")
         stop, out = ctx.Event(), ctx.Queue()
-        readers = [ctx.Process(target=reader, args=(str(path), args.users, i, kept, stop, out)) for i in range(args.readers)]
-        for p in readers:
+        processes = [ctx.Process(target=reader, args=(str(path), args.users, i, kept, stop, out)) for i in range(readers)]
+        for p in processes:
             p.start()
         time.sleep(3)  # readers warm
-        for i in range(1, args.publishes + 1):
+        if not publishes:
+            time.sleep(10)
+        for i in range(1, publishes + 1):
             batch = frames(args.users, args.items, i)
             started = time.perf_counter()
             warehouse.publish(path, batch)
             publish_s.append(time.perf_counter() - started)
         time.sleep(1)
         stop.set()
-        results = [out.get() for _ in readers]
-        for p in readers:
+        results = [out.get() for _ in processes]
+        for p in processes:
             p.join()
     latencies = np.array([x for r in results for x in r["latencies"]]) * 1000
     return {
@@ -126,8 +129,13 @@ def main() -> None:
     args = parser.parse_args()
     report = {"users": args.users, "items": args.items, "k": K, "readers": args.readers, "modes": {}}
     rows = []
-    for mode in ("new connection per query", "kept connection (warehouse.Reader)"):
-        figures = scenario(args, kept=mode.startswith("kept"))
+    modes = {  # mode -> (kept connection, readers, publishes)
+        "new connection per query": (False, args.readers, args.publishes),
+        "kept connection (warehouse.Reader)": (True, args.readers, args.publishes),
+        "kept connection, 1 reader, no publish: the queries' own cost": (True, 1, 0),
+    }
+    for mode, (kept, readers, publishes) in modes.items():
+        figures = scenario(args, kept, readers, publishes)
         report["modes"][mode] = figures
         rows.append(
             f"| {mode} | {', '.join(f'{x:.1f}' for x in figures['publish_seconds'])} | {figures['queries']:,} | {figures['failed']} | "
@@ -139,7 +147,8 @@ def main() -> None:
         f"{args.users:,} users x {K} recommendations, {args.items:,} items; {args.readers} reader processes "
         "(half single-user lookups, half a user's recommendations in one category joined to items) "
         f"during {args.publishes} publishes, with each query on a new read-only connection, then with each reader "
-        "keeping its connection until a publish switches in a new file.",
+        "keeping its connection until a publish switches in a new file; last, one reader alone for 10 s, no publish: "
+        "what a query costs when it has the machine to itself.",
         "",
         "| readers | publish (s, each) | queries | failed | p50 | p99 | max |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

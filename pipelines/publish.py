@@ -52,9 +52,8 @@ def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] 
             known = set(model.item_ids_[model._history(row)]) if row >= 0 else set()
             extra = max(extra, len(had.get(user, set()) - known))
     recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
-    if extra:
-        pairs = set((u, i) for u, items in had.items() for i in items)
-        recs = recs[[(u, i) not in pairs for u, i in zip(recs["user_id"], recs["item_id"])]]
+    if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size
+        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs["user_id"], recs["item_id"])]]
         recs = recs[recs.groupby("user_id").cumcount() < k].copy()
         recs["rank"] = recs.groupby("user_id").cumcount().astype("int32") + 1
     return recs.reset_index(drop=True)
