@@ -25,9 +25,10 @@ def run_info(settings: Settings) -> dict:
     return read_json(Layout(settings).run_info)
 
 
-def fit_events(settings: Settings, fit: str) -> pd.DataFrame:
-    layout = Layout(settings)
-    return pd.concat([read_frame(layout.splits / f"{s}.parquet") for s in FIT_SPLITS[fit]], ignore_index=True)
+def fit_events(settings: Settings, fit: str, read=read_frame) -> pd.DataFrame:
+    """A fit's training events: its split slices, each read with ``read``, one after the other."""
+    slices = [read(Layout(settings).splits / f"{s}.parquet") for s in FIT_SPLITS[fit]]
+    return slices[0] if len(slices) == 1 else pd.concat(slices, ignore_index=True)
 
 
 # the training data of the last fits built in this process, by what it was built from:
@@ -83,8 +84,7 @@ def fit_data(settings: Settings, fit: str) -> InteractionData:
         while len(_BUILT) >= KEEP_BUILT:
             _BUILT.pop(next(iter(_BUILT)))
         _forget_unused_slices()
-        slices = [_slice_frame(f) for f in files[:-2]]
-        events = slices[0] if len(slices) == 1 else pd.concat(slices, ignore_index=True)
+        events = fit_events(settings, fit, read=_slice_frame)
         _BUILT[key] = InteractionData.build(events, read_frame(files[-2]), read_frame(files[-1]), settings.interactions)
     return _BUILT[key]
 
