@@ -336,7 +336,9 @@ class TwoStageRecommender(Recommender):
         learn from lists unlike those it meets when serving."""
         import lightgbm
 
-        scores = self.stage1_.predict(X)
+        scores = np.empty(len(X))
+        if valid.any():
+            scores[valid] = self.stage1_.predict(X[valid])
         users = np.unique(rows[~valid])
         half = np.isin(rows, np.random.default_rng(self.seed).permutation(users)[: len(users) // 2])
         for part in (half & ~valid, ~half & ~valid):
