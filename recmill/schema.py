@@ -133,6 +133,7 @@ WAREHOUSE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # The order a publish writes a table's rows in: DuckDB skips the row groups whose min / max
 # of the first column rule a lookup out, so one user's or item's rows are read, not all.
+# The first column is indexed too: a lookup reads its rows, not a whole row group.
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "recommendations": ("user_id", "rank"),
     "recommendations_challenger": ("user_id", "rank"),

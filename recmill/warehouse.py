@@ -92,6 +92,8 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
                         order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
                         con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming' + (f" ORDER BY {order}" if order else ""))
                         con.unregister("incoming")
+                for table, keys in SORT_KEYS.items():
+                    con.execute(f'CREATE INDEX "{table}_{keys[0]}" ON "{table}" ("{keys[0]}")')
                 if previous:
                     con.execute("DETACH previous")
                 counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}

@@ -140,3 +140,17 @@ def test_rows_are_written_in_lookup_order(tmp_path):
     warehouse.publish(path, frames)
     stored = warehouse.query(path, "SELECT user_id, rank FROM recommendations")  # storage order: no ORDER BY
     assert list(zip(stored.user_id, stored["rank"])) == sorted(zip(stored.user_id, stored["rank"]))
+
+
+def test_a_user_lookup_reads_the_users_rows_through_an_index(tmp_path):
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    warehouse.publish(path, run_frames("r2"))  # the indexes are built again in each new file
+    indexed = warehouse.query(path, "SELECT table_name, expressions FROM duckdb_indexes() ORDER BY table_name")
+    assert dict(zip(indexed.table_name, indexed.expressions)) == {
+        "ab_assignments": "[user_id]", "buy_again": "[user_id]", "items": "[item_id]",
+        "recommendations": "[user_id]", "recommendations_challenger": "[user_id]",
+        "similar_items": "[item_id]", "user_segments": "[user_id]",
+    }
+    plan = warehouse.query(path, "EXPLAIN ANALYZE SELECT * FROM recommendations WHERE user_id = 'u1'")
+    assert "Index Scan" in plan.iloc[0, 1]
