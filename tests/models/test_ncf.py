@@ -136,6 +136,13 @@ def test_training_leaves_the_global_random_state_and_threads_alone(groups):
     assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads
 
 
+def test_subnormals_are_zero_while_training_or_scoring_and_not_after():
+    subnormal = torch.tensor([1e-39])  # below float32's smallest normal, 1.2e-38
+    with ncf.subnormals_flushed():
+        assert (subnormal * 1.0).item() == 0.0
+    assert (subnormal * 1.0).item() == pytest.approx(1e-39, rel=1e-3)
+
+
 def test_early_stopping_keeps_the_best_epoch(groups):
     cfg = SMALL.model_copy(update={"epochs": 50, "patience": 2, "learning_rate": 0.03})
     model = NCFRecommender(cfg, seed=3).fit(groups)
