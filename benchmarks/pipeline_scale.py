@@ -186,6 +186,9 @@ def markdown(report: dict) -> str:
                 cells.append(f"{found['wall_s']:.1f} s / {found['peak_rss_gib']:.2f} GiB")
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {report['exponents'].get(stage, '')} |")
     lines.append("| total | " + " | ".join(f"{r['total_wall_s']:.0f} s" for r in sizes.values()) + f" | {report['exponents'].get('total', '')} |")
+    commits = {run.get("commit", "") for run in sizes.values()}
+    if len(commits) > 1:
+        lines += ["", f"The sizes were measured at different commits ({', '.join(sorted(commits))}): the exponents mix code changes with growth."]
     if "32m" in sizes:
         full = sizes["32m"]
         targets = (
