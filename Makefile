@@ -30,6 +30,6 @@ dvc-repro: $(INSTALLED)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 clean:
-	rm -rf data/canonical data/split data/models data/shared_fits data/refit reports/validation reports/drift reports/evaluation \
+	rm -rf data/canonical data/split data/models data/shared_fits data/refit data/champion reports/validation reports/drift reports/evaluation \
 	  reports/output_checks reports/metrics reports/stages.json \
 	  reports/selection.json reports/publish.json mlflow warehouse
