@@ -33,7 +33,9 @@ size) gets sparse gradients and SparseAdam without weight decay, so a step costs
 at 6,000 users or 200,000.
 ReduceLROnPlateau and early stopping follow the validation NDCG@10 (held-out items the
 user did not have before, ranked among the items the user does not have, or among a
-seeded sample of ``valid_items`` of them in a larger catalogue); the best
+seeded sample of ``valid_items`` of them in a larger catalogue); an epoch counts as
+better only when it beats the best by ``min_improvement`` (a share), since one
+epoch's NDCG on a thousand users moves by a few percent by chance; the best
 epoch's weights are the model. With ``checkpoint_dir`` set, every epoch writes a checkpoint (weights, optimiser,
 scheduler, random states, history) and a training with the same data, config and seed
 resumes from it. On CPU a rerun gives the identical model: seeded torch and numpy
@@ -511,7 +513,9 @@ class NCFRecommender(Recommender):
         valid_cols = validation_columns(truth, positive.shape[1], cfg.valid_items, self.seed)
         steppers = optimizers(net, cfg)
         schedulers = [
-            torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                o, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr, threshold=cfg.min_improvement, threshold_mode="rel"
+            )
             for o in steppers
         ]
         rng = np.random.default_rng(self.seed)
@@ -529,7 +533,7 @@ class NCFRecommender(Recommender):
             # without validation users every epoch counts as the best: training runs all epochs
             ndcg = validation_ndcg(net, positive, truth, device, valid_cols) if truth else None
             run["epoch"] += 1
-            if ndcg is None or ndcg > run["best_ndcg"]:
+            if ndcg is None or ndcg > run["best_ndcg"] * (1 + cfg.min_improvement):
                 run.update(best_epoch=run["epoch"], best_ndcg=-np.inf if ndcg is None else ndcg, stale=0)
                 best = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:

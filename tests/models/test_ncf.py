@@ -144,7 +144,7 @@ def test_subnormals_are_zero_while_training_or_scoring_and_not_after():
 
 
 def test_early_stopping_keeps_the_best_epoch(groups):
-    cfg = SMALL.model_copy(update={"epochs": 50, "patience": 2, "learning_rate": 0.03})
+    cfg = SMALL.model_copy(update={"epochs": 50, "patience": 2, "learning_rate": 0.03, "min_improvement": 0.0})
     model = NCFRecommender(cfg, seed=3).fit(groups)
     history = model.history_["epochs"]
     ndcg = [e["valid_ndcg@10"] for e in history]
@@ -161,6 +161,16 @@ def test_early_stopping_keeps_the_best_epoch(groups):
         truth.setdefault(int(model.user_rows([user])[0]), set()).add(list(model.item_ids_).index(item))
     with ncf.reproducible(3, torch.device("cpu")):
         assert ncf.validation_ndcg(model.net_, earlier.positive, truth, torch.device("cpu")) == ndcg[best - 1]
+
+
+def test_an_epoch_is_better_only_by_the_margin(groups):
+    # no epoch beats the first by 1000%: the first stays the best, and training stops patience epochs later
+    cfg = SMALL.model_copy(update={"epochs": 50, "patience": 3, "learning_rate": 0.03, "min_improvement": 10.0, "lr_patience": 0})
+    model = NCFRecommender(cfg, seed=3).fit(groups)
+    history = model.history_["epochs"]
+    assert model.history_["best_epoch"] == 1 and len(history) == 4
+    assert model.history_["best_valid_ndcg@10"] == history[0]["valid_ndcg@10"]
+    assert [e["lr"] for e in history] == [0.03, 0.03, 0.015, 0.0075]  # the scheduler sees the same plateau
 
 
 def test_learning_rate_halves_on_a_plateau_down_to_its_floor(groups):
