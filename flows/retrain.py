@@ -24,7 +24,9 @@ from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
-from recmill.runtime import measured_run
+from recmill.runtime import measured_run, quiet_input_errors
+
+quiet_input_errors()  # here, so pool workers, which import this module to run its tasks, do it too
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:

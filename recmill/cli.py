@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -10,10 +11,11 @@ from rich.table import Table
 
 from recmill.config import DEFAULT_PARAMS, load_settings
 from recmill.errors import RecmillError
-from recmill.runtime import offline_defaults
+from recmill.runtime import DEBUG_ENV, offline_defaults
 
 app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
 console = Console()
+errors = Console(stderr=True)
 SUMMARY_METRICS = ("precision", "recall", "ndcg", "map", "coverage")
 BUY_AGAIN_METRICS = {  # metric -> column title
     "auc": "AUC", "log_loss": "log loss", "basket_f1": "F1",
@@ -22,12 +24,17 @@ BUY_AGAIN_METRICS = {  # metric -> column title
 
 
 @app.callback()
-def main() -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error in the input or settings")) -> None:
     offline_defaults()
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    """Bad input or settings: one paragraph and exit 1 (with --debug, the traceback first)."""
+    if os.environ.get(DEBUG_ENV):
+        errors.print_exception()
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -26,6 +27,44 @@ OFFLINE_DEFAULTS = {
 def offline_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+DEBUG_ENV = "RECMILL_DEBUG"  # set (by `recmill --debug`): input errors show their tracebacks
+
+
+def error_names() -> set[str]:
+    """The class names of RecmillError and every subclass of it."""
+    from recmill.errors import RecmillError
+
+    names, pending = set(), [RecmillError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending += cls.__subclasses__()
+    return names
+
+
+class InputErrorsOffConsole(logging.Filter):
+    """Keeps Prefect's records of a RecmillError off the console: its traceback, then each
+    failed task and flow repeating the message. The command prints the error once itself;
+    the Prefect UI still gets every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from recmill.errors import RecmillError
+
+        if record.exc_info and isinstance(record.exc_info[1], RecmillError):
+            return False
+        text = record.getMessage()
+        return not any(f"{name}:" in text or f"{name}(" in text for name in error_names())
+
+
+def quiet_input_errors() -> None:
+    """Put InputErrorsOffConsole on Prefect's console handler in this process, unless DEBUG_ENV is set."""
+    if os.environ.get(DEBUG_ENV):
+        return
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(isinstance(f, InputErrorsOffConsole) for f in handler.filters):
+            handler.addFilter(InputErrorsOffConsole())
 
 
 def reset_peak_memory() -> None:

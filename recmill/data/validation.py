@@ -13,6 +13,7 @@ rating", not a GE type name, and points at file lines ("line 4").
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -289,6 +290,7 @@ def _context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # not its temporary folders, each run
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
 

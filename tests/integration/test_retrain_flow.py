@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,6 +143,27 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert "lines 5, 9" in result.output
     assert sha(db) == before
     assert (workdir / "reports" / "validation" / "validation_result.json").exists()
+
+
+def test_bad_input_is_one_paragraph_without_a_traceback_unless_debugging(workdir):
+    files = workdir / "files"
+    files.mkdir()
+    (files / "events.csv").write_text("user_id,item_id,event_type,timestamp\n1,a,click,1700000000\n2,b,purchase,1700000100\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("RECMILL_DEBUG", None)
+
+    def recmill(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "recmill.cli", *args, "run", "--set", "data.source=files", "--set", f"data.path={files}"]
+        return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+    plain = recmill()
+    assert plain.returncode == 1
+    assert "Traceback" not in plain.stdout + plain.stderr
+    assert "error: Validation failed" in plain.stderr
+    assert (plain.stdout + plain.stderr).count("event_type must be one of view, cart, purchase, rating: 1 of 2 rows fail (line 2)") == 1
+    debugging = recmill("--debug")
+    assert debugging.returncode == 1
+    assert "Traceback" in debugging.stderr and "ValidationFailed" in debugging.stderr
 
 
 def test_bad_setting_is_named_before_anything_runs(workdir):
