@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,6 +18,11 @@ from recmill.data.interactions import InteractionData
 from recmill.io import Layout, read_frame, read_json
 from recmill.models import build_model
 from recmill.models.base import FORMAT_VERSION, Recommender
+
+if TYPE_CHECKING:
+    from recmill.registry import Registry
+
+log = logging.getLogger("recmill")
 
 # which split events each fit trains on
 FIT_SPLITS = {"valid": ("train",), "test": ("train", "valid"), "full": ("train", "valid", "test")}
@@ -211,3 +218,18 @@ def refitted(settings: Settings) -> dict[str, str]:
     this_run = run_info(settings)["run_id"]
     records = [read_json(path) for path in sorted(layout.refit.glob("*.json"))] if layout.refit.exists() else []
     return {r["model"]: r["mlflow_run_id"] for r in records if r.get("run_id") == this_run and "mlflow_run_id" in r}
+
+
+def champion_is_served(settings: Settings, registry: Registry) -> None:
+    """Point the champion alias at the version whose lists the warehouse serves, when they
+    differ: a publish stopped between the switch and the registry leaves them so, and the
+    warehouse is what readers see."""
+    from recmill import warehouse
+    from recmill.registry import CHAMPION
+
+    serving = warehouse.serving_version(settings.publish.warehouse)
+    champion = registry.alias(CHAMPION)
+    if serving is not None and (champion is None or champion.version != serving):
+        log.warning("the registry named %s champion but the warehouse serves version %s: champion set to %s",
+                    champion.label if champion else "no version", serving, serving)
+        registry.make_champion(serving)

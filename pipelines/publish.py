@@ -9,6 +9,7 @@ lists go to `recommendations_challenger` and each user gets a stable variant.
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from recmill.models import REGISTRY
 from recmill.models.base import Recommender
 from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
 from recmill.schema import WAREHOUSE_TABLES
+
+log = logging.getLogger("recmill")
 
 
 def all_users(layout: Layout) -> list[str]:
@@ -208,23 +211,21 @@ def drift_rows(settings: Settings, recs: pd.DataFrame, n_items: int) -> tuple[pd
     return pd.concat(frames, ignore_index=True), severe
 
 
-def make_champion(registry: Registry, version: str) -> None:
-    """Point the champion alias at version, remembering the one it replaces (for rollback)."""
-    current = registry.alias(CHAMPION)
-    if current is not None and current.version != str(version):
-        registry.set_alias(PREVIOUS_CHAMPION, current.version)
-    registry.set_alias(CHAMPION, str(version))
-
-
 def run(settings: Settings) -> dict:
+    """Switch this run's tables in, then move the registry's aliases. Run again (a retry),
+    it finds its run in the warehouse and does only what is left: no table is written twice."""
     keep_fit_data()
     layout = Layout(settings)
-    generated_at = datetime.now(UTC).replace(tzinfo=None)
     selection = read_json(layout.selection)
-    counts = warehouse.publish(settings.publish.warehouse, build_frames(settings, generated_at))
+    path = settings.publish.warehouse
+    if warehouse.has_run(path, run_info(settings)["run_id"]):
+        log.info("this run's tables are in the warehouse already: only the registry is brought up to date")
+        counts = warehouse.row_counts(path)
+    else:
+        counts = warehouse.publish(path, build_frames(settings, datetime.now(UTC).replace(tzinfo=None)))
     registry = Registry(settings.tracking)
     if selection["decision"] == PROMOTE:
-        make_champion(registry, selection["challenger_version"])
+        registry.make_champion(selection["challenger_version"])
     champion = registry.alias(CHAMPION)
     archived = registry.archive_old(settings.gate.keep_versions)
     result = {
@@ -261,7 +262,7 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
         "p_value": None, "decision": decision, "reasons": [f"{target.label} made champion by hand ({decision})"],
     }, now)
     counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
-    make_champion(registry, target.version)
+    registry.make_champion(target.version)
     return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
 
 

@@ -14,7 +14,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.common import architecture, fit_model, run_info, settings_hash
+from pipelines.common import architecture, champion_is_served, fit_model, run_info, settings_hash
 from pipelines.evaluate import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
@@ -125,6 +125,7 @@ def run(settings: Settings) -> dict:
 
     info = run_info(settings)
     registry = Registry(settings.tracking)
+    champion_is_served(settings, registry)
     champion = registry.alias(CHAMPION)  # before this run registers anything
     versions = {}
     trained = [m for m in settings.train.models if m in scores or (REGISTRY[m].predicts_reorders and "skipped" not in read_json(layout.metrics_file(m)))]

@@ -144,6 +144,14 @@ class Registry:
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
 
+    def make_champion(self, version: str) -> None:
+        """Point the champion alias at version, remembering the one it replaces (for rollback).
+        Again with the same version it changes nothing: a retry may call it twice."""
+        current = self.alias(CHAMPION)
+        if current is not None and current.version != str(version):
+            self.set_alias(PREVIOUS_CHAMPION, current.version)
+        self.set_alias(CHAMPION, str(version))
+
     def archive_old(self, keep: int) -> list[str]:
         """Tag all but each family's newest ``keep`` versions archived (aliased ones stay); returns them."""
         archived = []

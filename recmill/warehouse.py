@@ -122,6 +122,29 @@ def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFram
         con.close()
 
 
+def row_counts(path: Path | str) -> dict[str, int]:
+    """Rows of each warehouse table (what publish returns), of the file as it is."""
+    con = connect(path)
+    try:
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}
+    finally:
+        con.close()
+
+
+def has_run(path: Path | str, run_id: str) -> bool:
+    """Whether the warehouse holds this pipeline run's publish: its `runs` row comes in the
+    same switch as its lists."""
+    return Path(path).exists() and bool(query(path, "SELECT count(*) AS n FROM runs WHERE run_id = ?", [run_id])["n"].item())
+
+
+def serving_version(path: Path | str) -> str | None:
+    """The registry version whose lists `recommendations` holds; None before the first publish."""
+    if not Path(path).exists():
+        return None
+    versions = query(path, "SELECT DISTINCT model_version FROM recommendations")["model_version"].dropna()
+    return str(versions.iloc[0]) if len(versions) == 1 else None
+
+
 class Reader:
     """A read-only connection kept between queries, reopened when a publish has switched in
     a new file: a lookup costs the query, not opening the database each time, and a query

@@ -128,3 +128,37 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     recmill("models", "activate", weak["challenger_version"])
     assert published(db) == ("popularity", weak["challenger_version"])
     assert registry.get(weak["challenger_version"]).full_run is not None
+
+
+def test_a_publish_stopped_at_the_registry_is_finished_by_its_retry_and_healed_by_the_next_run(prefect_server, workdir, monkeypatch):
+    from recmill.registry import CHAMPION
+
+    db = workdir / "warehouse" / "recmill.duckdb"
+    first = run("train.models=[popularity]", CRIPPLED)
+    real = Registry.set_alias
+    failures = {"left": 1}
+
+    def flaky(self, alias, version):
+        if alias == CHAMPION and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("the MLflow store did not answer")
+        return real(self, alias, version)
+
+    # the better model's publish switches the warehouse, then fails at the registry: Prefect's retry finishes it
+    monkeypatch.setattr(Registry, "set_alias", flaky)
+    better = run("train.models=[popularity]")
+    assert better["decision"] == "promote" and failures["left"] == 0
+    run_id = json.loads(open("data/canonical/run.json").read())["run_id"]
+    rows = {t: warehouse.query(db, f"SELECT count(*) AS n FROM {t} WHERE run_id = ?", [run_id])["n"].item()
+            for t in ("runs", "model_decisions", "model_metrics")}
+    first_metrics = warehouse.query(db, "SELECT count(*) AS n FROM model_metrics WHERE run_id <> ?", [run_id])["n"].item()
+    assert rows == {"runs": 1, "model_decisions": 1, "model_metrics": first_metrics}  # written once, not once per attempt
+    registry = Registry(TrackingConfig())
+    assert registry.alias(CHAMPION).version == better["challenger_version"] == published(db)[1]
+    assert registry.alias("previous-champion").version == first["challenger_version"]
+
+    # a publish that stopped for good between the two: the next run's gate meets the champion the warehouse serves
+    real(registry, CHAMPION, first["challenger_version"])
+    after = run("train.models=[popularity]")
+    assert after["champion_version"] == better["challenger_version"]
+    assert registry.alias(CHAMPION).version == better["challenger_version"] == published(db)[1]
