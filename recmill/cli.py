@@ -121,6 +121,23 @@ def run(
 
 
 @app.command()
+def schedule(
+    config: Path = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file every scheduled run reads"),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key in every scheduled run"),
+) -> None:
+    """Serve weekly_retrain as the Prefect deployment of params.yaml's schedule section (cron,
+    time zone, one run at a time) and run its flow runs here until stopped (Ctrl-C). Needs a
+    Prefect server: PREFECT_API_URL."""
+    try:
+        load_settings(config, overrides)
+        from flows.deploy import serve_weekly
+
+        serve_weekly(config, list(overrides))
+    except RecmillError as exc:
+        _fail(exc)
+
+
+@app.command()
 def explain(
     user: str = typer.Argument(..., help="user id"),
     item: str = typer.Argument(..., help="item id"),

@@ -396,6 +396,13 @@ class PublishConfig(Section):
     similar_k: int = Field(20, ge=1)
 
 
+class ScheduleConfig(Section):
+    deployment: str = Field("weekly", min_length=1, description="The deployment of weekly_retrain that `recmill schedule` serves.")
+    cron: str = Field("0 3 * * 1", description="When it runs (minute hour day month weekday): Mondays at 03:00.")
+    timezone: str = Field("UTC", description="The cron's time zone (IANA name).")
+    concurrency_limit: int = Field(1, ge=1, description="Runs at once; a run due while that many run waits its turn.")
+
+
 class Settings(Section):
     seed: int = 42
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -411,6 +418,7 @@ class Settings(Section):
     duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)

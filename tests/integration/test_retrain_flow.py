@@ -149,7 +149,7 @@ def test_bad_input_is_one_paragraph_without_a_traceback_unless_debugging(workdir
     files = workdir / "files"
     files.mkdir()
     (files / "events.csv").write_text("user_id,item_id,event_type,timestamp\n1,a,click,1700000000\n2,b,purchase,1700000100\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
     env.pop("RECMILL_DEBUG", None)
 
     def recmill(*args: str) -> subprocess.CompletedProcess:
