@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test install dvc-repro bench clean
+.PHONY: run test install serve dvc-repro bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest
+
+# The Prefect UI (127.0.0.1:4200) and the MLflow UI (127.0.0.1:5000), until Ctrl-C.
+serve: $(INSTALLED)
+	BIN=$(VENV)/bin infra/serve.sh
 
 # The weekly retrain at about 1M, 4M, 16M and 32M order lines, stage by stage (hours on 2 cores).
 bench: $(INSTALLED)

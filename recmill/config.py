@@ -384,8 +384,8 @@ class DuckDBConfig(Section):
 
 
 class TrackingConfig(Section):
-    uri: str = "sqlite:///mlflow/mlflow.db"
-    artifacts: Path = Path("mlflow/artifacts")
+    uri: str = Field("sqlite:///mlflow/mlflow.db", description="An MLflow store: sqlite:///file, or a tracking server's http(s) URL.")
+    artifacts: Path = Field(Path("mlflow/artifacts"), description="Where a local store keeps artifacts (a tracking server keeps its own).")
     experiment: str = "recmill"
 
 

@@ -33,7 +33,9 @@ class Tracker:
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(cfg.experiment)
-        if experiment is None:
+        if experiment is None and uri.startswith(("http://", "https://")):  # a tracking server keeps the artifacts
+            self.experiment_id = self.client.create_experiment(cfg.experiment)
+        elif experiment is None:
             location = Path(cfg.artifacts).resolve()
             location.mkdir(parents=True, exist_ok=True)
             self.experiment_id = self.client.create_experiment(cfg.experiment, artifact_location=location.as_uri())

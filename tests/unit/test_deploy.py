@@ -1,0 +1,45 @@
+"""The weekly deployment's two declarations agree, and a bad schedule is named."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.deploy import schedule
+from recmill.config import ScheduleConfig, load_settings
+from recmill.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_prefect_yaml_declares_the_deployment_params_yaml_schedules():
+    cfg = load_settings(REPO / "params.yaml").schedule
+    (deployment,) = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    assert deployment["name"] == cfg.deployment
+    assert deployment["schedules"] == [{"cron": cfg.cron, "timezone": cfg.timezone, "active": True}]
+    assert deployment["concurrency_limit"] == cfg.concurrency_limit
+    assert deployment["parameters"] == {"config": "params.yaml", "overrides": []}
+    path, function = deployment["entrypoint"].split(":")
+    assert (REPO / path).is_file() and f"def {function}(" in (REPO / path).read_text()
+
+
+def test_the_default_schedule_is_mondays_at_three_utc():
+    assert (ScheduleConfig().cron, ScheduleConfig().timezone) == ("0 3 * * 1", "UTC")
+    assert schedule(ScheduleConfig()).cron == "0 3 * * 1"
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [("cron", "61 3 * * 1", "cron '61 3 * * 1'"), ("timezone", "Mars/Olympus", "'Mars/Olympus'")])
+def test_a_bad_schedule_is_a_config_error_naming_it(field, value, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        schedule(ScheduleConfig(**{field: value}))
+
+
+def test_the_compose_stack_has_its_four_services_on_loopback():
+    compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
+    assert set(compose["services"]) == {"postgres", "prefect", "mlflow", "worker"}
+    ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports)
+    assert compose["services"]["worker"]["command"].startswith("recmill schedule")
