@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -20,10 +20,12 @@ import pipelines.select
 import pipelines.split
 import pipelines.train
 import pipelines.validate
+from flows.artifacts import create_run_artifacts
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
+from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
 from recmill.runtime import measured_run, quiet_input_errors
 
 quiet_input_errors()  # here, so pool workers, which import this module to run its tasks, do it too
@@ -111,7 +113,29 @@ def worker_pool(workers: int):
         yield runner
 
 
-@flow(name="weekly_retrain")
+def flow_run_url(flow_run_id) -> str | None:
+    from prefect.settings import PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    return f"{ui}/runs/flow-run/{flow_run_id}" if ui else None
+
+
+def notify_failure(flow, flow_run, state) -> None:
+    """The flow's failure hook: a notice with the error, when the run's settings name where to."""
+    parameters = flow_run.parameters or {}
+    try:
+        settings = load_settings(parameters.get("config", "params.yaml"), parameters.get("overrides") or [])
+    except RecmillError:  # bad settings: nowhere to send it, and the run says why
+        return
+    send(settings.flow.notify, notice(FAILED, state.message or "failed", flow_run.name, str(flow_run.id), flow_run_url(flow_run.id)))
+
+
+def timed(step: Task, settings: Settings) -> Task:
+    """The stage's task with its timeout from flow.timeout_minutes."""
+    return step.with_options(timeout_seconds=settings.flow.timeout_seconds(step.name))
+
+
+@flow(name="weekly_retrain", on_failure=[notify_failure], on_crashed=[notify_failure])
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Ingest, validate, split, check drift, train then evaluate every model, gate the
     challenger against the champion, refit, publish. With train.worker_count above 1 the
@@ -119,7 +143,10 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     as soon as it and the models its evaluation reads are trained, and the longest fits of
     the previous run start first. Each task returns its result and its figures (wall and
     CPU seconds, peak memory); the figures go to the result (``stages``: 'train als', ...)
-    and to reports/stages.json, where a stage is 'running' until it ends."""
+    and to reports/stages.json, where a stage is 'running' until it ends. Each task fails
+    after flow.timeout_minutes of its stage; a failed run, or a promotion held back by
+    severe drift, sends flow.notify a notice; a finished run leaves its metrics, the gate's
+    decision, the drift summary and the report paths as artifacts in the Prefect UI."""
     settings = load_settings(config, overrides or [])
     report = Layout(settings).stage_report
     previous = {s["stage"]: s.get("wall_s", 0.0) for s in read_json(report)} if report.exists() else {}
@@ -132,7 +159,7 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     def stage(name: str, task_, *args):
         record(name, "running")
         try:
-            result, figures = task_(settings, *args)
+            result, figures = (timed(task_, settings) if isinstance(task_, Task) else task_)(settings, *args)
         except BaseException:
             record(name, "failed")
             raise
@@ -158,7 +185,7 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
         def submit(step, names: list[str], after=lambda model: ()) -> dict | None:
             if pool is None:
                 return None
-            return {m: pool.submit(step, {"settings": settings, "model": m}, wait_for=list(after(m)))
+            return {m: pool.submit(timed(step, settings), {"settings": settings, "model": m}, wait_for=list(after(m)))
                     for m in longest_first(names, step.name, previous)}
 
         trained = submit(train, models)
@@ -166,6 +193,13 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
         each(train, models, trained)
         each(evaluate, models, evaluated)
         selection = stage("select", select)
+        held = held_by_drift(selection)
+        if held:
+            from prefect.runtime import flow_run
+
+            send(settings.flow.notify, notice(SEVERE_DRIFT, held, flow_run.name, flow_run.id, flow_run_url(flow_run.id)))
         refits = pipelines.refit.models_to_refit(settings, selection)
         each(refit, refits, submit(refit, refits))
-    return {**stage("publish", publish), "stages": stages}
+    published = stage("publish", publish)
+    create_run_artifacts(settings, published["run_id"])
+    return {**published, "stages": stages}

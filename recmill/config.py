@@ -403,6 +403,26 @@ class ScheduleConfig(Section):
     concurrency_limit: int = Field(1, ge=1, description="Runs at once; a run due while that many run waits its turn.")
 
 
+STAGES = ("ingest", "validate", "split", "drift", "train", "evaluate", "select", "refit", "publish")
+
+
+class NotifyConfig(Section):
+    webhook: str | None = Field(None, description="POST a JSON notice here when a run fails or severe drift holds a promotion.")
+    command: str | None = Field(None, description="... or run this shell command, the notice (JSON) in the environment variable RECMILL_NOTICE.")
+
+
+class FlowConfig(Section):
+    timeout_minutes: dict[Literal[STAGES], Annotated[float, Field(gt=0)]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: dict.fromkeys(STAGES, 240.0),
+        description="Each stage's task (each model's, for train, evaluate and refit) fails after this long.",
+    )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    def timeout_seconds(self, stage: str) -> float | None:
+        minutes = self.timeout_minutes.get(stage)
+        return None if minutes is None else minutes * 60
+
+
 class Settings(Section):
     seed: int = 42
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -419,6 +439,7 @@ class Settings(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)

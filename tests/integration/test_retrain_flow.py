@@ -35,7 +35,7 @@ def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir):
+def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir, receiver):
     result = recmill_run(*TINY)
     assert result.exit_code == 0, result.output
     db = workdir / "warehouse" / "recmill.duckdb"
@@ -108,6 +108,20 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
 
+    # the run's figures, decision, drift and report paths are artifacts of its flow run in Prefect
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(limit=1)
+        artifacts = {a.key: a for a in client.read_artifacts() if a.flow_run_id == flow_run.id}
+    assert set(artifacts) == {"model-metrics", "gate-decision", "data-drift", "reports"}
+    table = json.loads(artifacts["model-metrics"].data)
+    assert {row["model"] for row in table} == set(models) - {"reorder"}
+    two_stage = next(row for row in table if row["model"] == "two_stage")
+    assert two_stage["valid ndcg@10"] == pytest.approx(valid_ndcg["two_stage"], abs=1e-4)
+    assert "## Gate: promote" in artifacts["gate-decision"].data and "no champion yet" in artifacts["gate-decision"].data
+    assert "recmill.duckdb" in artifacts["reports"].data and "stages.json" in artifacts["reports"].data
+
     # every fit is an MLflow run in the sqlite store, with params, metrics and the model
     tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
     refit = {"als", "content", "item2vec", "mf", "segments", "reorder", chosen}
@@ -137,8 +151,10 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     bad.loc[[3, 7], "event_type"] = "click"
     bad.to_csv(files / "events.csv", index=False)
     before = sha(db)
-    result = recmill_run(*TINY, "data.source=files", f"data.path={files}")
+    url, received = receiver
+    result = recmill_run(*TINY, "data.source=files", f"data.path={files}", f"flow.notify.webhook={url}")
     assert result.exit_code == 1
+    assert [n["event"] for n in received] == ["failed"] and "event_type must be one of" in received[0]["message"]
     assert "events" in result.output and "event_type" in result.output and "click" in result.output
     assert "lines 5, 9" in result.output
     assert sha(db) == before

@@ -1,0 +1,78 @@
+"""What each run shows in the Prefect UI: its metrics by model, the gate's decision with
+its reasons, the drift summary, and where the reports are."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from recmill import warehouse
+from recmill.config import Settings
+from recmill.io import Layout, read_json
+
+SHOWN_METRICS = ("ndcg", "precision", "recall", "map", "coverage")
+
+
+def metrics_table(settings: Settings, run_id: str) -> list[dict]:
+    """One row per model: each SHOWN_METRICS at the selection k on valid and test."""
+    k = settings.evaluate.selection_k
+    rows = warehouse.query(
+        settings.publish.warehouse,
+        "SELECT model, split, metric, value FROM model_metrics WHERE run_id = ? AND k = ? AND slice = 'all'",
+        [run_id, k],
+    )
+    rows = rows[rows["metric"].isin(SHOWN_METRICS)]
+    if rows.empty:
+        return []
+    wide = rows.pivot_table(index="model", columns=["split", "metric"], values="value")
+    wide.columns = [f"{split} {metric}@{k}" for split, metric in wide.columns]
+    ordered = [f"{split} {m}@{k}" for split in ("valid", "test") for m in SHOWN_METRICS if f"{split} {m}@{k}" in wide.columns]
+    return wide[ordered].round(4).reset_index().to_dict("records")
+
+
+def decision_markdown(selection: dict) -> str:
+    lines = [
+        f"## Gate: {selection['decision']}",
+        "",
+        f"- challenger: {selection['challenger']} ({selection['metric']} on valid {selection['scores'][selection['chosen']]:.4f})",
+        f"- champion before this run: {selection['champion'] or 'none'}",
+    ]
+    if selection.get("p_value") is not None:
+        lines.append(
+            f"- on test: challenger {selection['challenger_value']:.4f}, champion {selection['champion_value']:.4f}, p = {selection['p_value']:.4f}"
+        )
+    lines += ["", "Reasons:", *(f"- {r}" for r in selection["reasons"])]
+    return "\n".join(lines)
+
+
+def drift_markdown(drift: dict) -> str:
+    lines = [f"## Data drift: {drift['summary']}"]
+    drifted = [r for r in drift["rows"] if r["drifted"]]
+    if drifted:
+        table = pd.DataFrame(drifted)[["column", "statistic", "value", "threshold"]]
+        lines += ["", table.to_markdown(index=False, floatfmt=".4f")]
+    return "\n".join(lines)
+
+
+def reports_markdown(settings: Settings, run_id: str) -> str:
+    layout = Layout(settings)
+    where = {
+        "warehouse": settings.publish.warehouse,
+        "validation": layout.validation,
+        "drift": layout.drift,
+        "evaluation": layout.evaluation / f"{run_id}.json",
+        "gate decision": layout.selection,
+        "stage times and memory": layout.stage_report,
+    }
+    return "\n".join(["## Reports", ""] + [f"- {name}: [{path}]({path.resolve().as_uri()})" for name, path in where.items()])
+
+
+def create_run_artifacts(settings: Settings, run_id: str) -> None:
+    layout = Layout(settings)
+    selection = read_json(layout.selection)
+    table = metrics_table(settings, run_id)
+    if table:
+        create_table_artifact(table, key="model-metrics", description=f"Run {run_id}: holdout metrics by model (valid chooses, test reports)")
+    create_markdown_artifact(decision_markdown(selection), key="gate-decision", description=f"Run {run_id}: champion or challenger")
+    create_markdown_artifact(drift_markdown(read_json(layout.drift / "summary.json")), key="data-drift", description=f"Run {run_id}")
+    create_markdown_artifact(reports_markdown(settings, run_id), key="reports", description=f"Run {run_id}: where the reports are")
