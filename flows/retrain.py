@@ -3,6 +3,7 @@ is per model), and the order they run in."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 from prefect import Task, flow, task
@@ -20,6 +21,7 @@ import pipelines.select
 import pipelines.split
 import pipelines.train
 import pipelines.validate
+from pipelines.common import run_info, stage_key
 from flows.artifacts import create_run_artifacts
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
@@ -28,6 +30,7 @@ from recmill.models import REGISTRY
 from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
 from recmill.runtime import measured_run, quiet_input_errors
 
+log = logging.getLogger("recmill")
 quiet_input_errors()  # here, so pool workers, which import this module to run its tasks, do it too
 
 
@@ -42,8 +45,14 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     return False
 
 
+def _run_stage_key(context, parameters: dict) -> str | None:
+    return stage_key(parameters["settings"], context.task.name, parameters.get("model"))
+
+
 # IO stages (reading sources, writing the warehouse) retry; the rest are deterministic.
 io_task = dict(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_bad_input, cache_policy=NO_CACHE)
+# a stage that finished is reused when its run is started again (pipelines.ingest resumes it)
+resumable = dict(cache_key_fn=_run_stage_key, persist_result=True)
 
 
 @task(name="ingest", **io_task)
@@ -51,37 +60,37 @@ def ingest(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.ingest.run, settings)
 
 
-@task(name="validate", cache_policy=NO_CACHE)
+@task(name="validate", **resumable)
 def validate(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.validate.run, settings)
 
 
-@task(name="split", cache_policy=NO_CACHE)
+@task(name="split", **resumable)
 def split(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.split.run, settings)
 
 
-@task(name="drift", cache_policy=NO_CACHE)
+@task(name="drift", **resumable)
 def drift(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.drift.run, settings)
 
 
-@task(name="train", task_run_name="train-{model}", cache_policy=NO_CACHE)
+@task(name="train", task_run_name="train-{model}", **resumable)
 def train(settings: Settings, model: str) -> tuple[dict, dict]:
     return measured_run(pipelines.train.run, settings, model)
 
 
-@task(name="evaluate", task_run_name="evaluate-{model}", cache_policy=NO_CACHE)
+@task(name="evaluate", task_run_name="evaluate-{model}", **resumable)
 def evaluate(settings: Settings, model: str) -> tuple[dict, dict]:
     return measured_run(pipelines.evaluate.run, settings, model)
 
 
-@task(name="select", cache_policy=NO_CACHE)
+@task(name="select", **resumable)
 def select(settings: Settings) -> tuple[dict, dict]:
     return measured_run(pipelines.select.run, settings)
 
 
-@task(name="refit", task_run_name="refit-{model}", cache_policy=NO_CACHE)
+@task(name="refit", task_run_name="refit-{model}", **resumable)
 def refit(settings: Settings, model: str) -> tuple[dict, dict]:
     return measured_run(pipelines.refit.run_model, settings, model)
 
@@ -156,29 +165,35 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
         stages[name] = {**(figures or {}), "status": status}
         write_json(report, [{"stage": n, **f} for n, f in stages.items()])
 
-    def stage(name: str, task_, *args):
+    def stage(name: str, state_of) -> object:
+        """Run or wait for one stage's task (state_of() returns its final state) and record
+        its figures: 'reused' when the task's result came from an earlier attempt of this run."""
         record(name, "running")
         try:
-            result, figures = (timed(task_, settings) if isinstance(task_, Task) else task_)(settings, *args)
+            state = state_of()
+            result, figures = state.result()
         except BaseException:
             record(name, "failed")
             raise
-        record(name, "ok", figures)
+        record(name, "reused" if state.name == "Cached" else "ok", figures)
         return result
+
+    def here(step: Task, *args):
+        return lambda: timed(step, settings)(settings, *args, return_state=True)
 
     def each(step, models: list[str], futures: dict | None) -> None:
         """Record step's stage of each model, in the settings' order: run here one after the
         other, or wait for its future from the pool."""
         for model in models:
             if futures is None:
-                stage(f"{step.name} {model}", step, model)
+                stage(f"{step.name} {model}", here(step, model))
             else:
-                stage(f"{step.name} {model}", lambda _settings, f=futures[model]: f.result())
+                stage(f"{step.name} {model}", lambda f=futures[model]: (f.wait(), f.state)[1])
 
-    stage("ingest", ingest)
-    stage("validate", validate)
-    events = sum(stage("split", split).values())
-    stage("drift", drift)
+    stage("ingest", here(ingest))
+    stage("validate", here(validate))
+    events = sum(stage("split", here(split)).values())
+    stage("drift", here(drift))
     models = settings.train.models
     with worker_pool(settings.train.worker_count(events)) as pool:
 
@@ -192,14 +207,17 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
         evaluated = submit(evaluate, models, lambda m: [trained[n] for n in pipelines.evaluate.reads(settings, m)])
         each(train, models, trained)
         each(evaluate, models, evaluated)
-        selection = stage("select", select)
+        selection = stage("select", here(select))
         held = held_by_drift(selection)
-        if held:
+        if held and stages["select"]["status"] == "ok":  # a reused decision was announced by its first attempt
             from prefect.runtime import flow_run
 
             send(settings.flow.notify, notice(SEVERE_DRIFT, held, flow_run.name, flow_run.id, flow_run_url(flow_run.id)))
         refits = pipelines.refit.models_to_refit(settings, selection)
         each(refit, refits, submit(refit, refits))
-    published = stage("publish", publish)
+    reused = [name for name, s in stages.items() if s["status"] == "reused"]
+    if reused:
+        log.info("resumed run %s: reused %s", run_info(settings)["run_id"], ", ".join(reused))
+    published = stage("publish", here(publish))
     create_run_artifacts(settings, published["run_id"])
     return {**published, "stages": stages}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -157,6 +158,30 @@ def tracked_params(settings: Settings, model: str) -> dict:
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+CODE_PACKAGES = ("recmill", "pipelines", "flows")
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the pipeline's source files: a stage reused across a code change would
+    hold what the old code made."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(p for package in CODE_PACKAGES for p in (root / package).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage_key(settings: Settings, stage: str, model: str | None = None) -> str | None:
+    """What a stage's result is reused by within one pipeline run: the run (its id and data),
+    the settings and the code; None before ingest opened a run."""
+    layout = Layout(settings)
+    if not layout.run_info.exists():
+        return None
+    info = read_json(layout.run_info)
+    return _digest([stage, model, info["run_id"], info["data_fingerprint"], settings.to_json(), code_version()])
 
 
 def settings_hash(settings: Settings, model: str) -> str:

@@ -1,13 +1,16 @@
-"""Load the configured source into the canonical tables and open a pipeline run."""
+"""Load the configured source into the canonical tables and open a pipeline run, or carry
+on the last one: a run with the same data and settings that never published is resumed
+(its run id kept, so the flow reuses the stages it finished)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
+from recmill import warehouse
 from recmill.config import Settings
 from recmill.data.sources import load_source
-from recmill.io import Layout, write_json, write_tables
+from recmill.io import Layout, read_json, write_json, write_tables
 
 
 def new_run_id(now: datetime) -> str:
@@ -18,7 +21,6 @@ def run(settings: Settings) -> dict:
     layout = Layout(settings)
     started = datetime.now(UTC).replace(tzinfo=None)
     tables = load_source(settings.data.source, settings.data.path, preset=settings.data.preset, seed=settings.seed)
-    write_tables(layout.canonical, tables)
     info = {
         "run_id": new_run_id(started),
         "started_at": started.isoformat(),
@@ -26,5 +28,15 @@ def run(settings: Settings) -> dict:
         "params_json": settings.to_json(),
         "rows": {name: len(getattr(tables, name)) for name in ("events", "items", "users")},
     }
+    last = read_json(layout.run_info) if layout.run_info.exists() else None
+    if last and unfinished_run(last, info, settings):
+        info.update(run_id=last["run_id"], started_at=last["started_at"], resumed=True)
+    write_tables(layout.canonical, tables)
     write_json(layout.run_info, info)
     return info
+
+
+def unfinished_run(last: dict, now: dict, settings: Settings) -> bool:
+    """Whether the last run had this data and these settings and never got to publish."""
+    same = last["data_fingerprint"] == now["data_fingerprint"] and last["params_json"] == now["params_json"]
+    return same and not warehouse.has_run(settings.publish.warehouse, last["run_id"])

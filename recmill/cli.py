@@ -100,8 +100,12 @@ def print_stage_times(stages: dict[str, dict]) -> None:
     for column in ("stage", "seconds", "CPU seconds", "peak GiB"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for name, s in stages.items():
-        table.add_row(name, f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}", f"{s['peak_rss_gib']:.2f}")
+        label = f"{name} (reused)" if s.get("status") == "reused" else name
+        table.add_row(label, f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}", f"{s['peak_rss_gib']:.2f}")
     console.print(table)
+    reused = [name for name, s in stages.items() if s.get("status") == "reused"]
+    if reused:
+        console.print(f"Resumed: {len(reused)} stages finished by the interrupted attempt were reused, their figures from then.", highlight=False)
 
 
 @app.command()

@@ -210,3 +210,38 @@ def test_models_trained_in_parallel_processes_publish_the_same_tables(prefect_se
         }
     for name, frame in tables[1].items():
         pd.testing.assert_frame_equal(tables[2][name], frame)
+
+
+def test_a_failed_run_started_again_reuses_the_stages_it_finished(prefect_server, workdir, monkeypatch):
+    import pipelines.publish
+    from recmill.errors import RecmillError
+
+    models = ["train.models=[popularity, als]"]
+
+    def unavailable(settings):
+        raise RecmillError("the warehouse disk is full")
+
+    real = pipelines.publish.run
+    monkeypatch.setattr(pipelines.publish, "run", unavailable)
+    failed = recmill_run(*TINY, *models)
+    assert failed.exit_code == 1 and "the warehouse disk is full" in failed.output
+    first_attempt = json.loads((workdir / "data" / "canonical" / "run.json").read_text())["run_id"]
+
+    monkeypatch.setattr(pipelines.publish, "run", real)
+    resumed = recmill_run(*TINY, *models)
+    assert resumed.exit_code == 0, resumed.output
+    stages = {s["stage"]: s["status"] for s in json.loads((workdir / "reports" / "stages.json").read_text())}
+    assert stages.pop("ingest") == "ok" and stages.pop("publish") == "ok"
+    assert set(stages.values()) == {"reused"} and {"train als", "evaluate als", "select", "refit als"} <= set(stages)
+    assert "train als (reused)" in resumed.output and "Resumed:" in resumed.output
+    db = workdir / "warehouse" / "recmill.duckdb"
+    assert warehouse.query(db, "SELECT run_id FROM runs")["run_id"].tolist() == [first_attempt]
+    fits = [r.info.run_name for r in Tracker(TrackingConfig()).runs(first_attempt)]
+    assert fits.count("als") == 1  # trained once, by the first attempt
+
+    # the run published: the next one is a run of its own, and reuses nothing
+    again = recmill_run(*TINY, *models)
+    assert again.exit_code == 0, again.output
+    statuses = {s["status"] for s in json.loads((workdir / "reports" / "stages.json").read_text())}
+    assert statuses == {"ok"}
+    assert len(warehouse.query(db, "SELECT run_id FROM runs")) == 2
