@@ -6,28 +6,21 @@ from __future__ import annotations
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from recmill import warehouse
 from recmill.config import Settings
 from recmill.io import Layout, read_json
 
 SHOWN_METRICS = ("ndcg", "precision", "recall", "map", "coverage")
 
 
-def metrics_table(settings: Settings, run_id: str) -> list[dict]:
-    """One row per model: each SHOWN_METRICS at the selection k on valid and test."""
-    k = settings.evaluate.selection_k
-    rows = warehouse.query(
-        settings.publish.warehouse,
-        "SELECT model, split, metric, value FROM model_metrics WHERE run_id = ? AND k = ? AND slice = 'all'",
-        [run_id, k],
-    )
-    rows = rows[rows["metric"].isin(SHOWN_METRICS)]
-    if rows.empty:
-        return []
-    wide = rows.pivot_table(index="model", columns=["split", "metric"], values="value")
-    wide.columns = [f"{split} {metric}@{k}" for split, metric in wide.columns]
-    ordered = [f"{split} {m}@{k}" for split in ("valid", "test") for m in SHOWN_METRICS if f"{split} {m}@{k}" in wide.columns]
-    return wide[ordered].round(4).reset_index().to_dict("records")
+def metrics_table(settings: Settings) -> list[dict]:
+    """One row per ranking model evaluated: each SHOWN_METRICS at the selection k on valid and test."""
+    k, layout, rows = settings.evaluate.selection_k, Layout(settings), []
+    for model in settings.train.models:
+        scored = read_json(layout.metrics_file(model))
+        figures = {f"{split} {m}@{k}": scored[split].get(f"{m}@{k}") for split in ("valid", "test") for m in SHOWN_METRICS if split in scored}
+        if any(v is not None for v in figures.values()):
+            rows.append({"model": model, **{name: round(v, 4) for name, v in figures.items() if v is not None}})
+    return rows
 
 
 def decision_markdown(selection: dict) -> str:
@@ -70,7 +63,7 @@ def reports_markdown(settings: Settings, run_id: str) -> str:
 def create_run_artifacts(settings: Settings, run_id: str) -> None:
     layout = Layout(settings)
     selection = read_json(layout.selection)
-    table = metrics_table(settings, run_id)
+    table = metrics_table(settings)
     if table:
         create_table_artifact(table, key="model-metrics", description=f"Run {run_id}: holdout metrics by model (valid chooses, test reports)")
     create_markdown_artifact(decision_markdown(selection), key="gate-decision", description=f"Run {run_id}: champion or challenger")

@@ -234,6 +234,16 @@ def score_fit(settings: Settings, model: str, fit: str) -> dict:
     return score_ranking(settings, fitted, fit)
 
 
+def curve(figures: dict[str, float]) -> list[dict]:
+    """{'ndcg@10': v, ...} -> [{'k': 10, 'ndcg': v, ...}, ...] by k; figures without a k left out."""
+    by_k: dict[int, dict] = {}
+    for key, value in figures.items():
+        metric, _, k = key.partition("@")
+        if k:
+            by_k.setdefault(int(k), {"k": int(k)})[metric] = value
+    return [by_k[k] for k in sorted(by_k)]
+
+
 def run(settings: Settings, model: str) -> dict:
     keep_fit_data()  # scoring reads the saved fits and the split files
     layout = Layout(settings)
@@ -250,6 +260,7 @@ def run(settings: Settings, model: str) -> dict:
         result["slices"][fit] = scored["slices"]
     # the selection metric of each test user: the promotion gate's paired test reads it
     write_json(layout.per_user_file(model), scored["per_user"])
+    write_json(layout.curve_file(model), curve(result["test"]))
     Tracker(settings.tracking).log_metrics(
         tracking["mlflow_run_id"],
         {f"{fit}_{name.replace('@', '_at_')}": value for fit in FITS for name, value in result[fit].items()},

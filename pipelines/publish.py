@@ -217,6 +217,13 @@ def run(settings: Settings) -> dict:
     keep_fit_data()
     layout = Layout(settings)
     selection = read_json(layout.selection)
+    if not settings.publish.enabled:  # every table is built and checked, and goes nowhere
+        frames = build_frames(settings, datetime.now(UTC).replace(tzinfo=None))
+        result = {"run_id": run_info(settings)["run_id"], "published": False, "chosen": selection["chosen"], "decision": selection["decision"],
+                  "reasons": selection["reasons"], "row_counts": {t: len(f) for t, f in frames.items()},
+                  "why": "publish.enabled is false: the tables were built and checked; the warehouse and the registry are as they were"}
+        write_json(layout.publish_report, result)
+        return result
     path = settings.publish.warehouse
     if warehouse.has_run(path, run_info(settings)["run_id"]):
         log.info("this run's tables are in the warehouse already: only the registry is brought up to date")
@@ -230,6 +237,7 @@ def run(settings: Settings) -> dict:
     archived = registry.archive_old(settings.gate.keep_versions)
     result = {
         "run_id": run_info(settings)["run_id"],
+        "published": True,
         "warehouse": str(settings.publish.warehouse),
         "chosen": selection["chosen"],
         "decision": selection["decision"],

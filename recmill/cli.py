@@ -121,6 +121,11 @@ def run(
         result = weekly_retrain(config=str(config), overrides=list(overrides))
     except RecmillError as exc:
         _fail(exc)
+    if not result["published"]:
+        console.print(f"[bold]Run:[/] {result['run_id']}   [bold]challenger:[/] {result['chosen']}   [bold]decision:[/] {result['decision']}")
+        console.print(f"Not published: {result['why']}", highlight=False)
+        print_stage_times(result.get("stages", {}))
+        return
     print_summary(result, settings.publish.warehouse, settings.evaluate.selection_k)
 
 

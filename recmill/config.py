@@ -390,6 +390,7 @@ class TrackingConfig(Section):
 
 
 class PublishConfig(Section):
+    enabled: bool = Field(True, description="False: the run stops before the warehouse and the registry (an experiment, say).")
     warehouse: Path = Path("warehouse/recmill.duckdb")
     k: int = Field(20, ge=1)
     exclude_seen: bool = True
@@ -403,7 +404,7 @@ class ScheduleConfig(Section):
     concurrency_limit: int = Field(1, ge=1, description="Runs at once; a run due while that many run waits its turn.")
 
 
-STAGES = ("ingest", "validate", "split", "drift", "train", "evaluate", "select", "refit", "publish")
+STAGES = ("ingest", "validate", "split", "drift", "train", "evaluate", "select", "refit", "publish")  # the pipeline's, in order
 
 
 class NotifyConfig(Section):

@@ -48,6 +48,10 @@ class Layout:
     def metrics_file(self, model: str) -> Path:
         return self.metrics / f"{model}.json"
 
+    def curve_file(self, model: str) -> Path:
+        """Each k's test figures, one record per k: what `dvc plots` draws."""
+        return self.metrics / f"{model}.curve.json"
+
     def per_user_file(self, model: str) -> Path:
         """user -> the selection metric of the test fit."""
         return self.metrics / f"{model}.per_user.json"
