@@ -17,11 +17,16 @@ class PopularityRecommender(Recommender):
     Config = PopularityConfig
 
     def _fit(self, data: InteractionData) -> None:
-        events = data.events[data.events["event_type"].isin(data.positive_event_types)]
-        if self.config.window_days is not None:
-            start = events["timestamp"].max() - pd.Timedelta(days=self.config.window_days)
-            events = events[events["timestamp"] >= start]
-        rows, cols = index_of(self.user_ids_, events["user_id"]), index_of(self.item_ids_, events["item_id"])
+        """Without a window the base class's count stands (users who have each item, from the
+        users x items matrix); with one, only the window's positive events count."""
+        if self.config.window_days is None:
+            return
+        events = data.events
+        positive = events["event_type"].isin(data.positive_event_types).to_numpy(bool)
+        times = events["timestamp"].to_numpy()
+        start = times[positive].max() - np.timedelta64(pd.Timedelta(days=self.config.window_days))
+        kept = positive & (times >= start)
+        rows, cols = index_of(self.user_ids_, events["user_id"][kept]), index_of(self.item_ids_, events["item_id"][kept])
         pairs = np.unique(rows.astype(np.int64) * len(self.item_ids_) + cols)  # each user counts once per item
         self.popularity_ = np.bincount(pairs % len(self.item_ids_), minlength=len(self.item_ids_)).astype(np.float64)
 

@@ -117,6 +117,8 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
         return recs
 
     monkeypatch.setattr(pipelines.publish, "lists_now", broken)
+    info = json.loads(open("data/canonical/run.json").read())  # a run that has not published yet
+    open("data/canonical/run.json", "w").write(json.dumps({**info, "run_id": "20990101T000000-unpublished"}))
     before = db.read_bytes()
     with pytest.raises(ValidationFailed, match="score is NaN or missing"):
         pipelines.publish.run(load_settings(None, TINY))
