@@ -4,19 +4,19 @@ Every check returns rows shaped like the ``drift_checks`` table (without run_id)
 check, column, statistic, value, threshold, drifted.
 
 Data drift (``data_drift``): each column that both frames hold, other than IDs
-(user_id, item_id, order_id) and datetimes, is compared with the test evidently picks
-by default. A column is numeric when its dtype is numeric and not boolean on both
-sides, else categorical. With at most 1,000 reference rows: K-S for numeric columns of
-more than 5 distinct values, otherwise chi-square (more than 2 distinct values) or the
-Z-test (2 or fewer). With more rows: the Wasserstein distance normed by the reference's
-standard deviation for numeric columns of more than 5 distinct values, otherwise the
-Jensen-Shannon distance. A p-value test drifts at p <= ``column_threshold``; a distance
-drifts at or above evidently's own default (0.1), since ``column_threshold`` is a
-p-value. Missing and infinite values are left out; a column with values on one side
+(user_id, item_id, order_id) and datetimes, is compared by evidently's DataDriftPreset,
+which types each column itself and picks its default test: with at most 1,000 reference
+rows K-S for numbers of more than 5 distinct values, otherwise chi-square or the Z-test;
+with more rows the Wasserstein distance normed by the reference's standard deviation, or
+the Jensen-Shannon distance. A p-value test drifts at p <= ``column_threshold``; a
+distance drifts at or above evidently's own default (0.1), since ``column_threshold`` is
+a p-value. Missing and infinite values are left out; a column with values on one side
 only has drifted (statistic "values on one side only", value and threshold NaN), and
-one with values on neither side is skipped. Each side is first sampled to at most
-``sample`` rows. The data set drifted when the share of drifted columns is at least
-``drifted_share`` (its row: column "*") and is severe at ``severe_share``.
+one with values on neither side is skipped. A column evidently cannot test is reported
+as not tested (it has not drifted and does not count in the share). Each side is first
+sampled to at most ``sample`` rows. The data set drifted when the share of drifted
+columns is at least ``drifted_share`` (its row: column "*") and is severe at
+``severe_share``.
 
 Prediction drift (``prediction_drift``) compares the new lists with the last published:
 
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
 ROW_COLUMNS = ("check", "column", "statistic", "value", "threshold", "drifted")
 ID_COLUMNS = (S.USER_ID, S.ITEM_ID, S.ORDER_ID)
-P_VALUE_TESTS = ("ks", "chisquare", "z")  # evidently's default tests that give a p-value
+P_VALUE = "p_value"  # in the name of evidently's tests that give a p-value ("K-S p_value")
+SKIPPED = "not tested"
 SHARE_STATISTIC = "share of drifted columns"
 ONE_SIDED = "values on one side only"
 PREDICTION = "prediction"
@@ -90,82 +91,90 @@ def _present(values: pd.Series) -> pd.Series:
     return values.replace([np.inf, -np.inf], np.nan).dropna()
 
 
-def _column_kinds(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, bool]:
-    """Columns to compare -> whether numeric (else categorical)."""
-    kinds = {}
+def _columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    """The columns both frames hold to compare: not IDs, not times."""
+    out = []
     for column in reference.columns:
         if column in ID_COLUMNS or column not in current:
             continue
         dtypes = (reference[column].dtype, current[column].dtype)
-        if any(pd.api.types.is_datetime64_any_dtype(d) or pd.api.types.is_timedelta64_dtype(d) for d in dtypes):
-            continue
-        kinds[column] = all(pd.api.types.is_numeric_dtype(d) and not pd.api.types.is_bool_dtype(d) for d in dtypes)
-    return kinds
+        if not any(pd.api.types.is_datetime64_any_dtype(d) or pd.api.types.is_timedelta64_dtype(d) for d in dtypes):
+            out.append(column)
+    return out
 
 
-def _column_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, bool], cfg: DriftConfig, check: str, stem: Path
-) -> tuple[list[dict], list[str]]:
-    """Rows and reasons (one per drifted column) from one evidently report, written to
-    ``stem``.html and ``stem``.json."""
+def _value_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], drift_share: float, thresholds: dict | None = None):
+    """evidently's data drift report of these columns, each typed and given its test by
+    evidently itself; (the snapshot, column -> (method, its default threshold, value))."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.legacy.calculations.stattests.registry import get_stattest
-    from evidently.legacy.core import ColumnType
     from evidently.presets import DataDriftPreset
 
-    tests, one_sided, kinds = {}, {}, dict(kinds)
-    for column, numeric in list(kinds.items()):
-        ref, cur = _present(reference[column]), _present(current[column])
-        if ref.empty != cur.empty:
-            one_sided[column] = "current" if ref.empty else "reference"
-        elif not ref.empty:
-            # evidently's own default choice, made here so the threshold can follow its kind
-            tests[column] = get_stattest(ref, cur, ColumnType.Numerical if numeric else ColumnType.Categorical, None)
-            # a number with few distinct values (a constant price, a 0/1 flag) gets a test for
-            # categories: the column is declared as one, or evidently refuses the test
-            kinds[column] = numeric and ColumnType.Numerical in tests[column].allowed_feature_types
-    if not tests:
-        raise ValueError(f"{check}: no column has values in both data sets (columns: {sorted(kinds)})")
-    thresholds = {c: cfg.column_threshold if t.name in P_VALUE_TESTS else t.default_threshold for c, t in tests.items()}
-
-    preset = DataDriftPreset(
-        columns=list(tests),
-        drift_share=cfg.drifted_share,
-        per_column_method={c: t.name for c, t in tests.items()},
-        per_column_threshold=thresholds,
-    )
-    definition = DataDefinition(
-        numerical_columns=[c for c in tests if kinds[c]], categorical_columns=[c for c in tests if not kinds[c]]
-    )
+    preset = DataDriftPreset(columns=columns, drift_share=drift_share, per_column_threshold=thresholds or None)
     # evidently correlates the columns for its plots; a constant column would make numpy warn
     with np.errstate(divide="ignore", invalid="ignore"):
         snapshot = Report([preset], include_tests=True).run(
-            Dataset.from_pandas(current[list(tests)], data_definition=definition),
-            Dataset.from_pandas(reference[list(tests)], data_definition=definition),
+            Dataset.from_pandas(current[columns], data_definition=DataDefinition()),
+            Dataset.from_pandas(reference[columns], data_definition=DataDefinition()),
         )
+    found = {}
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift"):
+            found[config["column"]] = (config["method"], config["threshold"], metric["value"])
+    return snapshot, found
+
+
+def _column_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], cfg: DriftConfig, check: str, stem: Path) -> tuple[list[dict], list[str]]:
+    """Rows and reasons (one per drifted column) from evidently's report, written to
+    ``stem``.html and ``stem``.json. A column evidently cannot test (its report fails on
+    it, or it gives the column no test) is reported as skipped: a row that has not drifted."""
+    tested, one_sided, empty = [], {}, []
+    for column in columns:
+        ref, cur = _present(reference[column]), _present(current[column])
+        if ref.empty and cur.empty:
+            empty.append(column)
+        elif ref.empty or cur.empty:
+            one_sided[column] = "current" if ref.empty else "reference"
+        else:
+            tested.append(column)
+    if not tested:
+        raise ValueError(f"{check}: no column has values in both data sets (columns: {sorted(columns)})")
+    skipped = {}
+    try:
+        snapshot, found = _value_drift(reference, current, tested, cfg.drifted_share)
+    except Exception:  # find the columns it cannot test, one at a time, and leave them out
+        for column in tested:
+            try:
+                _value_drift(reference, current, [column], cfg.drifted_share)
+            except Exception as exc:
+                skipped[column] = f"{type(exc).__name__}: {exc}"
+        tested = [c for c in tested if c not in skipped]
+        if not tested:
+            raise ValueError(f"{check}: evidently could test no column ({'; '.join(f'{c}: {why}' for c, why in skipped.items())})") from None
+        snapshot, found = _value_drift(reference, current, tested, cfg.drifted_share)
+    skipped.update({c: "evidently gave it no drift test" for c in tested if c not in found})
+    # a p-value test (few rows) drifts at column_threshold; a distance at evidently's own threshold
+    p_values = {c: cfg.column_threshold for c, (method, default, _) in found.items() if P_VALUE in method and default != cfg.column_threshold}
+    if p_values:  # again with those thresholds, so the saved report judges as the rows do
+        snapshot, found = _value_drift(reference, current, tested, cfg.drifted_share, p_values)
     stem.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(stem.with_suffix(".html")))
     snapshot.save_json(str(stem.with_suffix(".json")))
 
-    result = snapshot.dict()
-    scores = {m["config"]["column"]: m["value"] for m in result["metrics"] if m["config"]["type"].endswith(":ValueDrift")}
-    failed = {
-        t["metric_config"]["params"]["column"]
-        for t in result["tests"]
-        if t["metric_config"]["params"]["type"].endswith(":ValueDrift") and t["status"] == "FAIL"
-    }
-
     rows, reasons = [], []
-    for column in kinds:
+    for column in columns:
         if column in one_sided:
             rows.append(_row(check, column, ONE_SIDED, math.nan, math.nan, True))
             reasons.append(f"{column}: values in the {one_sided[column]} data only")
-        elif column in tests:
-            test, threshold, score = tests[column], thresholds[column], scores[column]
-            rows.append(_row(check, column, test.display_name, score, threshold, column in failed))
-            if column in failed:
-                sign = "<=" if test.name in P_VALUE_TESTS else ">="
-                reasons.append(f"{column}: {test.display_name} {score:.3g} {sign} {threshold:g}")
+        elif column in skipped:
+            rows.append(_row(check, column, f"{SKIPPED}: {skipped[column]}", math.nan, math.nan, False))
+        elif column in found:
+            method, threshold, value = found[column]
+            p_value = P_VALUE in method
+            drifted = value <= threshold if p_value else value >= threshold
+            rows.append(_row(check, column, method, value, threshold, drifted))
+            if drifted:
+                reasons.append(f"{column}: {method} {value:.3g} {'<=' if p_value else '>='} {threshold:g}")
     return rows, reasons
 
 
@@ -174,13 +183,14 @@ def data_drift(
 ) -> DriftResult:
     """Drift of ``current`` against ``reference``, column by column; writes evidently's
     report to ``out_dir``/``name``.html and .json."""
-    kinds = _column_kinds(reference, current)
-    if not kinds:
+    columns = _columns(reference, current)
+    if not columns:
         raise ValueError(f"{name}: the data sets share no column to compare")
-    reference, current = _sample(reference[list(kinds)], cfg.sample, seed), _sample(current[list(kinds)], cfg.sample, seed)
-    rows, reasons = _column_drift(reference, current, kinds, cfg, name, Path(out_dir) / name)
+    reference, current = _sample(reference[columns], cfg.sample, seed), _sample(current[columns], cfg.sample, seed)
+    rows, reasons = _column_drift(reference, current, columns, cfg, name, Path(out_dir) / name)
 
-    n_columns, n_drifted = len(rows), sum(r["drifted"] for r in rows)
+    judged = [r for r in rows if not r["statistic"].startswith(SKIPPED)]
+    n_columns, n_drifted = len(judged), sum(r["drifted"] for r in judged)
     share = n_drifted / n_columns
     rows.append(_row(name, "*", SHARE_STATISTIC, share, cfg.drifted_share, share >= cfg.drifted_share))
     summary = f"{name}: {n_drifted} of {n_columns} columns drifted" + (f" ({'; '.join(reasons)})" if reasons else "")
@@ -235,7 +245,7 @@ def prediction_drift(
         raise ValueError("prediction drift needs the previous and the current lists, both non-empty")
     score_rows, reasons = _column_drift(
         _sample(previous[[SCORE]], cfg.sample, seed), _sample(current[[SCORE]], cfg.sample, seed),
-        {SCORE: True}, cfg, PREDICTION, Path(out_dir) / PREDICTION,
+        [SCORE], cfg, PREDICTION, Path(out_dir) / PREDICTION,
     )
     score = score_rows[0]
 

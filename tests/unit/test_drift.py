@@ -186,6 +186,18 @@ def test_empty_columns(tmp_path):
     assert result.summary == "features: 1 of 2 columns drifted (gone: values in the reference data only)"
 
 
+def test_a_column_evidently_cannot_test_is_reported_not_tested(tmp_path):
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"x": rng.normal(0, 1, 300), "pairs": [[1, 2]] * 300})
+    current = pd.DataFrame({"x": rng.normal(3, 1, 300), "pairs": [[2, 3]] * 300})
+    result = data_drift(reference, current, CFG, "features", tmp_path, seed=1)
+    rows = by_column(result)
+    assert rows["pairs"]["statistic"].startswith("not tested: ValueError") and not rows["pairs"]["drifted"]
+    assert math.isnan(rows["pairs"]["value"]) and rows["x"]["drifted"]
+    assert result.summary.startswith("features: 1 of 1 columns drifted (x: K-S p_value")  # only tested columns count
+    assert "pairs" not in (tmp_path / "features.json").read_text()
+
+
 def test_no_comparable_column_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="share no column"):
         data_drift(pd.DataFrame({"user_id": ["a"], "x": [1.0]}), pd.DataFrame({"user_id": ["a"], "y": [1.0]}), CFG, "d", tmp_path, 1)
