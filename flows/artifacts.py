@@ -57,7 +57,11 @@ def reports_markdown(settings: Settings, run_id: str) -> str:
         "gate decision": layout.selection,
         "stage times and memory": layout.stage_report,
     }
-    return "\n".join(["## Reports", ""] + [f"- {name}: [{path}]({path.resolve().as_uri()})" for name, path in where.items()])
+    lines = ["## Reports", ""] + [f"- {name}: [{path}]({path.resolve().as_uri()})" for name, path in where.items()]
+    parent = read_json(layout.run_info).get("mlflow_run_id")
+    if parent:
+        lines.append(f"- MLflow: the parent run {parent} (named {run_id}) in experiment '{settings.tracking.experiment}', a run nested in it per fit")
+    return "\n".join(lines)
 
 
 def create_run_artifacts(settings: Settings, run_id: str) -> None:

@@ -28,6 +28,7 @@ from recmill.errors import RecmillError
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
+from recmill.tracking import Tracker
 from recmill.runtime import measured_run, quiet_input_errors
 
 log = logging.getLogger("recmill")
@@ -130,13 +131,33 @@ def flow_run_url(flow_run_id) -> str | None:
 
 
 def notify_failure(flow, flow_run, state) -> None:
-    """The flow's failure hook: a notice with the error, when the run's settings name where to."""
+    """The flow's failure hook: a notice with the error, when the run's settings name where
+    to; the pipeline run's MLflow parent run is marked failed."""
     parameters = flow_run.parameters or {}
     try:
         settings = load_settings(parameters.get("config", "params.yaml"), parameters.get("overrides") or [])
     except RecmillError:  # bad settings: nowhere to send it, and the run says why
         return
     send(settings.flow.notify, notice(FAILED, state.message or "failed", flow_run.name, str(flow_run.id), flow_run_url(flow_run.id)))
+    info = Layout(settings).run_info
+    parent = read_json(info).get("mlflow_run_id") if info.exists() else None
+    if parent and Tracker(settings.tracking).client.get_run(parent).info.status == "RUNNING":
+        Tracker(settings.tracking).finish(parent, failed=True)
+
+
+def link_flow_run(settings: Settings, info: dict) -> None:
+    """The flow run takes the pipeline run's id as its name, and the pipeline's MLflow parent
+    run (named the same) keeps the flow run's id and page: each names the other."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=info["run_id"])
+    tracker = Tracker(settings.tracking)
+    tracker.client.set_tag(info["mlflow_run_id"], "prefect.flow_run_id", str(flow_run.id))
+    url = flow_run_url(flow_run.id)
+    if url:
+        tracker.client.set_tag(info["mlflow_run_id"], "prefect.flow_run_url", url)
 
 
 def timed(step: Task, settings: Settings) -> Task:
@@ -190,7 +211,7 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
             else:
                 stage(f"{step.name} {model}", lambda f=futures[model]: (f.wait(), f.state)[1])
 
-    stage("ingest", here(ingest))
+    link_flow_run(settings, stage("ingest", here(ingest)))
     stage("validate", here(validate))
     events = sum(stage("split", here(split)).values())
     stage("drift", here(drift))

@@ -11,6 +11,7 @@ from recmill import warehouse
 from recmill.config import Settings
 from recmill.data.sources import load_source
 from recmill.io import Layout, read_json, write_json, write_tables
+from recmill.tracking import Tracker
 
 
 def new_run_id(now: datetime) -> str:
@@ -32,6 +33,7 @@ def run(settings: Settings) -> dict:
     if last and unfinished_run(last, info, settings):
         info.update(run_id=last["run_id"], started_at=last["started_at"], resumed=True)
     write_tables(layout.canonical, tables)
+    info["mlflow_run_id"] = Tracker(settings.tracking).open_pipeline(info["run_id"], info["params_json"])
     write_json(layout.run_info, info)
     return info
 

@@ -28,6 +28,7 @@ from recmill.models import REGISTRY
 from recmill.models.base import Recommender
 from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
 from recmill.schema import WAREHOUSE_TABLES
+from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
 
@@ -223,6 +224,7 @@ def run(settings: Settings) -> dict:
                   "reasons": selection["reasons"], "row_counts": {t: len(f) for t, f in frames.items()},
                   "why": "publish.enabled is false: the tables were built and checked; the warehouse and the registry are as they were"}
         write_json(layout.publish_report, result)
+        close_pipeline_run(settings, selection)
         return result
     path = settings.publish.warehouse
     if warehouse.has_run(path, run_info(settings)["run_id"]):
@@ -248,7 +250,19 @@ def run(settings: Settings) -> dict:
         "row_counts": counts,
     }
     write_json(layout.publish_report, result)
+    close_pipeline_run(settings, selection)
     return result
+
+
+def close_pipeline_run(settings: Settings, selection: dict) -> None:
+    """The pipeline run's MLflow parent run: tagged with the gate's decision, finished."""
+    parent = run_info(settings).get("mlflow_run_id")
+    if parent is None:
+        return
+    tracker = Tracker(settings.tracking)
+    for key in ("decision", "chosen", "challenger", "champion"):
+        tracker.client.set_tag(parent, f"recmill.{key}", str(selection.get(key)))
+    tracker.finish(parent)
 
 
 def activate(settings: Settings, version: str, decision: str) -> dict:

@@ -17,8 +17,12 @@ def _flatten(prefix: str, obj) -> dict[str, str]:
     return {prefix: str(obj)}
 
 
+PIPELINE_TAG = "recmill.pipeline_run"  # on the parent run of a pipeline run (its children carry recmill.run_id)
+
+
 class Tracker:
-    """One experiment; each model fit is a run, tagged with the pipeline's run id."""
+    """One experiment; each pipeline run is a parent run, named by the pipeline's run id,
+    and each model fit a run nested in it, tagged with that id."""
 
     def __init__(self, cfg: TrackingConfig):
         import mlflow
@@ -42,9 +46,26 @@ class Tracker:
         else:
             self.experiment_id = experiment.experiment_id
 
+    def open_pipeline(self, pipeline_run: str, params_json: str) -> str:
+        """The parent run of a pipeline run: created, or (a resumed run) running again."""
+        found = self.pipeline_parent(pipeline_run)
+        if found is not None:
+            self.client.update_run(found, status="RUNNING")
+            return found
+        run = self.client.create_run(self.experiment_id, run_name=pipeline_run, tags={PIPELINE_TAG: pipeline_run})
+        self.client.log_text(run.info.run_id, params_json, "settings.json")
+        return run.info.run_id
+
+    def pipeline_parent(self, pipeline_run: str) -> str | None:
+        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{pipeline_run}'", max_results=1)
+        return found[0].info.run_id if found else None
+
     def start(self, name: str, pipeline_run: str, params: dict, tags: dict | None = None) -> str:
+        """A run nested in the pipeline run's parent (when it has one)."""
+        parent = self.pipeline_parent(pipeline_run)
+        nested = {"mlflow.parentRunId": parent} if parent else {}
         run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={"recmill.run_id": pipeline_run, **(tags or {})}
+            self.experiment_id, run_name=name, tags={"recmill.run_id": pipeline_run, **nested, **(tags or {})}
         )
         from mlflow.entities import Param
 

@@ -108,12 +108,22 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
 
-    # the run's figures, decision, drift and report paths are artifacts of its flow run in Prefect
+    # the flow run and the pipeline's MLflow parent run name each other; every fit is nested in it
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
 
+    run_id = recs.run_id.iloc[0]
+    tracker = Tracker(TrackingConfig())
+    parent = tracker.client.get_run(tracker.pipeline_parent(run_id))
+    assert parent.info.run_name == run_id and parent.info.status == "FINISHED"
+    assert parent.data.tags["recmill.decision"] == "promote"
+    assert {r.data.tags.get("mlflow.parentRunId") for r in tracker.runs(run_id)} == {parent.info.run_id}
     with get_client(sync_client=True) as client:
-        (flow_run,) = client.read_flow_runs(limit=1)
+        flow_run = client.read_flow_run(UUID(parent.data.tags["prefect.flow_run_id"]))
+        # the run's figures, decision, drift and report paths are artifacts of its flow run in Prefect
         artifacts = {a.key: a for a in client.read_artifacts() if a.flow_run_id == flow_run.id}
+    assert flow_run.name == run_id
     assert set(artifacts) == {"model-metrics", "gate-decision", "data-drift", "reports"}
     table = json.loads(artifacts["model-metrics"].data)
     assert {row["model"] for row in table} == set(models) - {"reorder"}
@@ -121,6 +131,7 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert two_stage["valid ndcg@10"] == pytest.approx(valid_ndcg["two_stage"], abs=1e-4)
     assert "## Gate: promote" in artifacts["gate-decision"].data and "no champion yet" in artifacts["gate-decision"].data
     assert "recmill.duckdb" in artifacts["reports"].data and "stages.json" in artifacts["reports"].data
+    assert parent.info.run_id in artifacts["reports"].data
 
     # every fit is an MLflow run in the sqlite store, with params, metrics and the model
     tracked = {r.info.run_name: r for r in Tracker(TrackingConfig()).runs(recs.run_id.iloc[0])}
