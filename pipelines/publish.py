@@ -236,6 +236,7 @@ def run(settings: Settings) -> dict:
     if selection["decision"] == PROMOTE:
         registry.make_champion(selection["challenger_version"])
     champion = registry.alias(CHAMPION)
+    make_servable(settings, registry, champion, selection)
     archived = registry.archive_old(settings.gate.keep_versions)
     result = {
         "run_id": run_info(settings)["run_id"],
@@ -252,6 +253,19 @@ def run(settings: Settings) -> dict:
     write_json(layout.publish_report, result)
     close_pipeline_run(settings, selection)
     return result
+
+
+def make_servable(settings: Settings, registry: Registry, version: Version, selection: dict) -> None:
+    """The champion's registry entry holds its fit on all the data, the one that publishes,
+    as an MLflow pyfunc model (models:/recmill@champion)."""
+    if registry.is_servable(version):
+        return
+    layout = Layout(settings)
+    if selection["decision"] == PROMOTE and version.version == selection["challenger_version"]:
+        registry.set_servable(version, layout.model_dir(version.model, "full"))
+        return
+    into = layout.data / "champion" / version.version
+    registry.set_servable(version, load_fit(settings, registry, version, into).save(into / "servable"))
 
 
 def close_pipeline_run(settings: Settings, selection: dict) -> None:
@@ -285,6 +299,8 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
     }, now)
     counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
     registry.make_champion(target.version)
+    if not registry.is_servable(target):
+        registry.set_servable(target, fitted.save(layout.data / "champion" / target.version / "servable"))
     return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
 
 

@@ -28,6 +28,7 @@ from recmill.tracking import Tracker
 
 REGISTERED_MODEL = "recmill"
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
+PUBLISHED = "published"  # a version's pyfunc model, in its training run (recmill.serving)
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,25 @@ class Registry:
             "settings_hash": settings_hash, "data_fingerprint": data_fingerprint, "metric": metric,
             "valid_value": str(valid_value), "test_value": str(test_value),
         }
-        mv = self.client.create_model_version(REGISTERED_MODEL, f"runs:/{mlflow_run}/model", run_id=mlflow_run, tags=tags)
+        # the entry points at the fit that publishes, which set_servable puts there once there is one
+        mv = self.client.create_model_version(REGISTERED_MODEL, f"runs:/{mlflow_run}/{PUBLISHED}", run_id=mlflow_run, tags=tags)
         return self._version(mv)
+
+    def is_servable(self, version: Version) -> bool:
+        return self.client.get_model_version(REGISTERED_MODEL, version.version).tags.get("servable") == "true"
+
+    def set_servable(self, version: Version, fit_dir: Path) -> None:
+        """Put the version's fit on all the data (saved in fit_dir) where its registry entry
+        points, as an MLflow pyfunc model; once per version."""
+        import tempfile
+
+        from recmill.serving import save_pyfunc
+
+        if self.is_servable(version):
+            return
+        with tempfile.TemporaryDirectory(prefix="recmill-pyfunc-") as work:
+            self.client.log_artifacts(version.mlflow_run, str(save_pyfunc(fit_dir, Path(work) / PUBLISHED)), PUBLISHED)
+        self.client.set_model_version_tag(REGISTERED_MODEL, version.version, "servable", "true")
 
     def set_full_run(self, version: str, mlflow_run: str) -> None:
         self.client.set_model_version_tag(REGISTERED_MODEL, version, "full_run", mlflow_run)

@@ -146,6 +146,13 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert champion.full_run == tracked[f"{chosen}-full"].info.run_id
     artifacts = {a.path for a in Tracker(TrackingConfig()).client.list_artifacts(als.info.run_id, "model")}
     assert artifacts == {"model/valid", "model/test"}
+    # the champion's registry entry is the fit that published: MLflow loads it and it gives the same lists
+    import mlflow
+
+    served = mlflow.pyfunc.load_model("models:/recmill@champion")
+    user = recs.user_id.iloc[0]
+    top = served.predict(pd.DataFrame({"user_id": [user]}), params={"k": 5})
+    assert top["item_id"].tolist() == recs[recs.user_id == user].sort_values("rank")["item_id"].head(5).tolist()
 
     # why would the first user get their first recommendation? (the mf model explains)
     user, item = recs.user_id.iloc[0], recs.item_id.iloc[0]
