@@ -103,3 +103,14 @@ def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
     finally:
         served.terminate()
         served.wait(timeout=60)
+
+    # prefect.yaml declares the same deployment for a worker of a process work pool
+    prefect = [sys.executable, "-m", "prefect"]
+    subprocess.run([*prefect, "work-pool", "create", "recmill", "--type", "process"], cwd=REPO, env=env, check=True, capture_output=True)
+    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env={**env, "PWD": str(REPO)}, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        pooled = client.read_deployment_by_name(DEPLOYMENT)
+    assert pooled.work_pool_name == "recmill" and pooled.global_concurrency_limit.limit == 1
+    assert [(s.schedule.cron, s.schedule.timezone) for s in pooled.schedules] == [("0 3 * * 1", "UTC")]
+    assert pooled.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]

@@ -37,6 +37,15 @@ def test_a_bad_schedule_is_a_config_error_naming_it(field, value, named):
         schedule(ScheduleConfig(**{field: value}))
 
 
+def test_each_stage_task_times_out_after_its_settings_minutes():
+    from flows.retrain import STAGE_TASKS, timed
+
+    settings = load_settings(REPO / "params.yaml", ["flow.timeout_minutes.train=90"])
+    timeouts = {t.name: timed(t, settings).timeout_seconds for t in STAGE_TASKS}
+    assert timeouts["train"] == 90 * 60 and timeouts["publish"] == settings.flow.timeout_minutes["publish"] * 60
+    assert set(timeouts) == set(settings.flow.timeout_minutes)
+
+
 def test_the_compose_stack_has_its_four_services_on_loopback():
     compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"postgres", "prefect", "mlflow", "worker"}
