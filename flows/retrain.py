@@ -21,15 +21,15 @@ import pipelines.select
 import pipelines.split
 import pipelines.train
 import pipelines.validate
-from pipelines.common import run_info, stage_key
 from flows.artifacts import create_run_artifacts
+from pipelines.common import run_info, stage_key
 from recmill.config import Settings, load_settings
 from recmill.errors import RecmillError
 from recmill.io import Layout, read_json, write_json
 from recmill.models import REGISTRY
 from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
-from recmill.tracking import Tracker
 from recmill.runtime import measured_run, quiet_input_errors
+from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
 quiet_input_errors()  # here, so pool workers, which import this module to run its tasks, do it too
@@ -141,14 +141,15 @@ def notify_failure(flow, flow_run, state) -> None:
     send(settings.flow.notify, notice(FAILED, state.message or "failed", flow_run.name, str(flow_run.id), flow_run_url(flow_run.id)))
     info = Layout(settings).run_info
     parent = read_json(info).get("mlflow_run_id") if info.exists() else None
-    if parent and Tracker(settings.tracking).client.get_run(parent).info.status == "RUNNING":
-        Tracker(settings.tracking).finish(parent, failed=True)
+    if parent:
+        tracker = Tracker(settings.tracking)
+        if tracker.client.get_run(parent).info.status == "RUNNING":
+            tracker.finish(parent, failed=True)
 
 
 def link_flow_run(settings: Settings, info: dict) -> None:
     """The flow run takes the pipeline run's id as its name, and the pipeline's MLflow parent
     run (named the same) keeps the flow run's id and page: each names the other."""
-    from prefect.client.orchestration import get_client
     from prefect.runtime import flow_run
 
     with get_client(sync_client=True) as client:
