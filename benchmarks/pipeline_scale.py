@@ -112,7 +112,21 @@ def run_command(args: list[str], log, memory_cap: float, timeout: float) -> dict
     }
 
 
+def reference_seconds() -> float:
+    """Seconds of a fixed single-core workload (a numpy sort and a Python loop), taken
+    before each size: the same machine runs slower on some days, and this says by how much."""
+    import numpy as np
+
+    started = time.perf_counter()
+    np.sort(np.random.default_rng(0).random(10_000_000))
+    total = 0
+    for i in range(5_000_000):
+        total += i % 7
+    return round(time.perf_counter() - started, 2)
+
+
 def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeout: float) -> dict:
+    reference = reference_seconds()
     folder = work / size
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -124,7 +138,7 @@ def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeou
     print(f"[{size}] recmill run ...", flush=True)
     with open(folder / "run.log", "w") as log:
         command = run_command([str(Path(sys.executable).with_name("recmill")), "run", *(a for o in overrides for a in ("--set", o))], log, memory_cap, timeout)
-    result = {"preset": PRESETS.get(size, size), "command": command, "stages": []}
+    result = {"preset": PRESETS.get(size, size), "command": command, "stages": [], "reference_s": reference}
     info = folder / "data" / "canonical" / "run.json"
     if info.exists():
         result.update(json.loads(info.read_text())["rows"])
@@ -171,18 +185,20 @@ def markdown(report: dict) -> str:
         "# The weekly retrain at growing sizes (benchmarks/pipeline_scale.py)",
         "",
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}. "
-        "Each size is one `recmill run`; per stage: wall s / peak resident GiB of the process that ran it (per-model "
+        "Each size is one `recmill run`; the machine reference is a fixed single-core workload timed just before it (the same "
+        "machine runs slower on some days); per stage: wall s / peak resident GiB of the process that ran it (per-model "
         "stages run side by side where train.workers allows, so their times overlap); the total is the whole command, "
         "Prefect's start included, and its peak memory is the whole process tree's (workers and Prefect's server included).",
         "",
-        "| size | events | users | items | complete | total wall | peak memory | commit | measured |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |",
+        "| size | events | users | items | complete | total wall | peak memory | commit | measured | machine reference |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | ---: |",
     ]
     for size, run in sizes.items():
+        reference = f"{run['reference_s']:.2f} s" if "reference_s" in run else ""
         lines.append(
             f"| {size} | {run.get('events', 0):,} | {run.get('users', 0):,} | {run.get('items', 0):,} | "
             f"{'yes' if run['complete'] else 'no'} | {run['total_wall_s']:.0f} s | {run['peak_rss_gib']:.2f} GiB | "
-            f"{run.get('commit', '')} | {run.get('measured', '')} |"
+            f"{run.get('commit', '')} | {run.get('measured', '')} | {reference} |"
         )
     stages = list(dict.fromkeys(s["stage"] for run in sizes.values() for s in run["stages"]))
     lines += ["", "| stage | " + " | ".join(sizes) + " | exponent |", "| --- |" + " ---: |" * (len(sizes) + 1)]
