@@ -1,8 +1,9 @@
 """The weekly deployment against a real `prefect server start`: `recmill schedule` serves it,
-a run started through the API completes and publishes."""
+a run started from the command line completes and publishes, and `prefect deploy` takes prefect.yaml."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -65,7 +66,6 @@ def prefect_api(tmp_path):
 
 def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
     from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     overrides = [*TINY, "train.models=[popularity]"]
@@ -87,9 +87,14 @@ def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
             assert found.parameters["overrides"] == overrides
             assert found.parameters["config"] == "params.yaml"  # none there: every setting's default, then the overrides
 
-            # a run started with its own parameters: publish 5 per user instead of 20
-            run = run_deployment(DEPLOYMENT, parameters={"overrides": [*overrides, "publish.k=5"]}, timeout=900)
-            assert run.state.is_completed(), (run.state, (workdir / "serve.log").read_text()[-3000:])
+            # a run started from the command line with its own parameters: publish 5 per user instead of 20
+            started = subprocess.run(
+                [sys.executable, "-m", "prefect", "deployment", "run", DEPLOYMENT, "-p", f"overrides={json.dumps([*overrides, 'publish.k=5'])}", "--watch"],
+                env=env, capture_output=True, text=True, timeout=900,
+            )
+            assert started.returncode == 0, started.stdout + started.stderr + (workdir / "serve.log").read_text()[-3000:]
+            (run,) = [r for r in client.read_flow_runs(limit=50) if r.deployment_id == found.id and r.state.is_completed()]
+            assert run.name == json.loads((workdir / "data" / "canonical" / "run.json").read_text())["run_id"]
             db = workdir / "warehouse" / "recmill.duckdb"
             ranks = warehouse.query(db, "SELECT max(rank) AS k, count(DISTINCT run_id) AS runs FROM recommendations")
             assert ranks["k"].item() == 5 and ranks["runs"].item() == 1
