@@ -31,7 +31,7 @@ class PathsConfig(Section):
 
 class DataConfig(Section):
     source: Literal["synthetic", "instacart", "movielens", "files"] = "synthetic"
-    path: Path | None = Field(None, description="Directory holding the source files (not used by synthetic).")
+    path: Path | None = Field(Path("data/source"), description="Directory holding the source files (not used by synthetic); dvc.yaml's ingest depends on it.")
     preset: Literal["tiny", "small", "instacart", "instacart_1m", "instacart_4m", "instacart_16m"] = Field(
         "small", description="Size of the synthetic shop (instacart_*: the instacart shop with fewer users, by order lines)."
     )
@@ -414,7 +414,7 @@ class NotifyConfig(Section):
 
 class FlowConfig(Section):
     timeout_minutes: dict[Literal[STAGES], Annotated[float, Field(gt=0)]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: dict.fromkeys(STAGES, 240.0),
+        default_factory=lambda: {"ingest": 60, "validate": 60, "split": 60, "drift": 60, "train": 240, "evaluate": 120, "select": 60, "refit": 240, "publish": 120},
         description="Each stage's task (each model's, for train, evaluate and refit) fails after this long.",
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)

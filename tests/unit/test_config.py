@@ -30,7 +30,6 @@ def test_overrides_read_values_as_yaml():
         ("data.source=foo", "bad value for 'data.source'"),
         ("train.models=[als, xx]", r"unknown model\(s\) \['xx'\]"),
         ("evaluate.metrics=[ndcg, auc]", r"unknown metric\(s\) \['auc'\]"),
-        ("data.source=movielens", "data.path is required"),
         ("seed", "--set expects key=value"),
         ("seed.x=1", "bad value for 'seed'"),
     ],
@@ -38,6 +37,12 @@ def test_overrides_read_values_as_yaml():
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(None, [override])
+
+
+def test_a_file_source_needs_a_path():
+    assert load_settings(None, ["data.source=movielens"]).data.path == Path("data/source")
+    with pytest.raises(ConfigError, match="data.path is required when data.source is 'movielens'"):
+        load_settings(None, ["data.source=movielens", "data.path=null"])
 
 
 def test_typo_in_params_file_is_an_error(tmp_path):
