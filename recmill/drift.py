@@ -128,14 +128,12 @@ def _column_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[
     """Rows and reasons (one per drifted column) from evidently's report, written to
     ``stem``.html and ``stem``.json. A column evidently cannot test (its report fails on
     it, or it gives the column no test) is reported as skipped: a row that has not drifted."""
-    tested, one_sided, empty = [], {}, []
-    for column in columns:
+    tested, one_sided = [], {}
+    for column in columns:  # a column with values on neither side gets no row
         ref, cur = _present(reference[column]), _present(current[column])
-        if ref.empty and cur.empty:
-            empty.append(column)
-        elif ref.empty or cur.empty:
+        if ref.empty != cur.empty:
             one_sided[column] = "current" if ref.empty else "reference"
-        else:
+        elif not ref.empty:
             tested.append(column)
     if not tested:
         raise ValueError(f"{check}: no column has values in both data sets (columns: {sorted(columns)})")

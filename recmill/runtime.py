@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -32,8 +33,9 @@ def offline_defaults() -> None:
 DEBUG_ENV = "RECMILL_DEBUG"  # set (by `recmill --debug`): input errors show their tracebacks
 
 
-def error_names() -> set[str]:
-    """The class names of RecmillError and every subclass of it."""
+@functools.cache
+def error_names() -> frozenset[str]:
+    """The class names of RecmillError and every subclass of it (all defined in recmill.errors)."""
     from recmill.errors import RecmillError
 
     names, pending = set(), [RecmillError]
@@ -41,7 +43,7 @@ def error_names() -> set[str]:
         cls = pending.pop()
         names.add(cls.__name__)
         pending += cls.__subclasses__()
-    return names
+    return frozenset(names)
 
 
 class InputErrorsOffConsole(logging.Filter):
