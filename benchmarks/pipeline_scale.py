@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -112,17 +113,21 @@ def run_command(args: list[str], log, memory_cap: float, timeout: float) -> dict
     }
 
 
-def reference_seconds() -> float:
-    """Seconds of a fixed single-core workload (a numpy sort and a Python loop), taken
-    before each size: the same machine runs slower on some days, and this says by how much."""
+def reference_seconds(repeats: int = 5) -> float:
+    """Seconds of a fixed single-core workload (a numpy sort and a Python loop), the median
+    of a few, taken before each size: the same machine runs slower on some days, and this
+    says by how much."""
     import numpy as np
 
-    started = time.perf_counter()
-    np.sort(np.random.default_rng(0).random(10_000_000))
-    total = 0
-    for i in range(5_000_000):
-        total += i % 7
-    return round(time.perf_counter() - started, 2)
+    def once() -> float:
+        started = time.perf_counter()
+        np.sort(np.random.default_rng(0).random(10_000_000))
+        total = 0
+        for i in range(5_000_000):
+            total += i % 7
+        return time.perf_counter() - started
+
+    return round(statistics.median(once() for _ in range(repeats)), 2)
 
 
 def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeout: float) -> dict:
