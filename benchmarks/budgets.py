@@ -18,13 +18,13 @@ from pathlib import Path
 
 from report import write_report
 
-from recmill.config import load_settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation.holdout import sample_users, score_model
+from recmill.fits import fit_data
 from recmill.io import Layout, read_frame
 from recmill.models import build_model
 from recmill.runtime import offline_defaults
-from pipelines.common import fit_data
+from recmill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 # case -> (model, the looser setting): each against params.yaml's own

@@ -25,13 +25,13 @@ from quality import holdout  # the sibling benchmark's holdouts
 
 from report import write_report
 
-from recmill.config import load_settings
 from recmill.data.interactions import InteractionData
 from recmill.evaluation.holdout import score_model
 from recmill.models import ncf
 from recmill.models.ncf import NCFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.runtime import offline_defaults
+from recmill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ["ndcg", "recall"]

@@ -294,7 +294,7 @@ def main() -> None:
         plot(report, args.out.with_suffix(".png"))
         return
     sys.path.insert(0, str(REPO))
-    from recmill.config import load_settings
+    from recmill.settings import load_settings
 
     models = args.models.split(",") if args.models else load_settings(REPO / "params.yaml").train.models
     report = {"machine": machine(), "models": models, "sizes": {}}

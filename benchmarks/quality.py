@@ -25,7 +25,7 @@ import pandas as pd
 
 from report import write_report
 
-from recmill.config import ALSConfig, Settings, SplitConfig, load_settings
+from recmill.config import ALSConfig, Settings, SplitConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
 from recmill.data.split import items_by_user, relevant_items, temporal_split
@@ -33,8 +33,9 @@ from recmill.errors import ModelSkipped
 from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import score_model
 from recmill.evaluation.metrics import RATING_METRICS
-from recmill.models import REGISTRY
+from recmill.models import MODEL_NAMES, model_class
 from recmill.runtime import offline_defaults
+from recmill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 ML100K_REFERENCE = {  # from the dataset's README, measured by strong peers on this protocol
@@ -61,7 +62,7 @@ def holdout(dataset: str, settings: Settings, data_dir: Path):
 
 def candidates(dataset: str, settings: Settings) -> dict[str, tuple[str, object]]:
     """label -> (model name, config): every registered model with its params.yaml settings."""
-    out = {name: (name, getattr(settings.models, name)) for name in REGISTRY}
+    out = {name: (name, getattr(settings.models, name)) for name in MODEL_NAMES}
     if dataset == "ml100k":
         out["als (reference settings)"] = ("als", ALSConfig(factors=32, regularization=1.0, alpha=1.0, iterations=15))
     return out
@@ -90,7 +91,7 @@ def main() -> None:
     for label, (name, config) in candidates(args.dataset, settings).items():
         started = time.perf_counter()
         try:
-            model = REGISTRY[name](config, seed=settings.seed).fit(data)
+            model = model_class(name)(config, seed=settings.seed).fit(data)
         except ModelSkipped as exc:
             skipped[label] = str(exc)
             continue

@@ -8,8 +8,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from flows.retrain import weekly_retrain
-from recmill.config import ScheduleConfig, load_settings
+from recmill.config import ScheduleConfig
 from recmill.errors import ConfigError
+from recmill.settings import load_settings
 
 
 def schedule(cfg: ScheduleConfig):

@@ -3,8 +3,11 @@ is per model), and the order they run in."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
@@ -22,13 +25,14 @@ import pipelines.split
 import pipelines.train
 import pipelines.validate
 from flows.artifacts import create_run_artifacts
-from pipelines.common import run_info, stage_key
-from recmill.config import Settings, load_settings
+from recmill.config import Settings
 from recmill.errors import RecmillError
-from recmill.io import Layout, read_json, write_json
-from recmill.models import REGISTRY
+from recmill.fits import digest
+from recmill.io import Layout, read_json, run_info, write_json
+from recmill.models import model_class
 from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
 from recmill.runtime import measured_run, quiet_input_errors
+from recmill.settings import load_settings
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
@@ -44,6 +48,30 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     except Exception:
         return True
     return False
+
+
+CODE_PACKAGES = ("recmill", "pipelines", "flows")
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the pipeline's source files: a stage reused across a code change would
+    hold what the old code made."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(p for package in CODE_PACKAGES for p in (root / package).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage_key(settings: Settings, stage: str, model: str | None = None) -> str | None:
+    """What a stage's result is reused by within one pipeline run: the run (its id and data),
+    the settings and the code; None before ingest opened a run."""
+    layout = Layout(settings)
+    if not layout.run_info.exists():
+        return None
+    info = read_json(layout.run_info)
+    return digest([stage, model, info["run_id"], info["data_fingerprint"], settings.to_json(), code_version()])
 
 
 def _run_stage_key(context, parameters: dict) -> str | None:
@@ -107,7 +135,7 @@ STAGE_TASKS = (ingest, validate, split, drift, train, evaluate, select, refit, p
 def longest_first(models: list[str], step: str, previous: dict[str, float]) -> list[str]:
     """The models by their wall time in the previous run, longest first, and without one the
     heavy models first: the longest fits start at once instead of finishing alone at the end."""
-    return sorted(models, key=lambda m: (-previous.get(f"{step} {m}", 0.0), not REGISTRY[m].heavy))
+    return sorted(models, key=lambda m: (-previous.get(f"{step} {m}", 0.0), not model_class(m).heavy))
 
 
 @contextmanager

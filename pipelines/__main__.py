@@ -9,9 +9,9 @@ import logging
 import sys
 
 from pipelines import PER_MODEL_STAGES, STAGES
-from recmill.config import load_settings
 from recmill.errors import RecmillError
 from recmill.runtime import offline_defaults
+from recmill.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:

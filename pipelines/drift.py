@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import run_info
 from recmill.config import Settings
 from recmill.drift import data_drift
 from recmill.features import build_features
-from recmill.io import Layout, write_json
+from recmill.io import Layout, run_info, write_json
 from recmill.registry import CHAMPION, Registry
 from recmill.sql import connect, identifier, literal
 from recmill.tracking import Tracker

@@ -15,52 +15,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import keep_fit_data, load_fit, refitted, run_info
-from pipelines.evaluate import FITS
 from recmill import warehouse
+from recmill.champion import all_users, champion_fit, checked_lists, current_had, decision_row, make_servable, recommendation_frame
 from recmill.config import Settings
-from recmill.data.output_checks import check_recommendations, raise_if_failed
-from recmill.data.split import items_by_user
 from recmill.drift import ROW_COLUMNS, prediction_drift
 from recmill.evaluation.gate import PROMOTE
-from recmill.io import Layout, read_frame, read_json, write_json
-from recmill.models import REGISTRY
-from recmill.models.base import Recommender
-from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
+from recmill.fits import keep_fit_data, refitted
+from recmill.io import Layout, read_frame, read_json, run_info, write_json
+from recmill.models import model_class
+from recmill.registry import CHAMPION, Registry
 from recmill.schema import WAREHOUSE_TABLES
+from recmill.scoring import FITS
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
-
-
-def all_users(layout: Layout) -> list[str]:
-    """Everyone in the data: users with events and users listed in the users table."""
-    events = read_frame(layout.canonical / "events.parquet", columns=["user_id"])["user_id"]
-    users = read_frame(layout.canonical / "users.parquet", columns=["user_id"])["user_id"]
-    return sorted(set(events.dropna().unique()) | set(users.dropna().unique()))
-
-
-def current_had(settings: Settings) -> dict[str, set]:
-    """user -> the items they have in all of today's data."""
-    events = read_frame(Layout(settings).canonical / "events.parquet", columns=["user_id", "item_id", "event_type"])
-    return items_by_user(events, settings.interactions.positive_event_types)
-
-
-def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] | None) -> pd.DataFrame:
-    """Each user's top k with reasons; with ``had``, items the user has now are left out,
-    including those bought after the model was fitted."""
-    extra = 0
-    if had is not None:
-        rows = model.user_rows(users)
-        for user, row in zip(users, rows):
-            known = set(model.item_ids_[model._history(row)]) if row >= 0 else set()
-            extra = max(extra, len(had.get(user, set()) - known))
-    recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
-    if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size
-        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs["user_id"], recs["item_id"])]]
-        recs = recs[recs.groupby("user_id").cumcount() < k].copy()
-        recs["rank"] = recs.groupby("user_id").cumcount().astype("int32") + 1
-    return recs.reset_index(drop=True)
 
 
 def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
@@ -88,50 +56,12 @@ def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"k": "Int32"})
 
 
-def decision_row(run_id: str, selection: dict, decided_at: datetime) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "run_id": run_id, "champion_version": selection["champion_version"], "challenger_version": selection["challenger_version"],
-        "metric": selection["metric"], "champion_value": selection["champion_value"], "challenger_value": selection["challenger_value"],
-        "p_value": selection["p_value"], "decision": selection["decision"], "reasons": "; ".join(selection["reasons"]),
-        "decided_at": decided_at,
-    }])
-
-
 def ab_variant(user_ids, salt: str, share: float) -> list[str]:
     """'challenger' for a stable share of users (a hash of salt and user id), else 'champion'."""
     def unit(user: str) -> float:
         return int.from_bytes(hashlib.sha256(f"{salt}:{user}".encode()).digest()[:8], "big") / 2**64
 
     return ["challenger" if unit(str(u)) < share else "champion" for u in user_ids]
-
-
-def checked_lists(
-    settings: Settings, model: Recommender, users: list[str], had: dict[str, set] | None, table: str
-) -> pd.DataFrame:
-    """lists_now, after the output checks pass (they raise, naming the rows at fault, when not)."""
-    recs = lists_now(model, users, settings.publish.k, had)
-    known = set(model.item_ids_)
-    result = check_recommendations(
-        recs, settings.publish.k, users, None if had is None else {u: items & known for u, items in had.items()},
-        len(model.item_ids_), Layout(settings).reports / "output_checks", table=table,
-        example_rows=settings.validation.example_rows,
-    )
-    raise_if_failed(result)
-    return recs
-
-
-def recommendation_frame(recs: pd.DataFrame, version: Version, run_id: str, generated_at: datetime) -> pd.DataFrame:
-    return recs.assign(model=version.model, model_version=version.version, run_id=run_id, generated_at=generated_at)
-
-
-def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tuple[Version, Recommender]:
-    """The version that publishes and its fit on all the data."""
-    layout = Layout(settings)
-    if selection["decision"] == PROMOTE:
-        version = registry.get(selection["challenger_version"])
-        return version, REGISTRY[version.model].load(layout.model_dir(version.model, "full"))
-    version = registry.get(selection["champion_version"])
-    return version, load_fit(settings, registry, version, layout.data / "champion" / version.version)
 
 
 def catalogue_frame(items: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +80,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     version, publisher = champion_fit(settings, registry, selection)
     recs = recommendation_frame(checked_lists(settings, publisher, users, had, "recommendations"), version, info["run_id"], generated_at)
 
-    models = {m: REGISTRY[m].load(layout.model_dir(m, "full")) for m in refitted(settings)}
+    models = {m: model_class(m).load(layout.model_dir(m, "full")) for m in refitted(settings)}
     similar = [
         m.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"])
         for name, m in models.items()
@@ -163,7 +93,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=["user_id", "variant", "run_id"])}
     if settings.gate.ab_test and selection["decision"] != PROMOTE:
         challenger = registry.get(selection["challenger_version"])
-        fitted = models.get(challenger.model) or REGISTRY[challenger.model].load(layout.model_dir(challenger.model, "full"))
+        fitted = models.get(challenger.model) or model_class(challenger.model).load(layout.model_dir(challenger.model, "full"))
         ab["recommendations_challenger"] = recommendation_frame(
             checked_lists(settings, fitted, users, had, "recommendations_challenger"), challenger, info["run_id"], generated_at
         )
@@ -255,19 +185,6 @@ def run(settings: Settings) -> dict:
     return result
 
 
-def make_servable(settings: Settings, registry: Registry, version: Version, selection: dict) -> None:
-    """The champion's registry entry holds its fit on all the data, the one that publishes,
-    as an MLflow pyfunc model (models:/recmill@champion)."""
-    if registry.is_servable(version):
-        return
-    layout = Layout(settings)
-    if selection["decision"] == PROMOTE and version.version == selection["challenger_version"]:
-        registry.set_servable(version, layout.model_dir(version.model, "full"))
-        return
-    into = layout.data / "champion" / version.version
-    registry.set_servable(version, load_fit(settings, registry, version, into).save(into / "servable"))
-
-
 def close_pipeline_run(settings: Settings, selection: dict) -> None:
     """The pipeline run's MLflow parent run: tagged with the gate's decision, finished."""
     parent = run_info(settings).get("mlflow_run_id")
@@ -279,36 +196,3 @@ def close_pipeline_run(settings: Settings, selection: dict) -> None:
     tracker.finish(parent)
 
 
-def activate(settings: Settings, version: str, decision: str) -> dict:
-    """Make a registered version the champion and republish `recommendations` from it, at once.
-
-    decision ('activate' or 'rollback') is recorded in model_decisions."""
-    layout = Layout(settings)
-    registry = Registry(settings.tracking)
-    target = registry.get(version)
-    current = registry.alias(CHAMPION)
-    fitted = load_fit(settings, registry, target, layout.data / "champion" / target.version)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    run_id = warehouse.query(settings.publish.warehouse, "SELECT max(run_id) AS r FROM recommendations")["r"].item()
-    had = current_had(settings) if settings.publish.exclude_seen else None
-    recs = recommendation_frame(checked_lists(settings, fitted, all_users(layout), had, "recommendations"), target, run_id, now)
-    row = decision_row(run_id, {
-        "champion_version": current.version if current else None, "challenger_version": target.version,
-        "metric": target.metric, "champion_value": current.test_value if current else None, "challenger_value": target.test_value,
-        "p_value": None, "decision": decision, "reasons": [f"{target.label} made champion by hand ({decision})"],
-    }, now)
-    counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
-    registry.make_champion(target.version)
-    if not registry.is_servable(target):
-        registry.set_servable(target, fitted.save(layout.data / "champion" / target.version / "servable"))
-    return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
-
-
-def rollback(settings: Settings) -> dict:
-    """Give the champion back to the version it replaced."""
-    from recmill.errors import RecmillError
-
-    previous = Registry(settings.tracking).alias(PREVIOUS_CHAMPION)
-    if previous is None:
-        raise RecmillError("nothing to roll back to: no champion has been replaced yet")
-    return activate(settings, previous.version, "rollback")

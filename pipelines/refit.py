@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 import shutil
 
-from pipelines.common import fit_full, keep_fit_data, refitted, run_info
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.evaluation.gate import PROMOTE
-from recmill.io import Layout, read_json, write_json
-from recmill.models import REGISTRY
+from recmill.fits import fit_full, keep_fit_data, refitted
+from recmill.io import Layout, read_json, run_info, write_json
+from recmill.models import model_class
 from recmill.registry import Registry
 
 log = logging.getLogger("recmill")
@@ -26,7 +26,7 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
     challenger_lists = selection["decision"] == PROMOTE or settings.gate.ab_test
     return [
         m for m in settings.train.models
-        if m not in selection["skipped"] and ((m == selection["chosen"] and challenger_lists) or published(REGISTRY[m]))
+        if m not in selection["skipped"] and ((m == selection["chosen"] and challenger_lists) or published(model_class(m)))
     ]
 
 

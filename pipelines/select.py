@@ -14,15 +14,16 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.common import architecture, champion_is_served, fit_model, run_info, settings_hash
-from pipelines.evaluate import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking
+from recmill.champion import champion_is_served
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.evaluation.beyond import compare_to_baseline
 from recmill.evaluation.gate import Contender, decide
-from recmill.io import Layout, read_json, write_json
-from recmill.models import REGISTRY
+from recmill.fits import architecture, fit_model, settings_hash
+from recmill.io import Layout, read_json, run_info, write_json
+from recmill.models import model_class
 from recmill.registry import CHALLENGER, CHAMPION, Registry, Version
+from recmill.scoring import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking
 
 log = logging.getLogger("recmill")
 
@@ -110,7 +111,7 @@ def run(settings: Settings) -> dict:
     key = f"{metric}@{k}"
     scores, skipped = {}, {}
     for model in settings.train.models:
-        if REGISTRY[model].predicts_reorders:
+        if model_class(model).predicts_reorders:
             continue
         scored = read_json(layout.metrics_file(model))
         if "skipped" in scored:
@@ -128,10 +129,10 @@ def run(settings: Settings) -> dict:
     champion_is_served(settings, registry)
     champion = registry.alias(CHAMPION)  # before this run registers anything
     versions = {}
-    trained = [m for m in settings.train.models if m in scores or (REGISTRY[m].predicts_reorders and "skipped" not in read_json(layout.metrics_file(m)))]
+    trained = [m for m in settings.train.models if m in scores or (model_class(m).predicts_reorders and "skipped" not in read_json(layout.metrics_file(m)))]
     for model in trained:  # every trained model, the buy-again one by its basket F1
         metrics = read_json(layout.metrics_file(model))
-        figure = "basket_f1" if REGISTRY[model].predicts_reorders else key
+        figure = "basket_f1" if model_class(model).predicts_reorders else key
         versions[model] = registry.register(
             model, read_json(layout.tracking_file(model))["mlflow_run_id"], info["run_id"], architecture(settings, model),
             settings_hash(settings, model), info["data_fingerprint"], figure, metrics["valid"].get(figure), metrics["test"].get(figure),

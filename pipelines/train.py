@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import shutil
 
-from pipelines.common import fit_model, run_info, tracked_params
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
-from recmill.io import Layout, write_json
+from recmill.fits import fit_model, tracked_params
+from recmill.io import Layout, run_info, write_json
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")

@@ -30,7 +30,7 @@ class Layout:
     run_info = property(lambda self: self.data / "canonical" / "run.json")
     splits = property(lambda self: self.data / "split")
     models = property(lambda self: self.data / "models")
-    shared_fits = property(lambda self: self.data / "shared_fits")  # fits two models need (pipelines.common.shared_fit)
+    shared_fits = property(lambda self: self.data / "shared_fits")  # fits two models need (recmill.fits.shared_fit)
     validation = property(lambda self: self.reports / "validation")
     metrics = property(lambda self: self.reports / "metrics")
     selection = property(lambda self: self.reports / "selection.json")
@@ -73,6 +73,11 @@ def write_json(path: Path, obj) -> None:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+def run_info(settings: Settings) -> dict:
+    """The pipeline run's identity, written by ingest: run_id, data fingerprint, settings."""
+    return read_json(Layout(settings).run_info)
 
 
 def write_frame(path: Path, df: pd.DataFrame) -> None:

@@ -21,10 +21,10 @@ class RecommenderModel(PythonModel):
     score, best first, leaving out what each user has; an unknown user gets the popular items."""
 
     def load_context(self, context) -> None:
-        from recmill.models import REGISTRY
+        from recmill.models import model_class
 
         fit = Path(context.artifacts["fit"])
-        self.recommender = REGISTRY[json.loads((fit / "config.json").read_text())["model"]].load(fit)
+        self.recommender = model_class(json.loads((fit / "config.json").read_text())["model"]).load(fit)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", DEFAULT_K))

@@ -128,3 +128,14 @@ class InteractionData:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+
+def basket_ids(events: pd.DataFrame) -> pd.Series:
+    """Each event's basket: its order_id, or 'day <date>' for an event without one (as
+    recmill.features groups them), so rating data has one basket per active day."""
+    ids = events[S.ORDER_ID].astype(ID_DTYPE) if S.ORDER_ID in events else pd.Series(pd.NA, index=events.index, dtype=ID_DTYPE)
+    missing = ids.isna().to_numpy()
+    if missing.any():  # the day only where it is needed: strftime costs a Python string per row
+        ids = ids.copy()
+        ids[missing] = ("day " + events.loc[missing, S.TIMESTAMP].dt.strftime("%Y-%m-%d")).astype(ID_DTYPE)
+    return ids

@@ -12,6 +12,7 @@ import pandas as pd
 from recmill import schema as S
 from recmill.config import SplitConfig
 from recmill.data.interactions import factorized
+from recmill.data.tables import ID_DTYPE
 from recmill.sql import connect, literal
 
 SPLITS = ("train", "valid", "test")
@@ -112,3 +113,22 @@ def relevant_items(held_out: pd.DataFrame, event_types: list[str], had: dict[str
     if had is not None:
         truth = {u: items - had.get(u, set()) for u, items in truth.items()}
     return {u: items for u, items in truth.items() if items}
+
+
+def label_split(events: pd.DataFrame, label_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(earlier events, label events): each user's last label_fraction of events, in time, labels.
+
+    A user with one event keeps it in the earlier part, so every user has some history."""
+    parts = temporal_split(events, SplitConfig(test_fraction=label_fraction, valid_fraction=None, min_user_events=2))
+    return parts["train"], parts["test"]
+
+
+def label_positives(earlier: pd.DataFrame, labels: pd.DataFrame, positive_event_types) -> pd.DataFrame:
+    """(user_id, item_id) pairs the user came to have in the label slice and did not have before."""
+    def had(events):
+        chosen = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
+        return chosen[[S.USER_ID, S.ITEM_ID]].astype(ID_DTYPE).drop_duplicates()  # Arrow strings: no object per row
+
+    pairs = had(labels).merge(had(earlier), how="left", indicator=True)
+    new = pairs[pairs["_merge"] == "left_only"][[S.USER_ID, S.ITEM_ID]]
+    return new.sort_values([S.USER_ID, S.ITEM_ID]).reset_index(drop=True)

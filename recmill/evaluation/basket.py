@@ -27,7 +27,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from recmill.data.tables import ID_DTYPE
+from recmill.data.interactions import basket_ids
 from recmill.schema import ITEM_ID, ORDER_ID, TIMESTAMP, USER_ID
 
 NONE = "None"
@@ -245,17 +245,6 @@ def expected_f1_baskets(
 
 
 # --- baselines and truth from order history -------------------------------------
-
-
-def basket_ids(events: pd.DataFrame) -> pd.Series:
-    """Each event's basket: its order_id, or 'day <date>' for an event without one (as
-    recmill.features groups them), so rating data has one basket per active day."""
-    ids = events[ORDER_ID].astype(ID_DTYPE) if ORDER_ID in events else pd.Series(pd.NA, index=events.index, dtype=ID_DTYPE)
-    missing = ids.isna().to_numpy()
-    if missing.any():  # the day only where it is needed: strftime costs a Python string per row
-        ids = ids.copy()
-        ids[missing] = ("day " + events.loc[missing, TIMESTAMP].dt.strftime("%Y-%m-%d")).astype(ID_DTYPE)
-    return ids
 
 
 def _orders(history: pd.DataFrame) -> pd.DataFrame:

@@ -1,31 +1,28 @@
-"""Model registry: name -> class. Config sections under ``models:`` carry the same names."""
+"""The model catalogue: every model recmill has, by name. Each lives in
+recmill/models/<name>.py and is imported when first asked for, so that reading the
+settings or starting the command line loads no model library. Config sections under
+``models:`` carry the same names."""
 
 from __future__ import annotations
 
-from recmill.models.als import ALSRecommender
-from recmill.models.base import Recommender
-from recmill.models.category import CategoryRecommender
-from recmill.models.content import ContentRecommender
-from recmill.models.ease import EASERecommender
-from recmill.models.item2vec import Item2VecRecommender
-from recmill.models.mf import MFRecommender
-from recmill.models.ncf import NCFRecommender
-from recmill.models.popularity import PopularityRecommender
-from recmill.models.random import RandomRecommender
-from recmill.models.reorder import ReorderRecommender
-from recmill.models.segments import SegmentsRecommender
-from recmill.models.two_stage import TwoStageRecommender
+import importlib
+from typing import TYPE_CHECKING
 
-REGISTRY: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in (
-        PopularityRecommender, RandomRecommender, CategoryRecommender, ALSRecommender, EASERecommender, ContentRecommender,
-        Item2VecRecommender, MFRecommender, SegmentsRecommender, TwoStageRecommender, ReorderRecommender, NCFRecommender,
-    )
-}
-MODEL_NAMES = tuple(REGISTRY)
+if TYPE_CHECKING:
+    from recmill.models.base import Recommender
+
+MODEL_NAMES = ("als", "category", "content", "ease", "item2vec", "mf", "ncf", "popularity", "random", "reorder", "segments", "two_stage")
+CATALOGUE: dict[str, type[Recommender]] = {}  # name -> class, each added by its class as its module is imported
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class of the model of this name (a KeyError for a name not in MODEL_NAMES)."""
+    if name not in MODEL_NAMES:
+        raise KeyError(f"no model named {name!r}; known: {', '.join(MODEL_NAMES)}")
+    importlib.import_module(f"{__name__}.{name}")
+    return CATALOGUE[name]
 
 
 def build_model(name: str, settings) -> Recommender:
     """A fresh model of this name with its config section from the settings."""
-    return REGISTRY[name].from_settings(settings)
+    return model_class(name).from_settings(settings)

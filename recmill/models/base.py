@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
+from recmill.models import CATALOGUE
 
 FORMAT_VERSION = 1
 SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
@@ -48,6 +49,11 @@ class Recommender(ABC):
     # among the slowest to fit: started first when models train side by side and no earlier
     # run's times say otherwise
     heavy: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:  # a model of the catalogue (recmill.models.model_class)
+            CATALOGUE[cls.name] = cls
 
     def __init__(self, config: BaseModel | None = None, seed: int = 42):
         self.config = config if config is not None else self.Config()

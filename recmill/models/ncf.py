@@ -66,11 +66,11 @@ from torch import nn
 from recmill import schema as S
 from recmill.config import InteractionsConfig, NCFConfig, SegmentsConfig
 from recmill.data.interactions import InteractionData, index_of
+from recmill.data.split import label_positives, label_split
 from recmill.errors import RecmillError
 from recmill.evaluation.metrics import mean_over_users
 from recmill.models.base import SCORE_CELLS, Recommender, mask_seen, text_array, top_k, unit_rows
 from recmill.models.segments import SegmentsRecommender
-from recmill.models.two_stage import label_positives, label_split
 
 log = logging.getLogger("recmill")
 VALID_K = 10

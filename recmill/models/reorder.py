@@ -35,10 +35,9 @@ import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill.config import InteractionsConfig, ReorderConfig, SegmentsConfig
-from recmill.data.interactions import InteractionData, factorized, index_of
+from recmill.data.interactions import InteractionData, basket_ids, factorized, index_of
 from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
-from recmill.evaluation.basket import basket_ids
 from recmill.features import build_features
 from recmill.io import frame_batches, read_frame, read_json, write_frame_slices
 from recmill.models.base import Recommender, csr_arrays, csr_from, ranks, text_array

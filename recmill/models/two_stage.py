@@ -27,11 +27,11 @@ import scipy.sparse as sp
 from pydantic import BaseModel
 
 from recmill import schema as S
-from recmill.config import InteractionsConfig, SplitConfig, TwoStageConfig
+from recmill.config import InteractionsConfig, TwoStageConfig
 from recmill.data.interactions import InteractionData, index_of
-from recmill.data.split import temporal_split
-from recmill.data.tables import ID_DTYPE
+from recmill.data.split import label_positives, label_split
 from recmill.errors import ModelSkipped
+from recmill.models import model_class
 from recmill.models.base import Recommender, text_array
 from recmill.models.boosting import booster_params, early_stopping
 
@@ -47,25 +47,6 @@ FEATURE_FAMILY = {
     "n_generators": "agreement", "item_popularity": "popular", "item_log_popularity": "popular",
     "category_share": "category", "item_last_days": "recent", "item_first_days": "recent", "user_item_gap_days": "recent",
 }
-
-
-def label_split(events: pd.DataFrame, label_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(earlier events, label events): each user's last label_fraction of events, in time, labels.
-
-    A user with one event keeps it in the earlier part, so every user has some history."""
-    parts = temporal_split(events, SplitConfig(test_fraction=label_fraction, valid_fraction=None, min_user_events=2))
-    return parts["train"], parts["test"]
-
-
-def label_positives(earlier: pd.DataFrame, labels: pd.DataFrame, positive_event_types) -> pd.DataFrame:
-    """(user_id, item_id) pairs the user came to have in the label slice and did not have before."""
-    def had(events):
-        chosen = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
-        return chosen[[S.USER_ID, S.ITEM_ID]].astype(ID_DTYPE).drop_duplicates()  # Arrow strings: no object per row
-
-    pairs = had(labels).merge(had(earlier), how="left", indicator=True)
-    new = pairs[pairs["_merge"] == "left_only"][[S.USER_ID, S.ITEM_ID]]
-    return new.sort_values([S.USER_ID, S.ITEM_ID]).reset_index(drop=True)
 
 
 @dataclass
@@ -271,17 +252,13 @@ class TwoStageRecommender(Recommender):
         self.user_last_days_ = context.user_last_days
 
     def _generator_config(self, name: str) -> BaseModel:
-        from recmill.models import REGISTRY
-
-        return self.generator_configs.get(name) or REGISTRY[name].Config()
+        return self.generator_configs.get(name) or model_class(name).Config()
 
     def _fit_generators(self, data: InteractionData, fits: Callable[[str], Recommender] | None = None) -> dict[str, Recommender]:
-        from recmill.models import REGISTRY
-
         fitted = {}
         for name in self.config.generators:
             try:
-                fitted[name] = fits(name) if fits else REGISTRY[name](self._generator_config(name), seed=self.seed).fit(data)
+                fitted[name] = fits(name) if fits else model_class(name)(self._generator_config(name), seed=self.seed).fit(data)
             except ModelSkipped as exc:
                 log.warning("two_stage: generator %s left out: %s", name, exc)
         return fitted
@@ -505,14 +482,12 @@ class TwoStageRecommender(Recommender):
     def load(cls, path: Path | str) -> Self:
         import lightgbm
 
-        from recmill.models import REGISTRY
-
         path = Path(path)
         model = super().load(path)
         meta = json.loads((path / "generators.json").read_text())
-        model.generator_configs = {n: REGISTRY[n].Config.model_validate(c) for n, c in meta["generator_configs"].items()}
+        model.generator_configs = {n: model_class(n).Config.model_validate(c) for n, c in meta["generator_configs"].items()}
         model.interactions = InteractionsConfig.model_validate(meta["interactions"])
-        model.generators_ = {n: REGISTRY[n].load(path / "generators" / n) for n in meta["fitted"]}
+        model.generators_ = {n: model_class(n).load(path / "generators" / n) for n in meta["fitted"]}
         model.stage1_, model.ranker_ = (
             lightgbm.Booster(model_file=str(path / f"{n}.txt")) if (path / f"{n}.txt").exists() else None for n in ("stage1", "ranker")
         )

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli import app
 from recmill import warehouse
-from recmill.cli import app
 from recmill.drift import shift_category
 from tests.integration.conftest import TINY
 
@@ -31,7 +31,7 @@ def as_files(folder, events, items, users):
     events.assign(timestamp=events.timestamp.astype("int64") // 10**9).to_csv(folder / "events.csv", index=False)
     items.to_csv(folder / "items.csv", index=False)
     users.to_csv(folder / "users.csv", index=False)
-    return [f"data.source=files", f"data.path={folder}"]
+    return ["data.source=files", f"data.path={folder}"]
 
 
 def test_a_category_multiplied_is_flagged(prefect_server, workdir):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli import app
 from recmill import warehouse
-from recmill.cli import app
 from recmill.data.sources.synthetic import generate
 from tests.conftest import SHARED_ML100K
 from tests.integration.conftest import TINY

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli import app
 from recmill import warehouse
 from recmill.config import Settings, TrackingConfig
 from recmill.registry import Registry
 from recmill.tracking import Tracker
-from recmill.cli import app
 from tests.integration.conftest import TINY
 
 pytestmark = pytest.mark.slow
@@ -187,7 +187,7 @@ def test_bad_input_is_one_paragraph_without_a_traceback_unless_debugging(workdir
     env.pop("RECMILL_DEBUG", None)
 
     def recmill(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "recmill.cli", *args, "run", "--set", "data.source=files", "--set", f"data.path={files}"]
+        command = [sys.executable, "-m", "flows.cli", *args, "run", "--set", "data.source=files", "--set", f"data.path={files}"]
         return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
     plain = recmill()

@@ -69,7 +69,7 @@ def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     overrides = [*TINY, "train.models=[popularity]"]
-    command = [sys.executable, "-m", "recmill.cli", "schedule"] + [a for o in overrides for a in ("--set", o)]
+    command = [sys.executable, "-m", "flows.cli", "schedule"] + [a for o in overrides for a in ("--set", o)]
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     served = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "serve.log", "w"))
     try:

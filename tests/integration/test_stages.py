@@ -25,12 +25,12 @@ def test_every_dvc_stage_calls_its_pipeline_module():
 def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     import os
 
-    import pipelines.common
+    import recmill.fits
     import pipelines.ingest
     import pipelines.split
-    from pipelines.common import KEEP_BUILT, fit_data, keep_fit_data
-    from recmill.config import load_settings
+    from recmill.fits import KEEP_BUILT, fit_data, keep_fit_data
     from recmill.io import Layout
+    from recmill.settings import load_settings
     from tests.integration.conftest import TINY
 
     settings = load_settings(REPO / "params.yaml", TINY)
@@ -52,7 +52,7 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     keep_fit_data("test")  # what a stage that needs no more of the others asks
     assert fit_data(settings, "test") is test and fit_data(settings, "valid") is not again
     keep_fit_data()
-    assert not pipelines.common._SLICES  # nor the slices they were built from
+    assert not recmill.fits._SLICES  # nor the slices they were built from
 
 
 def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
@@ -65,36 +65,36 @@ def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
 
 
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
-    import pipelines.evaluate
+    import recmill.scoring
     import pipelines.ingest
     import pipelines.split
-    from pipelines.common import fit_model
-    from recmill.config import load_settings
+    from recmill.fits import fit_model
+    from recmill.settings import load_settings
     from tests.integration.conftest import TINY
 
     settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]"])
     pipelines.ingest.run(settings)
     pipelines.split.run(settings)
-    first = pipelines.evaluate.holdout(settings, "test")
-    assert pipelines.evaluate.holdout(settings, "test") is first and first.truth
+    first = recmill.scoring.holdout(settings, "test")
+    assert recmill.scoring.holdout(settings, "test") is first and first.truth
     popularity, _ = fit_model(settings, "popularity", "test")
-    cached = pipelines.evaluate.score_ranking(settings, popularity, "test")
+    cached = recmill.scoring.score_ranking(settings, popularity, "test")
     built = []
-    monkeypatch.setattr(pipelines.evaluate, "_HOLDOUTS", {})
-    real = pipelines.evaluate.build_holdout
-    monkeypatch.setattr(pipelines.evaluate, "build_holdout", lambda *a: built.append(a) or real(*a))
-    assert pipelines.evaluate.score_ranking(settings, popularity, "test") == cached  # the same figures from a new one
+    monkeypatch.setattr(recmill.scoring, "_HOLDOUTS", {})
+    real = recmill.scoring.build_holdout
+    monkeypatch.setattr(recmill.scoring, "build_holdout", lambda *a: built.append(a) or real(*a))
+    assert recmill.scoring.score_ranking(settings, popularity, "test") == cached  # the same figures from a new one
     other = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]", "evaluate.max_users=5"])
-    assert len(pipelines.evaluate.holdout(other, "test").truth) == 5 and len(built) == 2  # other settings, another
+    assert len(recmill.scoring.holdout(other, "test").truth) == 5 and len(built) == 2  # other settings, another
 
 
 def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdir, monkeypatch):
     import pipelines.ingest
     import pipelines.split
-    from pipelines.common import fit_model
-    from recmill.config import load_settings
+    from recmill.fits import fit_model
     from recmill.io import Layout
     from recmill.models.als import ALSRecommender
+    from recmill.settings import load_settings
     from tests.integration.conftest import TINY
 
     fits = []
@@ -120,7 +120,7 @@ def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdi
 
 
 def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
-    from pipelines.publish import lists_now
+    from recmill.champion import lists_now
     from recmill.models.popularity import PopularityRecommender
     from tests.models.contract import make_data
 

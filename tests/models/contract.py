@@ -130,6 +130,6 @@ class RecommenderContract:
 
 
 def _all_models():
-    from recmill.models import REGISTRY
+    from recmill.models import MODEL_NAMES, model_class
 
-    return list(REGISTRY.values())
+    return [model_class(name) for name in MODEL_NAMES]

@@ -9,10 +9,10 @@ import torch
 from recmill.config import InteractionsConfig, NCFConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
+from recmill.data.split import label_positives, label_split
 from recmill.errors import RecmillError
 from recmill.models import ncf
 from recmill.models.ncf import NCFNet, NCFRecommender, build_features, epoch_samples, sample_negatives
-from recmill.models.two_stage import label_positives, label_split
 from tests.models.contract import RecommenderContract, make_data
 
 SMALL = NCFConfig(

@@ -4,14 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recmill.config import ALSConfig, GradientBoostingConfig, InteractionsConfig, PopularityConfig, SplitConfig, TwoStageConfig, load_settings
+from recmill.config import ALSConfig, GradientBoostingConfig, InteractionsConfig, PopularityConfig, SplitConfig, TwoStageConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
 from recmill.data.split import items_by_user, relevant_items, temporal_split
+from recmill.data.split import label_positives, label_split
 from recmill.evaluation.holdout import score_model
 from recmill.models.als import ALSRecommender
 from recmill.models.popularity import PopularityRecommender
-from recmill.models.two_stage import TwoStageRecommender, group_sizes, keep_best, label_positives, label_split
+from recmill.models.two_stage import TwoStageRecommender, group_sizes, keep_best
+from recmill.settings import load_settings
 from tests.models.contract import RecommenderContract, make_data
 
 BOOSTING = GradientBoostingConfig(n_estimators=20, num_leaves=4, min_child_samples=2, early_stopping_rounds=5)

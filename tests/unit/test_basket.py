@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recmill.data.interactions import basket_ids
 from recmill.evaluation.basket import (
-    basket_ids,
     buy_again_metrics,
     expected_f1,
     expected_f1_basket,

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from recmill.config import Settings, load_settings
+from recmill.config import Settings
 from recmill.errors import ConfigError
+from recmill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

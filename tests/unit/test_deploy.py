@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from flows.deploy import schedule
-from recmill.config import ScheduleConfig, load_settings
+from recmill.config import ScheduleConfig
 from recmill.errors import ConfigError
+from recmill.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

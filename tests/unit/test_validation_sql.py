@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recmill.config import load_settings
 from recmill.data.validation import ROW_LABELS, SHOWN_ROWS, check_files, validate_files, validate_tables
 from recmill.errors import ValidationFailed
 from recmill.io import Layout, write_tables
+from recmill.settings import load_settings
 from tests.unit.test_validation import CFG, NOW, _set, make_tables, raw_events
 
 EVIL = "x'; drop table events; --"

@@ -1,36 +1,26 @@
-"""What several stages read: the run's identity and the training data for a fit."""
+"""A run's fits: which split slices each trains on, their training data (built once per
+process), and a model fitted, shared, refitted on all the data or loaded back."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from recmill.config import Settings
 from recmill.data.interactions import InteractionData
-from recmill.io import Layout, read_frame, read_json
+from recmill.io import Layout, read_frame, read_json, run_info
 from recmill.models import build_model
 from recmill.models.base import FORMAT_VERSION, Recommender
 
-if TYPE_CHECKING:
-    from recmill.registry import Registry
-
-log = logging.getLogger("recmill")
 
 # which split events each fit trains on
 FIT_SPLITS = {"valid": ("train",), "test": ("train", "valid"), "full": ("train", "valid", "test")}
-
-
-def run_info(settings: Settings) -> dict:
-    return read_json(Layout(settings).run_info)
 
 
 def fit_events(settings: Settings, fit: str, read=read_frame) -> pd.DataFrame:
@@ -107,12 +97,12 @@ def shared_fit(settings: Settings, model: str, fit: str) -> Recommender:
     two_stage's serving generators: the first fits it and leaves it in
     <data>/shared_fits/<model>-<fit>, the other loads it while the files and settings it
     came from are the same."""
-    from recmill.models import REGISTRY
+    from recmill.models import model_class
 
-    key = _digest([FORMAT_VERSION, tracked_params(settings, model), files_key(fit_files(settings, fit))])
+    key = digest([FORMAT_VERSION, tracked_params(settings, model), files_key(fit_files(settings, fit))])
     path = Layout(settings).shared_fits / f"{model}-{fit}"
     if (path / "key").is_file() and (path / "key").read_text() == key:
-        return REGISTRY[model].load(path)
+        return model_class(model).load(path)
     fitted = build_model(model, settings).fit(fit_data(settings, fit))
     shutil.rmtree(path, ignore_errors=True)
     unfinished = path.with_name(f"{path.name}.{os.getpid()}")  # whole or absent: a reader never sees half of it
@@ -156,37 +146,13 @@ def tracked_params(settings: Settings, model: str) -> dict:
     return params
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-CODE_PACKAGES = ("recmill", "pipelines", "flows")
-
-
-@functools.cache
-def code_version() -> str:
-    """A digest of the pipeline's source files: a stage reused across a code change would
-    hold what the old code made."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(p for package in CODE_PACKAGES for p in (root / package).rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def stage_key(settings: Settings, stage: str, model: str | None = None) -> str | None:
-    """What a stage's result is reused by within one pipeline run: the run (its id and data),
-    the settings and the code; None before ingest opened a run."""
-    layout = Layout(settings)
-    if not layout.run_info.exists():
-        return None
-    info = read_json(layout.run_info)
-    return _digest([stage, model, info["run_id"], info["data_fingerprint"], settings.to_json(), code_version()])
 
 
 def settings_hash(settings: Settings, model: str) -> str:
     """Changes when any setting of tracked_params does: a new minor version."""
-    return _digest(tracked_params(settings, model))
+    return digest(tracked_params(settings, model))
 
 
 def architecture(settings: Settings, model: str) -> str:
@@ -196,7 +162,7 @@ def architecture(settings: Settings, model: str) -> str:
             k for name, value in obj.items() for k in ([f"{prefix}{name}"] + (keys(value, f"{prefix}{name}.") if isinstance(value, dict) else []))
         )
 
-    return _digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
+    return digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
 
 
 def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path) -> tuple[Recommender, str]:
@@ -226,10 +192,10 @@ def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path) -
 def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
     """A registered version's fit on all the data: from its full-data run when it has one,
     otherwise trained now on this run's data with the settings it was registered with."""
-    from recmill.models import REGISTRY
+    from recmill.models import model_class
 
     if version.full_run:
-        return REGISTRY[version.model].load(registry.download(version.full_run, "model", into))
+        return model_class(version.model).load(registry.download(version.full_run, "model", into))
     own = Settings.model_validate(registry.settings_of(version, into))
     own = own.model_copy(update={"paths": settings.paths, "tracking": settings.tracking})  # this run's data and store
     fitted, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")
@@ -243,18 +209,3 @@ def refitted(settings: Settings) -> dict[str, str]:
     this_run = run_info(settings)["run_id"]
     records = [read_json(path) for path in sorted(layout.refit.glob("*.json"))] if layout.refit.exists() else []
     return {r["model"]: r["mlflow_run_id"] for r in records if r.get("run_id") == this_run and "mlflow_run_id" in r}
-
-
-def champion_is_served(settings: Settings, registry: Registry) -> None:
-    """Point the champion alias at the version whose lists the warehouse serves, when they
-    differ: a publish stopped between the switch and the registry leaves them so, and the
-    warehouse is what readers see."""
-    from recmill import warehouse
-    from recmill.registry import CHAMPION
-
-    serving = warehouse.serving_version(settings.publish.warehouse)
-    champion = registry.alias(CHAMPION)
-    if serving is not None and (champion is None or champion.version != serving):
-        log.warning("the registry named %s champion but the warehouse serves version %s: champion set to %s",
-                    champion.label if champion else "no version", serving, serving)
-        registry.make_champion(serving)

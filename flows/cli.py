@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recmill.config import DEFAULT_PARAMS, load_settings
+from recmill.config import DEFAULT_PARAMS
 from recmill.errors import RecmillError
 from recmill.runtime import DEBUG_ENV, offline_defaults
+from recmill.settings import load_settings
 
 app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -156,17 +157,17 @@ def explain(
 ) -> None:
     """Why USER would get ITEM: the history items and attributes behind the score."""
     from recmill.io import Layout
-    from recmill.models import REGISTRY
+    from recmill.models import MODEL_NAMES, model_class
 
     try:
         settings = load_settings(config, overrides)
-        if model not in REGISTRY or not REGISTRY[model].has_explanations:
-            explainers = sorted(m for m, cls in REGISTRY.items() if cls.has_explanations)
+        if model not in MODEL_NAMES or not model_class(model).has_explanations:
+            explainers = [m for m in MODEL_NAMES if model_class(m).has_explanations]
             raise RecmillError(f"model '{model}' does not explain its scores; models that do: {', '.join(explainers)}")
         path = Layout(settings).model_dir(model, "full")
         if not (path / "config.json").exists():
             raise RecmillError(f"no published '{model}' model at {path}: run `recmill run` with {model} in train.models first")
-        explainer = REGISTRY[model].load(path)
+        explainer = model_class(model).load(path)
         why = explainer.explain(user, item)
     except RecmillError as exc:
         _fail(exc)
@@ -221,7 +222,7 @@ def models_list(config: Path = ConfigOption, overrides: list[str] = OverrideOpti
 @models_app.command("activate")
 def models_activate(version: str = typer.Argument(..., help="registry version number"), config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
     """Make VERSION the champion and republish `recommendations` from it."""
-    from pipelines.publish import activate
+    from recmill.champion import activate
 
     try:
         result = activate(load_settings(config, overrides), version, "activate")
@@ -233,7 +234,7 @@ def models_activate(version: str = typer.Argument(..., help="registry version nu
 @models_app.command("rollback")
 def models_rollback(config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
     """Give the champion back to the version it replaced, and republish from it."""
-    from pipelines.publish import rollback
+    from recmill.champion import rollback
 
     try:
         result = rollback(load_settings(config, overrides))

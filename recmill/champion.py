@@ -1,0 +1,150 @@
+"""The champion: the registered version whose lists readers get. Its lists for every user
+now (checked before anything is written), its fit on all the data made servable, and the
+champion changed by hand (activate, rollback) or put back in line with the warehouse."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from recmill import warehouse
+from recmill.config import Settings
+from recmill.data.output_checks import check_recommendations, raise_if_failed
+from recmill.data.split import items_by_user
+from recmill.errors import RecmillError
+from recmill.evaluation.gate import PROMOTE
+from recmill.fits import load_fit
+from recmill.io import Layout, read_frame
+from recmill.models import model_class
+from recmill.models.base import Recommender
+from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
+
+log = logging.getLogger("recmill")
+
+
+def all_users(layout: Layout) -> list[str]:
+    """Everyone in the data: users with events and users listed in the users table."""
+    events = read_frame(layout.canonical / "events.parquet", columns=["user_id"])["user_id"]
+    users = read_frame(layout.canonical / "users.parquet", columns=["user_id"])["user_id"]
+    return sorted(set(events.dropna().unique()) | set(users.dropna().unique()))
+
+
+def current_had(settings: Settings) -> dict[str, set]:
+    """user -> the items they have in all of today's data."""
+    events = read_frame(Layout(settings).canonical / "events.parquet", columns=["user_id", "item_id", "event_type"])
+    return items_by_user(events, settings.interactions.positive_event_types)
+
+
+def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] | None) -> pd.DataFrame:
+    """Each user's top k with reasons; with ``had``, items the user has now are left out,
+    including those bought after the model was fitted."""
+    extra = 0
+    if had is not None:
+        rows = model.user_rows(users)
+        for user, row in zip(users, rows):
+            known = set(model.item_ids_[model._history(row)]) if row >= 0 else set()
+            extra = max(extra, len(had.get(user, set()) - known))
+    recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
+    if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size
+        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs["user_id"], recs["item_id"])]]
+        recs = recs[recs.groupby("user_id").cumcount() < k].copy()
+        recs["rank"] = recs.groupby("user_id").cumcount().astype("int32") + 1
+    return recs.reset_index(drop=True)
+
+
+def checked_lists(
+    settings: Settings, model: Recommender, users: list[str], had: dict[str, set] | None, table: str
+) -> pd.DataFrame:
+    """lists_now, after the output checks pass (they raise, naming the rows at fault, when not)."""
+    recs = lists_now(model, users, settings.publish.k, had)
+    known = set(model.item_ids_)
+    result = check_recommendations(
+        recs, settings.publish.k, users, None if had is None else {u: items & known for u, items in had.items()},
+        len(model.item_ids_), Layout(settings).reports / "output_checks", table=table,
+        example_rows=settings.validation.example_rows,
+    )
+    raise_if_failed(result)
+    return recs
+
+
+def recommendation_frame(recs: pd.DataFrame, version: Version, run_id: str, generated_at: datetime) -> pd.DataFrame:
+    return recs.assign(model=version.model, model_version=version.version, run_id=run_id, generated_at=generated_at)
+
+
+def decision_row(run_id: str, selection: dict, decided_at: datetime) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run_id": run_id, "champion_version": selection["champion_version"], "challenger_version": selection["challenger_version"],
+        "metric": selection["metric"], "champion_value": selection["champion_value"], "challenger_value": selection["challenger_value"],
+        "p_value": selection["p_value"], "decision": selection["decision"], "reasons": "; ".join(selection["reasons"]),
+        "decided_at": decided_at,
+    }])
+
+
+def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tuple[Version, Recommender]:
+    """The version that publishes and its fit on all the data."""
+    layout = Layout(settings)
+    if selection["decision"] == PROMOTE:
+        version = registry.get(selection["challenger_version"])
+        return version, model_class(version.model).load(layout.model_dir(version.model, "full"))
+    version = registry.get(selection["champion_version"])
+    return version, load_fit(settings, registry, version, layout.data / "champion" / version.version)
+
+
+def make_servable(settings: Settings, registry: Registry, version: Version, selection: dict) -> None:
+    """The champion's registry entry holds its fit on all the data, the one that publishes,
+    as an MLflow pyfunc model (models:/recmill@champion)."""
+    if registry.is_servable(version):
+        return
+    layout = Layout(settings)
+    if selection["decision"] == PROMOTE and version.version == selection["challenger_version"]:
+        registry.set_servable(version, layout.model_dir(version.model, "full"))
+        return
+    into = layout.data / "champion" / version.version
+    registry.set_servable(version, load_fit(settings, registry, version, into).save(into / "servable"))
+
+
+def activate(settings: Settings, version: str, decision: str) -> dict:
+    """Make a registered version the champion and republish `recommendations` from it, at once.
+
+    decision ('activate' or 'rollback') is recorded in model_decisions."""
+    layout = Layout(settings)
+    registry = Registry(settings.tracking)
+    target = registry.get(version)
+    current = registry.alias(CHAMPION)
+    fitted = load_fit(settings, registry, target, layout.data / "champion" / target.version)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    run_id = warehouse.query(settings.publish.warehouse, "SELECT max(run_id) AS r FROM recommendations")["r"].item()
+    had = current_had(settings) if settings.publish.exclude_seen else None
+    recs = recommendation_frame(checked_lists(settings, fitted, all_users(layout), had, "recommendations"), target, run_id, now)
+    row = decision_row(run_id, {
+        "champion_version": current.version if current else None, "challenger_version": target.version,
+        "metric": target.metric, "champion_value": current.test_value if current else None, "challenger_value": target.test_value,
+        "p_value": None, "decision": decision, "reasons": [f"{target.label} made champion by hand ({decision})"],
+    }, now)
+    counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
+    registry.make_champion(target.version)
+    if not registry.is_servable(target):
+        registry.set_servable(target, fitted.save(layout.data / "champion" / target.version / "servable"))
+    return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
+
+
+def rollback(settings: Settings) -> dict:
+    """Give the champion back to the version it replaced."""
+    previous = Registry(settings.tracking).alias(PREVIOUS_CHAMPION)
+    if previous is None:
+        raise RecmillError("nothing to roll back to: no champion has been replaced yet")
+    return activate(settings, previous.version, "rollback")
+
+
+def champion_is_served(settings: Settings, registry: Registry) -> None:
+    """Point the champion alias at the version whose lists the warehouse serves, when they
+    differ: a publish stopped between the switch and the registry leaves them so, and the
+    warehouse is what readers see."""
+    serving = warehouse.serving_version(settings.publish.warehouse)
+    champion = registry.alias(CHAMPION)
+    if serving is not None and (champion is None or champion.version != serving):
+        log.warning("the registry named %s champion but the warehouse serves version %s: champion set to %s",
+                    champion.label if champion else "no version", serving, serving)
+        registry.make_champion(serving)
