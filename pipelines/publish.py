@@ -31,21 +31,19 @@ from recmill.tracking import Tracker
 log = logging.getLogger("recmill")
 
 
-def metric_rows(settings: Settings, run_id: str) -> pd.DataFrame:
-    """Every evaluated model's figures as model_metrics rows: overall (slice 'all'), every
-    slice of the evaluation, and the percent difference from the baseline ('vs_baseline')."""
-    layout = Layout(settings)
-    document = read_json(layout.evaluation / f"{run_id}.json")
+def metric_rows(run_id: str, metrics: dict[str, dict], evaluation: dict) -> pd.DataFrame:
+    """Every evaluated model's figures (its metrics file) as model_metrics rows: overall
+    (slice 'all'), every slice, and the percent difference from the baseline of the run's
+    evaluation document ('vs_baseline')."""
     rows = []
-    for model in settings.train.models:
-        scored = read_json(layout.metrics_file(model))
+    for model, scored in metrics.items():
         if "skipped" in scored:
             continue
         slices = [(split, "all", scored[split]) for split in FITS]
         slices += [(split, name, values) for split, by in scored["slices"].items() for name, values in by.items()]
-        versus = document["models"].get(model, {}).get("comparison_to_baseline")
+        versus = evaluation["models"].get(model, {}).get("comparison_to_baseline")
         if versus:
-            slices.append(("test", f"vs_baseline={settings.evaluate.baseline}", {m: v for m, v in versus.items() if v is not None}))
+            slices.append(("test", f"vs_baseline={evaluation['baseline']}", {m: v for m, v in versus.items() if v is not None}))
         for split, slice_, values in slices:
             for key, value in values.items():
                 metric, _, k = key.partition("@")
@@ -70,10 +68,10 @@ def catalogue_frame(items: pd.DataFrame) -> pd.DataFrame:
     return items.reindex(columns=columns).astype({"item_id": "string", "name": "string", "category": "string", "brand": "string", "price": "float64"})
 
 
-def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.DataFrame]:
+def build_frames(settings: Settings, info: dict, selection: dict, generated_at: datetime) -> dict[str, pd.DataFrame]:
+    """Every table this run publishes, checked: its lists, similar items, the models' own
+    tables, its figures, the gate's decision, drift and the run itself."""
     layout = Layout(settings)
-    info = run_info(settings)
-    selection = read_json(layout.selection)
     registry = Registry(settings.tracking)
     users = all_users(layout)
     had = current_had(settings) if settings.publish.exclude_seen else None
@@ -100,7 +98,7 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         ab["ab_assignments"] = pd.DataFrame(
             {"user_id": users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
         )
-    checks, severe = drift_rows(settings, recs, len(publisher.item_ids_))
+    checks, severe = drift_rows(settings, layout, recs, len(publisher.item_ids_))
     runs = pd.DataFrame(
         [
             {
@@ -118,7 +116,10 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
         "recommendations": recs,
         "items": catalogue_frame(read_frame(layout.canonical / "items.parquet")),
         "similar_items": pd.concat(similar, ignore_index=True) if similar else empty_similar,
-        "model_metrics": metric_rows(settings, info["run_id"]),
+        "model_metrics": metric_rows(
+            info["run_id"], {m: read_json(layout.metrics_file(m)) for m in settings.train.models},
+            read_json(layout.evaluation / f"{info['run_id']}.json"),
+        ),
         "model_decisions": decision_row(info["run_id"], selection, generated_at),
         "drift_checks": checks.assign(run_id=info["run_id"]),
         "runs": runs,
@@ -127,10 +128,9 @@ def build_frames(settings: Settings, generated_at: datetime) -> dict[str, pd.Dat
     }
 
 
-def drift_rows(settings: Settings, recs: pd.DataFrame, n_items: int) -> tuple[pd.DataFrame, list[str]]:
+def drift_rows(settings: Settings, layout: Layout, recs: pd.DataFrame, n_items: int) -> tuple[pd.DataFrame, list[str]]:
     """drift_checks rows of this run (its data, from the drift stage; its lists against
     the published ones) and the summaries of what drifted severely."""
-    layout = Layout(settings)
     data = read_json(layout.drift / "summary.json")
     frames, severe = [pd.DataFrame(data["rows"], columns=list(ROW_COLUMNS))], [data["summary"]] if data["severe"] else []
     path = settings.publish.warehouse
@@ -147,21 +147,22 @@ def run(settings: Settings) -> dict:
     it finds its run in the warehouse and does only what is left: no table is written twice."""
     keep_fit_data()
     layout = Layout(settings)
-    selection = read_json(layout.selection)
+    info, selection = run_info(settings), read_json(layout.selection)
+    now = datetime.now(UTC).replace(tzinfo=None)
     if not settings.publish.enabled:  # every table is built and checked, and goes nowhere
-        frames = build_frames(settings, datetime.now(UTC).replace(tzinfo=None))
-        result = {"run_id": run_info(settings)["run_id"], "published": False, "chosen": selection["chosen"], "decision": selection["decision"],
+        frames = build_frames(settings, info, selection, now)
+        result = {"run_id": info["run_id"], "published": False, "chosen": selection["chosen"], "decision": selection["decision"],
                   "reasons": selection["reasons"], "row_counts": {t: len(f) for t, f in frames.items()},
                   "why": "publish.enabled is false: the tables were built and checked; the warehouse and the registry are as they were"}
         write_json(layout.publish_report, result)
-        close_pipeline_run(settings, selection)
+        close_pipeline_run(settings, info, selection)
         return result
     path = settings.publish.warehouse
-    if warehouse.has_run(path, run_info(settings)["run_id"]):
+    if warehouse.has_run(path, info["run_id"]):
         log.info("this run's tables are in the warehouse already: only the registry is brought up to date")
         counts = warehouse.row_counts(path)
     else:
-        counts = warehouse.publish(path, build_frames(settings, datetime.now(UTC).replace(tzinfo=None)))
+        counts = warehouse.publish(path, build_frames(settings, info, selection, now))
     registry = Registry(settings.tracking)
     if selection["decision"] == PROMOTE:
         registry.make_champion(selection["challenger_version"])
@@ -169,7 +170,7 @@ def run(settings: Settings) -> dict:
     make_servable(settings, registry, champion, selection)
     archived = registry.archive_old(settings.gate.keep_versions)
     result = {
-        "run_id": run_info(settings)["run_id"],
+        "run_id": info["run_id"],
         "published": True,
         "warehouse": str(settings.publish.warehouse),
         "chosen": selection["chosen"],
@@ -181,13 +182,13 @@ def run(settings: Settings) -> dict:
         "row_counts": counts,
     }
     write_json(layout.publish_report, result)
-    close_pipeline_run(settings, selection)
+    close_pipeline_run(settings, info, selection)
     return result
 
 
-def close_pipeline_run(settings: Settings, selection: dict) -> None:
+def close_pipeline_run(settings: Settings, info: dict, selection: dict) -> None:
     """The pipeline run's MLflow parent run: tagged with the gate's decision, finished."""
-    parent = run_info(settings).get("mlflow_run_id")
+    parent = info.get("mlflow_run_id")
     if parent is None:
         return
     tracker = Tracker(settings.tracking)

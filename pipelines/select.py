@@ -44,8 +44,23 @@ def contender(version: Version, per_user: dict, scored: dict, settings: Settings
     return Contender(version.label, per_user, overall.get(f"coverage@{k}"), overall.get(f"diversity@{k}"), gaps)
 
 
-def test_scores(layout: Layout, model: str) -> dict:
-    scored = read_json(layout.metrics_file(model))
+def valid_scores(metrics: dict[str, dict], ranking: list[str], key: str) -> tuple[dict[str, float], dict[str, str]]:
+    """(model -> its valid figure of key, model -> why it was skipped) of the ranking models,
+    from their metrics files."""
+    scores, skipped = {}, {}
+    for model in ranking:
+        scored = metrics[model]
+        if "skipped" in scored:
+            skipped[model] = scored["skipped"]
+        elif key not in scored["valid"]:
+            raise ValueError(f"{model}'s metrics have no valid {key}; add {key.partition('@')[2]} to evaluate.k")
+        else:
+            scores[model] = scored["valid"][key]
+    return scores, skipped
+
+
+def test_scores(scored: dict) -> dict:
+    """A metrics file's test figures, as contender reads them."""
     return {"overall": scored["test"], "slices": scored["slices"]["test"]}
 
 
@@ -54,13 +69,10 @@ def metric_kind(key: str) -> str:
     return "prediction" if name in PREDICTION_METRICS else "business" if name in BUSINESS_METRICS else "ranking"
 
 
-def evaluation_document(settings: Settings, run: dict, chosen: str, versions: dict[str, Version]) -> dict:
+def evaluation_document(metrics: dict[str, dict], baseline: str, run_id: str, chosen: str, versions: dict[str, Version], now: datetime) -> dict:
     """This run's evaluation: every model's test figures by kind, its slices and its
     difference from the baseline in percent, the challenger's at the top level."""
-    layout = Layout(settings)
-    baseline = settings.evaluate.baseline
-    scored = {m: read_json(layout.metrics_file(m)) for m in settings.train.models}
-    scored = {m: s for m, s in scored.items() if "skipped" not in s}
+    scored = {m: s for m, s in metrics.items() if "skipped" not in s}
     baseline_test = scored[baseline]["test"] if baseline in scored else None
     models = {}
     for model, result in scored.items():
@@ -76,18 +88,20 @@ def evaluation_document(settings: Settings, run: dict, chosen: str, versions: di
             "comparison_to_baseline": compare_to_baseline(result["test"], baseline_test) if baseline_test and model != baseline else None,
         }
     return {
-        "run_id": run["run_id"], "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "baseline": baseline,
+        "run_id": run_id, "timestamp": now.isoformat(timespec="seconds"), "baseline": baseline,
         "model": chosen, **models[chosen], "models": models,
     }
 
 
-def champion_contender(settings: Settings, registry: Registry, champion: Version, versions: dict[str, Version]) -> Contender:
+def champion_contender(
+    settings: Settings, registry: Registry, champion: Version, versions: dict[str, Version], metrics: dict[str, dict]
+) -> Contender:
     """The champion's recipe scored on this run's test users: this run's fit of it when the
     run trained the same model with the same settings, else trained now with its own settings."""
-    layout = Layout(settings)
     same = versions.get(champion.model)
     if same is not None and same.settings_hash == champion.settings_hash:
-        return contender(champion, read_json(layout.per_user_file(champion.model)), test_scores(layout, champion.model), settings)
+        per_user = read_json(Layout(settings).per_user_file(champion.model))
+        return contender(champion, per_user, test_scores(metrics[champion.model]), settings)
     with tempfile.TemporaryDirectory(prefix="recmill-champion-") as work:
         own = Settings.model_validate(registry.settings_of(champion, Path(work))).model_copy(update={"paths": settings.paths})
     log.info("scoring the champion %s: training its settings on this run's data", champion.label)
@@ -107,19 +121,10 @@ def severe_drift(layout: Layout, run_id: str) -> str | None:
 
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
-    metric, k = settings.evaluate.selection_metric, settings.evaluate.selection_k
-    key = f"{metric}@{k}"
-    scores, skipped = {}, {}
-    for model in settings.train.models:
-        if model_class(model).predicts_reorders:
-            continue
-        scored = read_json(layout.metrics_file(model))
-        if "skipped" in scored:
-            skipped[model] = scored["skipped"]
-            continue
-        if key not in scored["valid"]:
-            raise ValueError(f"{layout.metrics_file(model)} has no valid {key}; add {k} to evaluate.k")
-        scores[model] = scored["valid"][key]
+    key = f"{settings.evaluate.selection_metric}@{settings.evaluate.selection_k}"
+    metrics = {m: read_json(layout.metrics_file(m)) for m in settings.train.models}
+    buy_again = [m for m in settings.train.models if model_class(m).predicts_reorders]  # judged apart, never published
+    scores, skipped = valid_scores(metrics, [m for m in settings.train.models if m not in buy_again], key)
     if not scores:
         raise ModelSkipped(f"every model was skipped, nothing to publish: {skipped}")
     chosen = choose(scores)
@@ -129,21 +134,20 @@ def run(settings: Settings) -> dict:
     champion_is_served(settings, registry)
     champion = registry.alias(CHAMPION)  # before this run registers anything
     versions = {}
-    trained = [m for m in settings.train.models if m in scores or (model_class(m).predicts_reorders and "skipped" not in read_json(layout.metrics_file(m)))]
+    trained = [m for m in settings.train.models if m in scores or (m in buy_again and "skipped" not in metrics[m])]
     for model in trained:  # every trained model, the buy-again one by its basket F1
-        metrics = read_json(layout.metrics_file(model))
-        figure = "basket_f1" if model_class(model).predicts_reorders else key
+        figure = "basket_f1" if model in buy_again else key
         versions[model] = registry.register(
-            model, read_json(layout.tracking_file(model))["mlflow_run_id"], info["run_id"], architecture(settings, model),
-            settings_hash(settings, model), info["data_fingerprint"], figure, metrics["valid"].get(figure), metrics["test"].get(figure),
+            model, metrics[model]["mlflow_run_id"], info["run_id"], architecture(settings, model), settings_hash(settings, model),
+            info["data_fingerprint"], figure, metrics[model]["valid"].get(figure), metrics[model]["test"].get(figure),
         )
     challenger = versions[chosen]
     registry.set_alias(CHALLENGER, challenger.version)
-    challenger_side = contender(challenger, read_json(layout.per_user_file(chosen)), test_scores(layout, chosen), settings)
-    document = evaluation_document(settings, info, chosen, versions)
+    challenger_side = contender(challenger, read_json(layout.per_user_file(chosen)), test_scores(metrics[chosen]), settings)
+    document = evaluation_document(metrics, settings.evaluate.baseline, info["run_id"], chosen, versions, datetime.now(UTC))
     write_json(layout.evaluation / f"{info['run_id']}.json", document)
     registry.client.log_dict(challenger.mlflow_run, document, f"evaluation/{info['run_id']}.json")
-    champion_side = champion_contender(settings, registry, champion, versions) if champion else None
+    champion_side = champion_contender(settings, registry, champion, versions, metrics) if champion else None
     decision = decide(champion_side, challenger_side, settings.gate, key, settings.seed, severe_drift(layout, info["run_id"]))
     log.info("%s: %s", decision.decision, "; ".join(decision.reasons))
     registry.record_decision(challenger.version, decision.decision, decision.reasons)

@@ -117,21 +117,3 @@ def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdi
     assert len(fits) == 3  # other settings: fitted anew
     fit_model(load_settings(REPO / "params.yaml", [*TINY, "train.models=[als]"]), "als", "test")
     assert len(fits) == 4 and not (Layout(settings).shared_fits / "als-test").exists()  # no two_stage: nothing to share
-
-
-def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
-    from recmill.champion import lists_now
-    from recmill.models.popularity import PopularityRecommender
-    from tests.models.contract import make_data
-
-    model = PopularityRecommender(seed=1).fit(make_data())
-    users = ["u0", "u1", "new"]
-    known = {u: set(model.item_ids_[model._history(r)]) for u, r in zip(users[:2], model.user_rows(users[:2]))}
-    before = lists_now(model, users, 5, known)
-    bought_since = set(before.loc[before["user_id"] == "u1", "item_id"].head(3))  # u1 bought its top 3 after the fit
-    now = lists_now(model, users, 5, {**known, "u1": known["u1"] | bought_since})
-    assert now.groupby("user_id")["rank"].apply(list).to_dict() == {u: [1, 2, 3, 4, 5] for u in users}
-    assert not bought_since & set(now.loc[now["user_id"] == "u1", "item_id"])
-    assert list(now.loc[now["user_id"] == "u1", "item_id"][:2]) == list(before.loc[before["user_id"] == "u1", "item_id"][3:])
-    for user in ("u0", "new"):  # nothing new for them: the same lists
-        assert list(now.loc[now["user_id"] == user, "item_id"]) == list(before.loc[before["user_id"] == user, "item_id"])
