@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -16,8 +17,9 @@ from recmill.config import Settings
 from recmill.data.interactions import InteractionData
 from recmill.io import Layout, read_frame, read_json, run_info
 from recmill.models import build_model
-from recmill.models.base import FORMAT_VERSION, Recommender
+from recmill.models.base import FORMAT_VERSION, Recommender, saved_format
 
+log = logging.getLogger("recmill")
 
 # which split events each fit trains on
 FIT_SPLITS = {"valid": ("train",), "test": ("train", "valid"), "full": ("train", "valid", "test")}
@@ -190,12 +192,16 @@ def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path) -
 
 
 def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
-    """A registered version's fit on all the data: from its full-data run when it has one,
-    otherwise trained now on this run's data with the settings it was registered with."""
+    """A registered version's fit on all the data: from its full-data run when it has one
+    saved in this recmill's format, otherwise trained now on this run's data with the
+    settings it was registered with."""
     from recmill.models import model_class
 
     if version.full_run:
-        return model_class(version.model).load(registry.download(version.full_run, "model", into))
+        saved = registry.download(version.full_run, "model", into)
+        if saved_format(saved) == FORMAT_VERSION:
+            return model_class(version.model).load(saved)
+        log.info("%s's fit was saved in model format %s, not %s: trained again", version.label, saved_format(saved), FORMAT_VERSION)
     own = Settings.model_validate(registry.settings_of(version, into))
     own = own.model_copy(update={"paths": settings.paths, "tracking": settings.tracking})  # this run's data and store
     fitted, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")

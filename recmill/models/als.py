@@ -21,6 +21,7 @@ def confidence(matrix, kind: str):
 class ALSRecommender(Recommender):
     name = "als"
     Config = ALSConfig
+    state = ("user_factors_", "item_factors_")
     has_similar_items = True
 
     def _fit(self, data: InteractionData) -> None:
@@ -64,9 +65,3 @@ class ALSRecommender(Recommender):
         sims = unit[items] @ unit[history].T
         best = np.argsort(-sims, axis=1, kind="stable")
         return [self._history_reason(row, history[b]) for b in best]
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]

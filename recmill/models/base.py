@@ -23,7 +23,7 @@ from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
 from recmill.models import CATALOGUE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of a saved model's files: state.npz holds every declared attribute by its name
 SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
 VERBS = {0: "interacted with", 1: "viewed", 2: "added to your cart", 3: "bought", 4: "rated"}
 
@@ -49,6 +49,9 @@ class Recommender(ABC):
     # among the slowest to fit: started first when models train side by side and no earlier
     # run's times say otherwise
     heavy: ClassVar[bool] = False
+    # the learned attributes save() writes to state.npz and load() restores, beside the
+    # base class's own (BASE_STATE): numpy arrays, scalars and sparse matrices
+    state: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -83,12 +86,11 @@ class Recommender(ABC):
             mask_seen(scores, self.seen_[rows])
         return top_k(scores, k)
 
-    def _state(self) -> dict[str, np.ndarray]:
-        """The model's own learned arrays, for save()."""
-        return {}
+    def _save_extra(self, path: Path) -> None:
+        """Write what the declared state does not hold: side files (boosters, weights, inner models)."""
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore what _state() returned."""
+    def _load_extra(self, path: Path) -> None:
+        """Read what _save_extra wrote and rebuild what derives from the state (an index)."""
 
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """A short why for each recommended item (column numbers) of one known user."""
@@ -190,20 +192,9 @@ class Recommender(ABC):
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT_VERSION, "model": self.name, "seed": self.seed, "config": self.config.model_dump(mode="json")}
         (path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        arrays = {
-            "user_ids": self.user_ids_,
-            "item_ids": self.item_ids_,
-            "seen_indptr": self.seen_.indptr,
-            "seen_indices": self.seen_.indices,
-            "seen_data": self.seen_.data,
-            "event_code": self.event_code_.data,
-            "popular": self.popular_,
-            "popularity": self.popularity_,
-            "item_names": self.item_names_,
-            "item_categories": self.item_categories_,
-        }
-        arrays.update({f"model__{k}": v for k, v in self._state().items()})
+        arrays = {key: array for name in (*BASE_STATE, *self.state) for key, array in _packed(name, getattr(self, name)).items()}
         np.savez(path / "state.npz", **arrays)
+        self._save_extra(path)
         return path
 
     @classmethod
@@ -216,14 +207,10 @@ class Recommender(ABC):
             raise RecmillError(f"{path}: model format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
         model = cls(cls.Config.model_validate(meta["config"]), seed=meta["seed"])
         with np.load(path / "state.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        model.user_ids_, model.item_ids_ = a["user_ids"], a["item_ids"]
-        shape = (len(model.user_ids_), len(model.item_ids_))
-        model.seen_ = sp.csr_matrix((a["seen_data"], a["seen_indices"], a["seen_indptr"]), shape=shape)
-        model.event_code_ = sp.csr_matrix((a["event_code"], a["seen_indices"], a["seen_indptr"]), shape=shape)
-        model.popular_, model.popularity_ = a["popular"], a["popularity"]
-        model.item_names_, model.item_categories_ = a["item_names"], a["item_categories"]
-        model._set_state({k.removeprefix("model__"): v for k, v in a.items() if k.startswith("model__")})
+            arrays = {k: z[k] for k in z.files}
+        for name in (*BASE_STATE, *cls.state):
+            setattr(model, name, _unpacked(name, arrays))
+        model._load_extra(path)
         return model
 
     # ---- helpers --------------------------------------------------------------------
@@ -297,14 +284,31 @@ class Recommender(ABC):
         return frame
 
 
-def csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
-    """A sparse matrix as plain arrays for state.npz."""
-    return {f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr}
+# what every fitted model holds (Recommender.fit), saved before its own state
+BASE_STATE = ("user_ids_", "item_ids_", "seen_", "event_code_", "popular_", "popularity_", "item_names_", "item_categories_")
 
 
-def csr_from(name: str, arrays: dict[str, np.ndarray], shape) -> sp.csr_matrix:
-    """The sparse matrix csr_arrays stored under this name."""
-    return sp.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]), shape=shape)
+def _packed(name: str, value) -> dict[str, np.ndarray]:
+    """An attribute as plain arrays for state.npz: a sparse matrix as its CSR parts and shape."""
+    if sp.issparse(value):
+        m = value.tocsr()
+        return {f"{name}.data": m.data, f"{name}.indices": m.indices, f"{name}.indptr": m.indptr, f"{name}.shape": np.asarray(m.shape)}
+    return {name: np.asarray(value)}
+
+
+def _unpacked(name: str, arrays: dict[str, np.ndarray]):
+    """The attribute _packed stored under this name (a scalar comes back as a numpy scalar)."""
+    if f"{name}.shape" in arrays:
+        parts = (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"])
+        return sp.csr_matrix(parts, shape=tuple(arrays[f"{name}.shape"]))
+    value = arrays[name]
+    return value[()] if value.ndim == 0 else value
+
+
+def saved_format(path: Path | str) -> int | None:
+    """The format a saved model's files are in (FORMAT_VERSION when this recmill wrote them)."""
+    config = Path(path) / "config.json"
+    return json.loads(config.read_text()).get("format") if config.is_file() else None
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ OUTSIDE = 1e-6  # items outside the favourite categories keep their popularity o
 class CategoryRecommender(Recommender):
     name = "category"
     Config = CategoryConfig
+    state = ("preference_", "item_category_", "popularity_share_")
 
     def _fit(self, data: InteractionData) -> None:
         categories = pd.Categorical(pd.Series(self.item_categories_).replace("", np.nan))
@@ -47,11 +48,3 @@ class CategoryRecommender(Recommender):
             else self._popular_reason(i)
             for i in items
         ]
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"preference": self.preference_, "item_category": self.item_category_, "popularity_share": self.popularity_share_}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.preference_ = arrays["preference"]
-        self.item_category_ = arrays["item_category"]
-        self.popularity_share_ = arrays["popularity_share"]

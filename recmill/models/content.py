@@ -18,9 +18,7 @@ from sklearn.preprocessing import normalize
 from recmill.config import ContentConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import RecmillError
-from recmill.models.base import (
-    SCORE_CELLS, VERBS, Recommender, csr_arrays, csr_from, text_array, top_k,
-)
+from recmill.models.base import SCORE_CELLS, VERBS, Recommender, text_array, top_k
 
 # fields whose whole value is one term (a category, a brand), not a bag of words
 WHOLE_VALUE_FIELDS = ("category", "brand")
@@ -123,6 +121,7 @@ def history_weights(data: InteractionData, half_life_days: float | None) -> tupl
 class ContentRecommender(Recommender):
     name = "content"
     Config = ContentConfig
+    state = ("item_vectors_", "neighbours_", "history_", "history_codes_", "terms_", "term_fields_")
     has_similar_items = True
 
     def _fit(self, data: InteractionData) -> None:
@@ -191,21 +190,3 @@ class ContentRecommender(Recommender):
         carriers = np.full(self.item_vectors_.shape[1], -1)
         carriers[carried.col[first]] = carried.row[first]
         return carriers
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            **csr_arrays("item_vectors", self.item_vectors_),
-            **csr_arrays("neighbours", self.neighbours_),
-            **csr_arrays("history", self.history_),
-            "history_codes": self.history_codes_,
-            "terms": self.terms_,
-            "term_fields": self.term_fields_,
-        }
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        n_users, n_items, n_terms = len(self.user_ids_), len(self.item_ids_), len(arrays["terms"])
-        self.item_vectors_ = csr_from("item_vectors", arrays, (n_items, n_terms))
-        self.neighbours_ = csr_from("neighbours", arrays, (n_items, n_items))
-        self.history_ = csr_from("history", arrays, (n_users, n_items))
-        self.history_codes_, self.terms_, self.term_fields_ = arrays["history_codes"], arrays["terms"], arrays["term_fields"]
-

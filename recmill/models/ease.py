@@ -11,12 +11,13 @@ import numpy as np
 from recmill.config import EASEConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import ModelSkipped
-from recmill.models.base import Recommender, csr_arrays, csr_from
+from recmill.models.base import Recommender
 
 
 class EASERecommender(Recommender):
     name = "ease"
     Config = EASEConfig
+    state = ("weights_", "history_")
 
     def _fit(self, data: InteractionData) -> None:
         n = data.n_items
@@ -46,10 +47,3 @@ class EASERecommender(Recommender):
         contributions = self.weights_[np.ix_(history, items)].T  # (items, history)
         best = np.argsort(-contributions, axis=1, kind="stable")
         return [self._history_reason(row, history[b]) for b in best]
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights_, **csr_arrays("history", self.history_)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights_ = arrays["weights"]
-        self.history_ = csr_from("history", arrays, (len(self.user_ids_), len(self.item_ids_)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import contextmanager
 from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,7 @@ def best(cols: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 class Item2VecRecommender(Recommender):
     name = "item2vec"
     Config = Item2VecConfig
+    state = ("placed_", "vectors_", "weights_")
     has_similar_items = True
 
     def _fit(self, data: InteractionData) -> None:
@@ -256,10 +258,5 @@ class Item2VecRecommender(Recommender):
         order = np.argsort(-sims, axis=1, kind="stable")
         return [self._history_reason(row, history[o]) for o in order]
 
-    def _state(self) -> dict[str, np.ndarray]:
-        return {"placed": self.placed_, "vectors": self.vectors_, "weights": self.weights_.data}
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.placed_, self.vectors_ = arrays["placed"], arrays["vectors"]
-        self.weights_ = sp.csr_matrix((arrays["weights"], self.seen_.indices, self.seen_.indptr), shape=self.seen_.shape)
+    def _load_extra(self, path: Path) -> None:
         self._build()

@@ -26,7 +26,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_codes, event_weights, index_of
 from recmill.errors import RecmillError
-from recmill.models.base import Recommender, csr_arrays, csr_from, text_array, unit_rows
+from recmill.models.base import Recommender, text_array, unit_rows
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -70,6 +70,10 @@ def _grow(m: sp.csr_matrix, n_rows: int) -> sp.csr_matrix:
 class MFRecommender(Recommender):
     name = "mf"
     Config = MFConfig
+    state = (
+        "user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_", "rating_range_", "explicit_",
+        "signal_", "item_brands_", "item_tags_",
+    )
     predicts_ratings = True
     has_explanations = True
 
@@ -276,29 +280,6 @@ class MFRecommender(Recommender):
             "attributes": attributes,
             "reason": self._sentence(row, col, history, contributions, attributes),
         }
-
-    # ---- persistence ----------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "user_factors": self.user_factors_,
-            "item_factors": self.item_factors_,
-            "user_bias": self.user_bias_,
-            "item_bias": self.item_bias_,
-            "global_mean": self.global_mean_,
-            "rating_range": self.rating_range_,
-            "explicit": self.explicit_,
-            **csr_arrays("signal", self.signal_),
-            "item_brands": self.item_brands_,
-            "item_tags": self.item_tags_,
-        }
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
-        self.user_bias_, self.item_bias_ = arrays["user_bias"], arrays["item_bias"]
-        self.global_mean_, self.rating_range_, self.explicit_ = arrays["global_mean"], arrays["rating_range"], arrays["explicit"]
-        shape = (len(self.user_factors_), len(self.item_factors_))
-        self.signal_ = csr_from("signal", arrays, shape)
-        self.item_brands_, self.item_tags_ = arrays["item_brands"], arrays["item_tags"]
 
 
 # ---- fold-in ------------------------------------------------------------------------

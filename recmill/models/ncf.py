@@ -54,7 +54,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -608,29 +607,20 @@ class NCFRecommender(Recommender):
         return out
 
     # ---- persistence ----------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        return self.features_.arrays()
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.features_ = Features.from_arrays(arrays)
-
-    def save(self, path: Path | str) -> Path:
-        """Beside config.json and state.npz (ids, history, features): model.pt (the network's
-        state_dict), feature_stats.json and training_history.json."""
-        path = super().save(path)
+    def _save_extra(self, path: Path) -> None:
+        """features.npz (the users' and items' inputs), model.pt (the network's state_dict),
+        feature_stats.json and training_history.json."""
+        np.savez(path / "features.npz", **self.features_.arrays())
         torch.save({k: v.cpu() for k, v in self.net_.state_dict().items()}, path / "model.pt")
         (path / "feature_stats.json").write_text(json.dumps(self.feature_stats_, indent=2))
         (path / "training_history.json").write_text(json.dumps(self.history_, indent=2))
-        return path
 
-    @classmethod
-    def load(cls, path: Path | str) -> Self:
-        path = Path(path)
-        model = super().load(path)
-        model.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
-        model.history_ = json.loads((path / "training_history.json").read_text())
-        model.device_ = resolve_device(model.config.device)
-        model.net_ = NCFNet(model.config, model.features_).to(model.device_)
-        model.net_.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=model.device_))
-        model.net_.eval()
-        return model
+    def _load_extra(self, path: Path) -> None:
+        with np.load(path / "features.npz", allow_pickle=False) as arrays:
+            self.features_ = Features.from_arrays({k: arrays[k] for k in arrays.files})
+        self.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
+        self.history_ = json.loads((path / "training_history.json").read_text())
+        self.device_ = resolve_device(self.config.device)
+        self.net_ = NCFNet(self.config, self.features_).to(self.device_)
+        self.net_.load_state_dict(torch.load(path / "model.pt", weights_only=True, map_location=self.device_))
+        self.net_.eval()

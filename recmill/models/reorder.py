@@ -27,7 +27,6 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,7 @@ from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped
 from recmill.features import build_features
 from recmill.io import frame_batches, read_frame, read_json, write_frame_slices
-from recmill.models.base import Recommender, csr_arrays, csr_from, ranks, text_array
+from recmill.models.base import Recommender, ranks
 from recmill.models.boosting import booster_params, early_stopping
 from recmill.models.segments import SegmentsRecommender, rfm_features
 
@@ -142,6 +141,7 @@ def plural(n: int, noun: str) -> str:
 class ReorderRecommender(Recommender):
     name = "reorder"
     Config = ReorderConfig
+    state = ("probability_", "orders_with_", "orders_since_", "user_orders_", "trained_on_")
     publishes_tables = True
     predicts_reorders = True
 
@@ -274,31 +274,13 @@ class ReorderRecommender(Recommender):
         return {"train_pairs": float(pairs), "train_reorder_share": float(positives / pairs), "train_users": float(users)}
 
     # ---- persistence ----------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            **csr_arrays("probability", self.probability_), **csr_arrays("orders_with", self.orders_with_),
-            **csr_arrays("orders_since", self.orders_since_), "user_orders": self.user_orders_,
-            "trained_on": self.trained_on_, "features": text_array(FEATURES),
-        }
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        shape = (len(self.user_ids_), len(self.item_ids_))
-        self.probability_ = csr_from("probability", arrays, shape)
-        self.orders_with_, self.orders_since_ = csr_from("orders_with", arrays, shape), csr_from("orders_since", arrays, shape)
-        self.user_orders_, self.trained_on_ = arrays["user_orders"], arrays["trained_on"]
-
-    def save(self, path: Path | str) -> Path:
-        path = super().save(path)
+    def _save_extra(self, path: Path) -> None:
         self.booster_.save_model(str(path / "booster.txt"))
         (path / "feature_stats.json").write_text(json.dumps(self.feature_stats_, indent=2, sort_keys=True))
-        return path
 
-    @classmethod
-    def load(cls, path: Path | str) -> Self:
+    def _load_extra(self, path: Path) -> None:
         import lightgbm
 
-        path = Path(path)
-        model = super().load(path)
-        model.booster_ = lightgbm.Booster(model_file=str(path / "booster.txt"))
-        model.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
-        return model
+        self.booster_ = lightgbm.Booster(model_file=str(path / "booster.txt"))
+        self.feature_stats_ = json.loads((path / "feature_stats.json").read_text())

@@ -203,6 +203,10 @@ def category_summary(shares: pd.Series) -> str:
 class SegmentsRecommender(Recommender):
     name = "segments"
     Config = SegmentsConfig
+    state = (
+        "centroids_", "scaler_mean_", "scaler_scale_", "user_segment_", "segment_scores_", "labels_", "features_",
+        "feature_names_", "categories_",
+    )
     publishes_tables = True
 
     def _fit(self, data: InteractionData) -> None:
@@ -283,21 +287,3 @@ class SegmentsRecommender(Recommender):
         x = model_inputs(features[list(self.feature_names_)].to_numpy())
         z = (x - self.scaler_mean_) / self.scaler_scale_ * feature_weights(len(self.categories_))
         return ((z[:, None, :] - self.centroids_[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "centroids": self.centroids_,
-            "scaler_mean": self.scaler_mean_,
-            "scaler_scale": self.scaler_scale_,
-            "user_segment": self.user_segment_,
-            "segment_scores": self.segment_scores_,
-            "labels": self.labels_,
-            "features": self.features_,
-            "feature_names": self.feature_names_,
-            "categories": self.categories_,
-        }
-
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.centroids_, self.scaler_mean_, self.scaler_scale_ = arrays["centroids"], arrays["scaler_mean"], arrays["scaler_scale"]
-        self.user_segment_, self.segment_scores_, self.labels_ = arrays["user_segment"], arrays["segment_scores"], arrays["labels"]
-        self.features_, self.feature_names_, self.categories_ = arrays["features"], arrays["feature_names"], arrays["categories"]

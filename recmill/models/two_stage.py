@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Self
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -194,6 +194,10 @@ class OwnReasons:
 class TwoStageRecommender(Recommender):
     name = "two_stage"
     Config = TwoStageConfig
+    state = (
+        "generator_names_", "features_", "categories_", "item_last_days_", "item_first_days_", "user_last_days_",
+        "stage1_recall_",
+    )
     heavy = True
 
     def __init__(
@@ -451,20 +455,9 @@ class TwoStageRecommender(Recommender):
         return reason or self._popular_reason(col)
 
     # ---- persistence ----------------------------------------------------------------
-    def _state(self) -> dict[str, np.ndarray]:
-        return {
-            "generator_names": self.generator_names_, "features": self.features_, "categories": self.categories_,
-            "item_last_days": self.item_last_days_, "item_first_days": self.item_first_days_,
-            "user_last_days": self.user_last_days_, "stage1_recall": np.asarray(self.stage1_recall_),
-        }
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.generator_names_, self.features_, self.categories_ = arrays["generator_names"], arrays["features"], arrays["categories"]
-        self.item_last_days_, self.item_first_days_ = arrays["item_last_days"], arrays["item_first_days"]
-        self.user_last_days_, self.stage1_recall_ = arrays["user_last_days"], np.float64(arrays["stage1_recall"])
-
-    def save(self, path: Path | str) -> Path:
-        path = super().save(path)
+    def _save_extra(self, path: Path) -> None:
+        """generators.json (their settings), each fitted generator and the two boosters."""
         meta = {
             "generator_configs": {n: self._generator_config(n).model_dump(mode="json") for n in self.config.generators},
             "interactions": self.interactions.model_dump(mode="json"),
@@ -476,19 +469,14 @@ class TwoStageRecommender(Recommender):
         for name, booster in (("stage1", self.stage1_), ("ranker", self.ranker_)):
             if booster is not None:
                 booster.save_model(str(path / f"{name}.txt"))
-        return path
 
-    @classmethod
-    def load(cls, path: Path | str) -> Self:
+    def _load_extra(self, path: Path) -> None:
         import lightgbm
 
-        path = Path(path)
-        model = super().load(path)
         meta = json.loads((path / "generators.json").read_text())
-        model.generator_configs = {n: model_class(n).Config.model_validate(c) for n, c in meta["generator_configs"].items()}
-        model.interactions = InteractionsConfig.model_validate(meta["interactions"])
-        model.generators_ = {n: model_class(n).load(path / "generators" / n) for n in meta["fitted"]}
-        model.stage1_, model.ranker_ = (
+        self.generator_configs = {n: model_class(n).Config.model_validate(c) for n, c in meta["generator_configs"].items()}
+        self.interactions = InteractionsConfig.model_validate(meta["interactions"])
+        self.generators_ = {n: model_class(n).load(path / "generators" / n) for n in meta["fitted"]}
+        self.stage1_, self.ranker_ = (
             lightgbm.Booster(model_file=str(path / f"{n}.txt")) if (path / f"{n}.txt").exists() else None for n in ("stage1", "ranker")
         )
-        return model

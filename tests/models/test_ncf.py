@@ -258,10 +258,10 @@ def test_shop_attributes_become_inputs():
 def test_save_load_round_trip(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {
-        "config.json", "state.npz", "model.pt", "feature_stats.json", "training_history.json",
+        "config.json", "state.npz", "features.npz", "model.pt", "feature_stats.json", "training_history.json",
     }
     state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
-    assert "user_embedding.weight" in state and "user" not in state  # the feature tables live in state.npz
+    assert "user_embedding.weight" in state and "user" not in state  # the feature tables live in features.npz
     loaded = NCFRecommender.load(tmp_path / "m")
     rows = np.arange(len(fitted.user_ids_))
     np.testing.assert_array_equal(loaded._score(rows), fitted._score(rows))
