@@ -62,6 +62,4 @@ class ALSRecommender(Recommender):
         if len(history) == 0:
             return super()._reasons(row, items)
         unit = self._unit_items()
-        sims = unit[items] @ unit[history].T
-        best = np.argsort(-sims, axis=1, kind="stable")
-        return [self._history_reason(row, history[b]) for b in best]
+        return self._nearest_history_reasons(row, items, history, unit[items] @ unit[history].T)

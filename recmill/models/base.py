@@ -165,7 +165,7 @@ class Recommender(ABC):
     def similar_items(self, items=None, k: int = 10) -> pd.DataFrame:
         """The k most similar items to each given item (all items when None), excluding itself."""
         self._check_fitted()
-        cols = np.arange(len(self.item_ids_)) if items is None else pd.Index(self.item_ids_).get_indexer(pd.Index(items).astype(str))
+        cols = np.arange(len(self.item_ids_)) if items is None else self.item_cols(items)
         cols = cols[cols >= 0]
         frames = []
         step = self._batch_size()
@@ -221,7 +221,13 @@ class Recommender(ABC):
         one-user lookup does not pay for indexing every user."""
         if getattr(self, "_indexed_users", None) is not self.user_ids_:
             self._user_index, self._indexed_users = pd.Index(self.user_ids_), self.user_ids_
-        return self._user_index.get_indexer(pd.Index(np.asarray(list(user_ids), dtype=object).astype(str)))
+        return self._user_index.get_indexer(_id_index(user_ids))
+
+    def item_cols(self, item_ids) -> np.ndarray:
+        """Column numbers of these item ids, -1 for unknown ones."""
+        if getattr(self, "_indexed_items", None) is not self.item_ids_:
+            self._item_index, self._indexed_items = pd.Index(self.item_ids_), self.item_ids_
+        return self._item_index.get_indexer(_id_index(item_ids))
 
     def _batch_size(self) -> int:
         return max(1, SCORE_CELLS // max(1, len(self.item_ids_)))
@@ -246,6 +252,22 @@ class Recommender(ABC):
     def _popular_reason(self, col: int) -> str:
         category = self.item_categories_[col]
         return f"popular in {category}" if category else "popular with other customers"
+
+    def _nearest_history_reasons(
+        self, row: int, items: np.ndarray, history: np.ndarray, similarity: np.ndarray, positive_only: bool = False
+    ) -> list[str]:
+        """'because you bought X and Y' for each item: the user's history items (column
+        numbers, ascending) by their similarity to it (items x history), closest first. With
+        positive_only, only the items more similar than orthogonal; an item with none gets
+        its popularity as the reason."""
+        order = np.argsort(-similarity, axis=1, kind="stable")  # ties: the history's order
+        out = []
+        for n, col in enumerate(items):
+            closest = history[order[n]]
+            if positive_only:
+                closest = closest[similarity[n][order[n]] > 0]
+            out.append(self._history_reason(row, closest) if len(closest) else self._popular_reason(col))
+        return out
 
     def _history_reason(self, row: int, history_cols) -> str:
         """'because you bought X and Y': the first two differently named items of this
@@ -282,6 +304,13 @@ class Recommender(ABC):
                 texts = self._batch_reasons(np.asarray(rows), lists)
             frame["reason"] = [text for user_texts in texts for text in user_texts]
         return frame
+
+
+def _id_index(ids) -> pd.Index:
+    """Ids of any kind (a list, array or Series; numbers or strings) as an index of strings."""
+    if isinstance(getattr(ids, "dtype", None), pd.StringDtype):  # already strings: no Python object per id
+        return pd.Index(ids)
+    return pd.Index(np.asarray(list(ids), dtype=object).astype(str))
 
 
 # what every fitted model holds (Recommender.fit), saved before its own state

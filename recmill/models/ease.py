@@ -44,6 +44,4 @@ class EASERecommender(Recommender):
         history = self._history(row)
         if len(history) == 0:
             return super()._reasons(row, items)
-        contributions = self.weights_[np.ix_(history, items)].T  # (items, history)
-        best = np.argsort(-contributions, axis=1, kind="stable")
-        return [self._history_reason(row, history[b]) for b in best]
+        return self._nearest_history_reasons(row, items, history, self.weights_[np.ix_(history, items)].T)

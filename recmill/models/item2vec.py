@@ -254,9 +254,7 @@ class Item2VecRecommender(Recommender):
         history = history[self.slot_[history] >= 0]
         if len(history) == 0:
             return super()._reasons(row, items)
-        sims = self.all_vectors_[items] @ self.all_vectors_[history].T
-        order = np.argsort(-sims, axis=1, kind="stable")
-        return [self._history_reason(row, history[o]) for o in order]
+        return self._nearest_history_reasons(row, items, history, self.all_vectors_[items] @ self.all_vectors_[history].T)
 
     def _load_extra(self, path: Path) -> None:
         self._build()

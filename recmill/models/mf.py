@@ -179,7 +179,7 @@ class MFRecommender(Recommender):
         if len(users) != len(items):
             raise RecmillError(f"predict needs as many items as users, got {len(items)} and {len(users)}")
         rows = self.user_rows(users)
-        cols = pd.Index(self.item_ids_).get_indexer(items)
+        cols = self.item_cols(items)
         known_u, known_i = rows >= 0, cols >= 0
         dots = np.einsum("ij,ij->i", self.user_factors_[rows], self.item_factors_[cols])
         pred = (
@@ -253,7 +253,7 @@ class MFRecommender(Recommender):
         and the one-line reason. ``score`` is predict()'s value; the parts sum to it unclipped."""
         self._check_fitted()
         row = int(self.user_rows([user_id])[0])
-        col = int(pd.Index(self.item_ids_).get_indexer([str(item_id)])[0])
+        col = int(self.item_cols([item_id])[0])
         if row < 0:
             raise RecmillError(f"model 'mf' does not know user '{user_id}'")
         if col < 0:

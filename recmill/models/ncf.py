@@ -493,7 +493,7 @@ class NCFRecommender(Recommender):
         self.features_, self.feature_stats_ = build_features(earlier, self.seed)
         held_out = label_positives(earlier_events, valid_events, data.positive_event_types)
         truth = pd.DataFrame(
-            {"r": self.user_rows(held_out[S.USER_ID]), "c": pd.Index(self.item_ids_).get_indexer(held_out[S.ITEM_ID])}
+            {"r": self.user_rows(held_out[S.USER_ID]), "c": self.item_cols(held_out[S.ITEM_ID])}
         ).groupby("r")["c"].agg(set).to_dict()
         if cfg.valid_max_users is not None and len(truth) > cfg.valid_max_users:
             kept = np.random.default_rng(self.seed).choice(sorted(truth), size=cfg.valid_max_users, replace=False)
@@ -599,12 +599,7 @@ class NCFRecommender(Recommender):
         vectors = self._unit_item_embeddings()
         similarity = vectors[items] @ vectors[history].T
         similarity[items[:, None] == history[None, :]] = -np.inf  # an item does not explain itself
-        out = []
-        for n, col in enumerate(items):
-            order = np.lexsort((history, -similarity[n]))
-            closest = history[order[similarity[n][order] > 0]]
-            out.append(self._history_reason(row, closest) if len(closest) else self._popular_reason(col))
-        return out
+        return self._nearest_history_reasons(row, items, history, similarity, positive_only=True)
 
     # ---- persistence ----------------------------------------------------------------
     def _save_extra(self, path: Path) -> None:
