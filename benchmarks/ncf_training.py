@@ -27,7 +27,7 @@ from report import write_report
 
 from recmill.data.interactions import InteractionData
 from recmill.evaluation.holdout import score_model
-from recmill.models import ncf
+from recmill.models import ncf_training
 from recmill.models.ncf import NCFRecommender
 from recmill.models.popularity import PopularityRecommender
 from recmill.runtime import offline_defaults
@@ -119,8 +119,8 @@ def main() -> None:
     offline_defaults()
     settings = load_settings(REPO / "params.yaml")
     report = {
-        "device": str(ncf.resolve_device(settings.models.ncf.device)),
-        "threads": ncf.THREADS,
+        "device": str(ncf_training.resolve_device(settings.models.ncf.device)),
+        "threads": ncf_training.THREADS,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "load_average_at_start": round(os.getloadavg()[0], 2),  # other work on the same cores slows the figures
         "config": settings.models.ncf.model_dump(mode="json"),

@@ -11,8 +11,11 @@ from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
 from recmill.data.split import label_positives, label_split
 from recmill.errors import RecmillError
-from recmill.models import ncf
-from recmill.models.ncf import NCFNet, NCFRecommender, build_features, epoch_samples, sample_negatives
+from recmill.models import ncf, ncf_network, ncf_training
+from recmill.models.ncf import NCFRecommender
+from recmill.models.ncf_features import build_features
+from recmill.models.ncf_network import NCFNet
+from recmill.models.ncf_training import epoch_samples, sample_negatives
 from tests.models.contract import RecommenderContract, make_data
 
 SMALL = NCFConfig(
@@ -69,7 +72,7 @@ def test_scores_are_sigmoids_and_scoring_all_items_matches_pairs(fitted, monkeyp
     with torch.no_grad():
         pairs = torch.sigmoid(fitted.net_(torch.as_tensor(users), torch.as_tensor(items)).double()).numpy()
     np.testing.assert_allclose(scores.ravel(), pairs, rtol=1e-5)
-    monkeypatch.setattr(ncf, "CHUNK_PAIRS", 45)  # one user and a half per chunk: chunks of one user
+    monkeypatch.setattr(ncf_network, "CHUNK_PAIRS", 45)  # one user and a half per chunk: chunks of one user
     np.testing.assert_array_equal(fitted._score(rows), scores)
 
 
@@ -138,7 +141,7 @@ def test_training_leaves_the_global_random_state_and_threads_alone(groups):
 
 def test_subnormals_are_zero_while_training_or_scoring_and_not_after():
     subnormal = torch.tensor([1e-39])  # below float32's smallest normal, 1.2e-38
-    with ncf.subnormals_flushed():
+    with ncf_training.subnormals_flushed():
         assert (subnormal * 1.0).item() == 0.0
     assert (subnormal * 1.0).item() == pytest.approx(1e-39, rel=1e-3)
 
@@ -159,8 +162,8 @@ def test_early_stopping_keeps_the_best_epoch(groups):
     truth = {}
     for user, item in zip(held["user_id"], held["item_id"]):
         truth.setdefault(int(model.user_rows([user])[0]), set()).add(list(model.item_ids_).index(item))
-    with ncf.reproducible(3, torch.device("cpu")):
-        assert ncf.validation_ndcg(model.net_, earlier.positive, truth, torch.device("cpu")) == ndcg[best - 1]
+    with ncf_training.reproducible(3, torch.device("cpu")):
+        assert ncf_training.validation_ndcg(model.net_, earlier.positive, truth, torch.device("cpu")) == ndcg[best - 1]
 
 
 def test_an_epoch_is_better_only_by_the_margin(groups):
@@ -322,11 +325,11 @@ def test_a_step_moves_only_the_batchs_rows_of_a_sparse_table(groups, sparse):
     features, _ = build_features(groups, seed=3)
     torch.manual_seed(3)
     net = NCFNet(cfg, features)
-    steppers = ncf.optimizers(net, cfg)
+    steppers = ncf_training.optimizers(net, cfg)
     assert [type(o).__name__ for o in steppers] == (["Adam", "SparseAdam"] if sparse else ["Adam"])
     before = net.user_embedding.weight.detach().clone(), net.item_embedding.weight.detach().clone()
     users, items = torch.tensor([0, 1]), torch.tensor([0, 2])
-    ncf.train_epoch(net, steppers, [users, items, torch.tensor([1.0, 0.0])], "mse", batch_size=2)
+    ncf_training.train_epoch(net, steppers, [users, items, torch.tensor([1.0, 0.0])], "mse", batch_size=2)
     for table, old, touched in zip((net.user_embedding.weight, net.item_embedding.weight), before, (users, items)):
         moved = (table.detach() != old).any(1)
         assert moved[touched].all()
@@ -335,18 +338,18 @@ def test_a_step_moves_only_the_batchs_rows_of_a_sparse_table(groups, sparse):
 
 def test_validation_ranks_among_a_sample_of_a_large_catalogue(fitted):
     truth = {0: {3, 7}, 2: {5}}
-    assert ncf.validation_columns(truth, n_items=50, valid_items=50, seed=1) is None
-    cols = ncf.validation_columns(truth, n_items=50, valid_items=10, seed=1)
+    assert ncf_training.validation_columns(truth, n_items=50, valid_items=50, seed=1) is None
+    cols = ncf_training.validation_columns(truth, n_items=50, valid_items=10, seed=1)
     assert {3, 5, 7} <= set(cols) and 10 <= len(cols) <= 13 and list(cols) == sorted(set(cols))
-    assert np.array_equal(cols, ncf.validation_columns(truth, n_items=50, valid_items=10, seed=1))
+    assert np.array_equal(cols, ncf_training.validation_columns(truth, n_items=50, valid_items=10, seed=1))
 
     net, positive = fitted.net_, fitted.seen_
     rows = np.arange(min(5, positive.shape[0]))
     everything = np.arange(positive.shape[1])
-    np.testing.assert_array_equal(ncf.ranked(net, positive, rows, 3, torch.device("cpu"), everything),
-                                  ncf.ranked(net, positive, rows, 3, torch.device("cpu")))
+    np.testing.assert_array_equal(ncf_training.ranked(net, positive, rows, 3, torch.device("cpu"), everything),
+                                  ncf_training.ranked(net, positive, rows, 3, torch.device("cpu")))
     some = everything[::2]
-    top = ncf.ranked(net, positive, rows, 3, torch.device("cpu"), some)
+    top = ncf_training.ranked(net, positive, rows, 3, torch.device("cpu"), some)
     with torch.no_grad():
         scores = net.score_all(torch.as_tensor(rows)).numpy().astype(np.float64)
     for i, row in enumerate(rows):
