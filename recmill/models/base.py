@@ -96,8 +96,14 @@ class Recommender(ABC):
         """A short why for each recommended item (column numbers) of one known user."""
         return [self._popular_reason(i) for i in items]
 
-    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray]) -> list[list[str]]:
-        """_reasons of a batch of known users (a model that explains a batch at once overrides it)."""
+    def _top_explained(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray, object]:
+        """_top, and what _batch_reasons needs of this batch to explain it (a model whose
+        reasons read what its ranking computed returns that; the others, None)."""
+        return (*self._top(rows, k, exclude_seen), None)
+
+    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray], ranked=None) -> list[list[str]]:
+        """_reasons of a batch of known users (a model that explains a batch at once overrides
+        it); ranked: what _top_explained returned with the lists."""
         return [self._reasons(int(row), cols) for row, cols in zip(rows, items)]
 
     def _similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,8 +156,8 @@ class Recommender(ABC):
         step = self._batch_size()
         for start in range(0, len(known_rows), step):
             batch = known_rows[start : start + step]
-            top, top_scores = self._top(batch, k, exclude_seen)
-            frames.append(self._frame(known_users[start : start + step], batch, top, top_scores, reasons))
+            top, top_scores, ranked = self._top_explained(batch, k, exclude_seen) if reasons else (*self._top(batch, k, exclude_seen), None)
+            frames.append(self._frame(known_users[start : start + step], batch, top, top_scores, reasons, ranked))
         cold = users[~known]
         if len(cold):
             top = np.tile(self.popular_[:k], (len(cold), 1))
@@ -161,6 +167,22 @@ class Recommender(ABC):
         out = pd.concat(frames, ignore_index=True)
         order = pd.Index(users).get_indexer(out["user_id"])
         return out.iloc[np.lexsort((out["rank"].to_numpy(), order))].reset_index(drop=True)
+
+    def top_items(self, rows: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Each known user's (row numbers) k best items: column numbers and scores, best first,
+        -inf where there are fewer; what a model holding others (two_stage) asks of them."""
+        self._check_fitted()
+        rows = np.asarray(rows, dtype=np.int64)
+        step = self._batch_size()
+        parts = [self._top(rows[start : start + step], k, exclude_seen) for start in range(0, len(rows), step)]
+        if not parts:
+            return np.zeros((0, k), dtype=np.int64), np.zeros((0, k))
+        return np.concatenate([t for t, _ in parts]), np.concatenate([s for _, s in parts])
+
+    def reasons_for(self, rows: np.ndarray, items: list[np.ndarray]) -> list[list[str]]:
+        """A short why for each of these items (column numbers) of each known user (row numbers)."""
+        self._check_fitted()
+        return self._batch_reasons(np.asarray(rows, dtype=np.int64), [np.asarray(i, dtype=np.int64) for i in items])
 
     def similar_items(self, items=None, k: int = 10) -> pd.DataFrame:
         """The k most similar items to each given item (all items when None), excluding itself."""
@@ -285,7 +307,7 @@ class Recommender(ABC):
             last_verb = verb
         return "because you " + " and ".join(parts)
 
-    def _frame(self, users, rows, top, top_scores, reasons: bool) -> pd.DataFrame:
+    def _frame(self, users, rows, top, top_scores, reasons: bool, ranked=None) -> pd.DataFrame:
         valid = np.isfinite(top_scores)
         n = valid.sum(axis=1)
         frame = pd.DataFrame(
@@ -301,7 +323,7 @@ class Recommender(ABC):
             if rows is None:
                 texts = [[self._popular_reason(c) for c in items] for items in lists]
             else:
-                texts = self._batch_reasons(np.asarray(rows), lists)
+                texts = self._batch_reasons(np.asarray(rows), lists, ranked)
             frame["reason"] = [text for user_texts in texts for text in user_texts]
         return frame
 

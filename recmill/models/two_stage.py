@@ -83,17 +83,10 @@ def category_codes(categories: np.ndarray) -> np.ndarray:
 
 def generator_lists(model: Recommender, rows: np.ndarray, n: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row * n_items + col, rank, score) of each user's n best items from one fitted generator."""
-    n_items = len(model.item_ids_)
-    keys, ranks, scores = [], [], []
-    step = model._batch_size()
-    for start in range(0, len(rows), step):
-        batch = rows[start : start + step]
-        top, top_scores = model._top(batch, n, exclude_seen)
-        valid = np.isfinite(top_scores)
-        keys.append((batch[:, None] * n_items + top)[valid])
-        ranks.append(np.broadcast_to(np.arange(1, top.shape[1] + 1), top.shape)[valid])
-        scores.append(top_scores[valid])
-    return np.concatenate(keys), np.concatenate(ranks), np.concatenate(scores)
+    top, top_scores = model.top_items(rows, n, exclude_seen)
+    valid = np.isfinite(top_scores)
+    keys = (np.asarray(rows, dtype=np.int64)[:, None] * len(model.item_ids_) + top)[valid]
+    return keys, np.broadcast_to(np.arange(1, top.shape[1] + 1), top.shape)[valid], top_scores[valid]
 
 
 def candidate_features(
@@ -187,7 +180,8 @@ class OwnReasons:
 
     def __call__(self, generator: str, col: int) -> str:
         if generator not in self.asked:
-            self.asked[generator] = dict(zip(self.items.tolist(), self.generators[generator]._reasons(self.row, self.items)))
+            reasons = self.generators[generator].reasons_for(np.array([self.row]), [self.items])[0]
+            self.asked[generator] = dict(zip(self.items.tolist(), reasons))
         return self.asked[generator][int(col)]
 
 
@@ -359,9 +353,13 @@ class TwoStageRecommender(Recommender):
         return self._dense(rows, frame, scores)
 
     def _top(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        return self._top_explained(rows, k, exclude_seen)[:2]
+
+    def _top_explained(self, rows: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """The lists and the candidates' features: what the reasons are read from."""
         frame, scores = self._ranked(rows, k, exclude_seen)
-        self._served = frame  # the features of this batch, for its reasons
-        return candidates_top_k(rows, frame["row"].to_numpy(), frame["col"].to_numpy(), scores, min(k, len(self.item_ids_)))
+        top, top_scores = candidates_top_k(rows, frame["row"].to_numpy(), frame["col"].to_numpy(), scores, min(k, len(self.item_ids_)))
+        return top, top_scores, frame
 
     def training_metrics(self) -> dict[str, float]:
         """Stage-1 recall: the share of the training labels' positives kept for the ranker."""
@@ -371,10 +369,11 @@ class TwoStageRecommender(Recommender):
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         return self._batch_reasons(np.array([row]), [np.asarray(items)])[0]
 
-    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray]) -> list[list[str]]:
+    def _batch_reasons(self, rows: np.ndarray, items: list[np.ndarray], ranked: pd.DataFrame | None = None) -> list[list[str]]:
         """Name the features that pushed each item up most (LightGBM contributions), one
-        booster call for the whole batch."""
-        served = getattr(self, "_served", None)
+        booster call for the whole batch; ranked: the candidates' features (_top_explained),
+        without which the reasons are the generators' own."""
+        served = ranked
         n_items = len(self.item_ids_)
         wanted = np.concatenate([row * n_items + np.asarray(cols, dtype=np.int64) for row, cols in zip(rows, items)]) if len(items) else np.array([], np.int64)
         if served is not None and len(served):
