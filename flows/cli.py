@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from recmill import schema as S
 from recmill.config import DEFAULT_PARAMS
 from recmill.errors import RecmillError
 from recmill.runtime import DEBUG_ENV, offline_defaults
@@ -171,7 +172,7 @@ def explain(
         why = explainer.explain(user, item)
     except RecmillError as exc:
         _fail(exc)
-    name = explainer.item_names_[list(explainer.item_ids_).index(why["item_id"])]
+    name = explainer.item_names_[list(explainer.item_ids_).index(why[S.ITEM_ID])]
     console.print(f"user {why['user_id']}, item {why['item_id']} ({name}), by the {model} model", highlight=False)
     console.print(f"[bold]{why['reason']}[/]", highlight=False)
     parts = why["parts"]
@@ -182,10 +183,10 @@ def explain(
     )
     if why["history"]:
         table = Table(title="History items that contribute most")
-        for column in ("item_id", "name", "contribution"):
+        for column in (S.ITEM_ID, "name", "contribution"):
             table.add_column(column, justify="right" if column == "contribution" else "left")
         for h in why["history"]:
-            table.add_row(h["item_id"], h["name"], f"{h['contribution']:+.3f}")
+            table.add_row(h[S.ITEM_ID], h["name"], f"{h['contribution']:+.3f}")
         console.print(table)
     for match in why["attributes"]:
         console.print(f"same {match['attribute']} '{match['value']}' as {match['history_items']} items in the history", highlight=False)

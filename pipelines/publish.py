@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recmill import schema as S
 from recmill import warehouse
 from recmill.champion import all_users, champion_fit, checked_lists, current_had, decision_row, make_servable, recommendation_frame
 from recmill.config import Settings
@@ -65,7 +66,7 @@ def ab_variant(user_ids, salt: str, share: float) -> list[str]:
 def catalogue_frame(items: pd.DataFrame) -> pd.DataFrame:
     """The items table: the canonical items' published columns, NULL where a source lacks one."""
     columns = [c for c, _ in WAREHOUSE_TABLES["items"]]
-    return items.reindex(columns=columns).astype({"item_id": "string", "name": "string", "category": "string", "brand": "string", "price": "float64"})
+    return items.reindex(columns=columns).astype({S.ITEM_ID: "string", "name": "string", "category": "string", "brand": "string", "price": "float64"})
 
 
 def build_frames(settings: Settings, info: dict, selection: dict, generated_at: datetime) -> dict[str, pd.DataFrame]:
@@ -88,7 +89,7 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
     for name, m in models.items():
         for table, frame in m.tables().items():
             extra[table] = frame.assign(run_id=info["run_id"])
-    ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=["user_id", "variant", "run_id"])}
+    ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=[S.USER_ID, "variant", "run_id"])}
     if settings.gate.ab_test and selection["decision"] != PROMOTE:
         challenger = registry.get(selection["challenger_version"])
         fitted = models.get(challenger.model) or model_class(challenger.model).load(layout.model_dir(challenger.model, "full"))
@@ -96,7 +97,7 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
             checked_lists(settings, fitted, users, had, "recommendations_challenger"), challenger, info["run_id"], generated_at
         )
         ab["ab_assignments"] = pd.DataFrame(
-            {"user_id": users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
+            {S.USER_ID: users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
         )
     checks, severe = drift_rows(settings, layout, recs, len(publisher.item_ids_))
     runs = pd.DataFrame(
@@ -111,7 +112,7 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
             }
         ]
     )
-    empty_similar = pd.DataFrame(columns=["item_id", "similar_item_id", "rank", "score", "model", "run_id"])
+    empty_similar = pd.DataFrame(columns=[S.ITEM_ID, "similar_item_id", "rank", "score", "model", "run_id"])
     return {
         "recommendations": recs,
         "items": catalogue_frame(read_frame(layout.canonical / "items.parquet")),

@@ -14,6 +14,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recmill import schema as S
 from recmill.champion import champion_is_served
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
@@ -88,7 +89,7 @@ def evaluation_document(metrics: dict[str, dict], baseline: str, run_id: str, ch
             "comparison_to_baseline": compare_to_baseline(result["test"], baseline_test) if baseline_test and model != baseline else None,
         }
     return {
-        "run_id": run_id, "timestamp": now.isoformat(timespec="seconds"), "baseline": baseline,
+        "run_id": run_id, S.TIMESTAMP: now.isoformat(timespec="seconds"), "baseline": baseline,
         "model": chosen, **models[chosen], "models": models,
     }
 

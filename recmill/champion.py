@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from recmill import schema as S
 from recmill import warehouse
 from recmill.config import Settings
 from recmill.data.output_checks import check_recommendations, raise_if_failed
@@ -26,14 +27,14 @@ log = logging.getLogger("recmill")
 
 def all_users(layout: Layout) -> list[str]:
     """Everyone in the data: users with events and users listed in the users table."""
-    events = read_frame(layout.canonical / "events.parquet", columns=["user_id"])["user_id"]
-    users = read_frame(layout.canonical / "users.parquet", columns=["user_id"])["user_id"]
+    events = read_frame(layout.canonical / "events.parquet", columns=[S.USER_ID])[S.USER_ID]
+    users = read_frame(layout.canonical / "users.parquet", columns=[S.USER_ID])[S.USER_ID]
     return sorted(set(events.dropna().unique()) | set(users.dropna().unique()))
 
 
 def current_had(settings: Settings) -> dict[str, set]:
     """user -> the items they have in all of today's data."""
-    events = read_frame(Layout(settings).canonical / "events.parquet", columns=["user_id", "item_id", "event_type"])
+    events = read_frame(Layout(settings).canonical / "events.parquet", columns=[S.USER_ID, S.ITEM_ID, S.EVENT_TYPE])
     return items_by_user(events, settings.interactions.positive_event_types)
 
 
@@ -48,9 +49,9 @@ def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] 
             extra = max(extra, len(had.get(user, set()) - known))
     recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
     if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size
-        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs["user_id"], recs["item_id"])]]
-        recs = recs[recs.groupby("user_id").cumcount() < k].copy()
-        recs["rank"] = recs.groupby("user_id").cumcount().astype("int32") + 1
+        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs[S.USER_ID], recs[S.ITEM_ID])]]
+        recs = recs[recs.groupby(S.USER_ID).cumcount() < k].copy()
+        recs["rank"] = recs.groupby(S.USER_ID).cumcount().astype("int32") + 1
     return recs.reset_index(drop=True)
 
 

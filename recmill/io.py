@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recmill import schema as S
 from recmill.config import Settings
 from recmill.data.tables import ID_DTYPE, ID_STORAGE, Tables
 
@@ -122,9 +123,9 @@ def frame_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
 def _frame(table: pa.Table) -> pd.DataFrame:
     df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(ID_STORAGE), pa.large_string(): pd.StringDtype(ID_STORAGE)}.get)
     for col in df.columns:
-        if col == "timestamp":  # files written by DuckDB hold microseconds
+        if col == S.TIMESTAMP:  # files written by DuckDB hold microseconds
             df[col] = df[col].astype("datetime64[ns]")
-        elif col in ("user_id", "item_id", "order_id", "event_type") and df[col].dtype != ID_DTYPE:
+        elif col in (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TYPE) and df[col].dtype != ID_DTYPE:
             df[col] = df[col].astype(ID_DTYPE)  # a column of nulls only has no string type in the file
     return df
 

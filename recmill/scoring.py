@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recmill import schema as S
 from recmill.config import Settings
 from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
@@ -62,7 +63,7 @@ def segment_labels(settings: Settings, fit: str, users: list[str]) -> dict[str, 
 
 def user_groups(settings: Settings, fit: str, users: list[str]) -> dict[str, dict[str, str]]:
     """attribute -> user -> group, for each fairness attribute the data has."""
-    table = read_frame(Layout(settings).canonical / "users.parquet").astype({"user_id": str}).set_index("user_id")
+    table = read_frame(Layout(settings).canonical / "users.parquet").astype({S.USER_ID: str}).set_index(S.USER_ID)
     groups = {}
     for attribute in settings.evaluate.fairness_attributes:
         if attribute == "segment":
@@ -131,10 +132,10 @@ def build_holdout(settings: Settings, fit: str) -> Holdout:
     truth = relevant_items(held_out, positive, had if settings.publish.exclude_seen else None)
     truth = {user: truth[user] for user in sample_users(truth, ev.max_users, settings.seed)}
     popularity = Counter(item for items in had.values() for item in items)
-    ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({"item_id": str}))
+    ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({S.ITEM_ID: str}))
     return Holdout(
-        truth=truth, ratings=held_out[held_out["event_type"] == "rating"], popularity=popularity, n_users=max(len(had), 1),
-        item_ids=ids, item_vectors=vectors, activity=history["user_id"].value_counts().to_dict(),
+        truth=truth, ratings=held_out[held_out[S.EVENT_TYPE] == "rating"], popularity=popularity, n_users=max(len(had), 1),
+        item_ids=ids, item_vectors=vectors, activity=history[S.USER_ID].value_counts().to_dict(),
         segments=segment_labels(settings, fit, list(truth)), groups=user_groups(settings, fit, list(truth)),
         long_tail=beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set(),
     )
@@ -154,7 +155,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
 
     ratings = h.ratings
     if fitted.predicts_ratings and len(ratings):
-        predicted = fitted.predict(ratings["user_id"], ratings["item_id"])
+        predicted = fitted.predict(ratings[S.USER_ID], ratings[S.ITEM_ID])
         overall.update({name: fn(ratings["value"], predicted) for name, fn in RATING_METRICS.items()})
 
     baseline = ranked if fitted.name == ev.baseline else baseline_lists(settings, fit, truth, top)
@@ -208,12 +209,12 @@ def score_buy_again(settings: Settings, fitted, fit: str) -> tuple[dict, int]:
     positive = settings.interactions.positive_event_types
     history = fit_events(settings, fit)
     held_out = read_frame(Layout(settings).splits / f"{fit}.parquet")
-    held_out = held_out[held_out["event_type"].isin(positive)]
-    users = sample_users(held_out["user_id"].unique(), settings.evaluate.max_users, settings.seed)
+    held_out = held_out[held_out[S.EVENT_TYPE].isin(positive)]
+    users = sample_users(held_out[S.USER_ID].unique(), settings.evaluate.max_users, settings.seed)
     scores = buy_again_metrics(
         fitted.reorder_probabilities(users),
-        history[history["event_type"].isin(positive) & history["user_id"].isin(users)],
-        held_out[held_out["user_id"].isin(users)],
+        history[history[S.EVENT_TYPE].isin(positive) & history[S.USER_ID].isin(users)],
+        held_out[held_out[S.USER_ID].isin(users)],
     )
     scores.update(fitted.training_metrics())
     return finite(scores), int(scores.pop("basket_users"))

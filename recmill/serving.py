@@ -13,6 +13,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from recmill import schema as S
+
 DEFAULT_K = 10
 
 
@@ -28,16 +30,16 @@ class RecommenderModel(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", DEFAULT_K))
-        users = model_input["user_id"].astype(str).tolist()
-        return self.recommender.recommend(users, k=k)[["user_id", "rank", "item_id", "score"]]
+        users = model_input[S.USER_ID].astype(str).tolist()
+        return self.recommender.recommend(users, k=k)[[S.USER_ID, "rank", S.ITEM_ID, "score"]]
 
 
 def save_pyfunc(fit_dir: Path, into: Path) -> Path:
     """The MLflow model of the saved fit in ``fit_dir``, written to ``into``."""
     from mlflow.models import infer_signature
 
-    example = pd.DataFrame({"user_id": ["1"]})
-    output = pd.DataFrame({"user_id": ["1"], "rank": [1], "item_id": ["1"], "score": [1.0]})
+    example = pd.DataFrame({S.USER_ID: ["1"]})
+    output = pd.DataFrame({S.USER_ID: ["1"], "rank": [1], S.ITEM_ID: ["1"], "score": [1.0]})
     mlflow.pyfunc.save_model(
         path=str(into), python_model=__file__, artifacts={"fit": str(fit_dir)},
         signature=infer_signature(example, output, params={"k": DEFAULT_K}),

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from recmill import schema as S
 from recmill.evaluation.metrics import evaluate
 
 
@@ -23,7 +24,7 @@ class Ranker(Protocol):
 def ranked_lists(model: Ranker, users, k: int, exclude_seen: bool = True) -> dict[str, list[str]]:
     """user -> the model's top-k item ids, best first."""
     recs = model.recommend(list(users), k=k, exclude_seen=exclude_seen)
-    return recs.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    return recs.groupby(S.USER_ID, sort=False)[S.ITEM_ID].agg(list).to_dict()
 
 
 def score_model(model: Ranker, truth: dict[str, set], metrics: Sequence[str], ks: Sequence[int], exclude_seen: bool = True) -> list[dict]:

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel
 
+from recmill import schema as S
 from recmill.data.interactions import InteractionData
 from recmill.errors import NotFittedError, RecmillError
 from recmill.models import CATALOGUE
@@ -27,8 +28,8 @@ FORMAT_VERSION = 2  # of a saved model's files: state.npz holds every declared a
 SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
 VERBS = {0: "interacted with", 1: "viewed", 2: "added to your cart", 3: "bought", 4: "rated"}
 
-RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
-SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
+RECOMMENDATION_COLUMNS = [S.USER_ID, S.ITEM_ID, "rank", "score"]
+SIMILAR_COLUMNS = [S.ITEM_ID, "similar_item_id", "rank", "score"]
 
 
 def text_array(values) -> np.ndarray:
@@ -137,7 +138,7 @@ class Recommender(ABC):
         self.event_code_ = self._strongest_event(data)
         # the fallback list for users without history: users per item, unless _fit says otherwise
         self.popularity_ = np.bincount(self.seen_.indices, minlength=data.n_items).astype(np.float64)
-        items = data.items.set_index(data.items["item_id"].astype(str)) if len(data.items) else pd.DataFrame()
+        items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
         self.item_names_ = text_array(items["name"].reindex(self.item_ids_) if "name" in items else self.item_ids_)
         self.item_names_ = np.where(self.item_names_ == "", self.item_ids_, self.item_names_)
         self.item_categories_ = text_array(items["category"].reindex(self.item_ids_) if "category" in items else [""] * data.n_items)
@@ -165,7 +166,7 @@ class Recommender(ABC):
         if not frames:
             return pd.DataFrame(columns=RECOMMENDATION_COLUMNS + (["reason"] if reasons else []))
         out = pd.concat(frames, ignore_index=True)
-        order = pd.Index(users).get_indexer(out["user_id"])
+        order = pd.Index(users).get_indexer(out[S.USER_ID])
         return out.iloc[np.lexsort((out["rank"].to_numpy(), order))].reset_index(drop=True)
 
     def top_items(self, rows: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +200,7 @@ class Recommender(ABC):
             frames.append(
                 pd.DataFrame(
                     {
-                        "item_id": np.repeat(self.item_ids_[batch], n),
+                        S.ITEM_ID: np.repeat(self.item_ids_[batch], n),
                         "similar_item_id": self.item_ids_[top[valid]],
                         "rank": ranks(n),
                         "score": scores[valid],
@@ -312,8 +313,8 @@ class Recommender(ABC):
         n = valid.sum(axis=1)
         frame = pd.DataFrame(
             {
-                "user_id": np.repeat(np.asarray(users, dtype=object), n),
-                "item_id": self.item_ids_[top[valid]],
+                S.USER_ID: np.repeat(np.asarray(users, dtype=object), n),
+                S.ITEM_ID: self.item_ids_[top[valid]],
                 "rank": ranks(n),
                 "score": top_scores[valid],
             }

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from recmill import schema as S
 from recmill.config import ContentConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import RecmillError
@@ -39,7 +40,7 @@ def item_vectors(items: pd.DataFrame, item_ids: np.ndarray, config: ContentConfi
     """
     looked = [f for f, w in config.fields.items() if w > 0]
     present = [f for f in looked if f in items.columns]
-    table = items.set_index(items["item_id"].astype(str)) if present else None
+    table = items.set_index(items[S.ITEM_ID].astype(str)) if present else None
     blocks, terms, fields = [], [], []
     for field in present:
         texts = text_array(table[field].reindex(item_ids))
@@ -113,7 +114,7 @@ def history_weights(data: InteractionData, half_life_days: float | None) -> tupl
     matrix.sort_indices()
     codes, latest = data.pair_events(matrix)
     if half_life_days is not None:
-        age = data.events["timestamp"].max() - pd.Series(latest)
+        age = data.events[S.TIMESTAMP].max() - pd.Series(latest)
         matrix.data *= 0.5 ** (age.dt.total_seconds().fillna(0).to_numpy() / 86400 / half_life_days)
     return matrix, codes
 

@@ -264,8 +264,8 @@ class MFRecommender(Recommender):
         best = best[np.isfinite(contributions[best])][:HISTORY_SHOWN]
         attributes = self._attributes(col, history, self._profile(history))
         return {
-            "user_id": str(user_id),
-            "item_id": str(item_id),
+            S.USER_ID: str(user_id),
+            S.ITEM_ID: str(item_id),
             "score": float(self.predict([user_id], [item_id])[0]),
             "parts": {
                 "global_mean": float(self.global_mean_),
@@ -274,7 +274,7 @@ class MFRecommender(Recommender):
                 "interaction": float(self.user_factors_[row] @ self.item_factors_[col]),
             },
             "history": [
-                {"item_id": str(self.item_ids_[c]), "name": str(self.item_names_[c]), "contribution": float(contributions[j])}
+                {S.ITEM_ID: str(self.item_ids_[c]), "name": str(self.item_names_[c]), "contribution": float(contributions[j])}
                 for j, c in zip(best, history[best])
             ],
             "attributes": attributes,

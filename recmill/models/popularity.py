@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recmill import schema as S
 from recmill.config import PopularityConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.models.base import Recommender
@@ -22,11 +23,11 @@ class PopularityRecommender(Recommender):
         if self.config.window_days is None:
             return
         events = data.events
-        positive = events["event_type"].isin(data.positive_event_types).to_numpy(bool)
-        times = events["timestamp"].to_numpy()
+        positive = events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)
+        times = events[S.TIMESTAMP].to_numpy()
         start = times[positive].max() - np.timedelta64(pd.Timedelta(days=self.config.window_days))
         kept = positive & (times >= start)
-        rows, cols = index_of(self.user_ids_, events["user_id"][kept]), index_of(self.item_ids_, events["item_id"][kept])
+        rows, cols = index_of(self.user_ids_, events[S.USER_ID][kept]), index_of(self.item_ids_, events[S.ITEM_ID][kept])
         pairs = np.unique(rows.astype(np.int64) * len(self.item_ids_) + cols)  # each user counts once per item
         self.popularity_ = np.bincount(pairs % len(self.item_ids_), minlength=len(self.item_ids_)).astype(np.float64)
 

@@ -264,7 +264,7 @@ class ReorderRecommender(Recommender):
         rank_in_user = np.arange(len(order)) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
         keep = order[rank_in_user < np.repeat(per_user, np.diff(m.indptr))]
         frame = pd.DataFrame({
-            "user_id": self.user_ids_[row_of[keep]], "item_id": self.item_ids_[m.indices[keep]],
+            S.USER_ID: self.user_ids_[row_of[keep]], S.ITEM_ID: self.item_ids_[m.indices[keep]],
             "probability": m.data[keep], "rank": ranks(per_user),
         })
         return {"buy_again": frame}

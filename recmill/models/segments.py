@@ -53,6 +53,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from recmill import schema as S
 from recmill.config import SegmentsConfig
 from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.models.base import Recommender, text_array, top_k
@@ -71,13 +72,13 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
     """Behaviour features (BEHAVIOUR columns, then one share per category) of every user of
     ``data`` in row order, and the category names."""
     events = data.events
-    positive = events[events["event_type"].isin(data.positive_event_types).to_numpy(bool)]
-    items = data.items.set_index(data.items["item_id"].astype(str)) if len(data.items) else pd.DataFrame()
-    cols = index_of(data.item_ids, positive["item_id"])
+    positive = events[events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)]
+    items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
+    cols = index_of(data.item_ids, positive[S.ITEM_ID])
     # a basket is the order, or the day for events without one: codes, not a string per event
-    order = factorized(positive["order_id"])[0] if "order_id" in positive else np.full(len(positive), -1)
-    day = positive["timestamp"].to_numpy("datetime64[D]").astype(np.int64)
-    is_purchase = positive["event_type"].eq("purchase").to_numpy(bool)
+    order = factorized(positive[S.ORDER_ID])[0] if S.ORDER_ID in positive else np.full(len(positive), -1)
+    day = positive[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64)
+    is_purchase = positive[S.EVENT_TYPE].eq("purchase").to_numpy(bool)
     prices = pd.to_numeric(items["price"], errors="coerce") if "price" in items else pd.Series(dtype=float)
     if prices.notna().any() and is_purchase.any():
         spend = np.where(is_purchase, prices.reindex(data.item_ids).fillna(0.0).to_numpy()[cols], 0.0)
@@ -85,16 +86,16 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
         spend = positive["value"].fillna(0.0).to_numpy(np.float64)
     frame = pd.DataFrame(
         {
-            "row": index_of(data.user_ids, positive["user_id"]),
+            "row": index_of(data.user_ids, positive[S.USER_ID]),
             "item": cols,
             "basket": np.where(order >= 0, order, -(day + 1)),  # days (from 1970-01-02 on) below zero
-            "time": positive["timestamp"].to_numpy(),
+            "time": positive[S.TIMESTAMP].to_numpy(),
             "spend": spend,
         }
     )
     users = frame.groupby("row")
     rows = pd.RangeIndex(data.n_users)
-    recency = ((events["timestamp"].max() - users["time"].max()).dt.total_seconds() / 86_400).reindex(rows)
+    recency = ((events[S.TIMESTAMP].max() - users["time"].max()).dt.total_seconds() / 86_400).reindex(rows)
     frequency = users["basket"].nunique().reindex(rows, fill_value=0)
     basket_items = frame.drop_duplicates(["row", "basket", "item"]).groupby("row").size().reindex(rows, fill_value=0)
     features = pd.DataFrame(
@@ -122,7 +123,7 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
         per_user = np.bincount(cells, minlength=data.n_users * len(names)).reshape(data.n_users, len(names)).astype(np.float64)
         totals = users.size().reindex(rows, fill_value=0).replace(0, 1).to_numpy()
         features[names] = per_user / totals[:, None]
-    return features.set_index(pd.Index(data.user_ids.astype(str), name="user_id")), names
+    return features.set_index(pd.Index(data.user_ids.astype(str), name=S.USER_ID)), names
 
 
 def model_inputs(features: np.ndarray) -> np.ndarray:
@@ -266,7 +267,7 @@ class SegmentsRecommender(Recommender):
         self._check_fitted()
         features = pd.DataFrame(self.features_, columns=self.feature_names_)
         segment = pd.Series(self.user_segment_, name="segment")
-        users = pd.DataFrame({"user_id": self.user_ids_, "segment": segment.astype(np.int32), "label": self.labels_[segment]})
+        users = pd.DataFrame({S.USER_ID: self.user_ids_, "segment": segment.astype(np.int32), "label": self.labels_[segment]})
         users[RFM] = features[RFM]
         means = features.groupby(segment).mean()
         profiles = pd.DataFrame(
