@@ -44,6 +44,10 @@ class ValidationFailed(RecmillError):
         super().__init__(msg)
 
 
+class IntegrityError(RecmillError):
+    """A saved model whose files changed after it was saved (or lost one)."""
+
+
 class NotFittedError(RecmillError):
     """A model used before fit() or load()."""
 

@@ -9,6 +9,7 @@ sharded; users the model has never seen get the popularity list.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from recmill import schema as S
 from recmill.data.interactions import InteractionData
-from recmill.errors import NotFittedError, RecmillError
+from recmill.errors import IntegrityError, NotFittedError, RecmillError
 from recmill.models import CATALOGUE
 
 FORMAT_VERSION = 2  # of a saved model's files: state.npz holds every declared attribute by its name
@@ -218,16 +219,21 @@ class Recommender(ABC):
         arrays = {key: array for name in (*BASE_STATE, *self.state) for key, array in _packed(name, getattr(self, name)).items()}
         np.savez(path / "state.npz", **arrays)
         self._save_extra(path)
+        (path / HASHES).write_text(json.dumps(file_hashes(path), indent=2, sort_keys=True))
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> Self:
         path = Path(path)
+        if (path / HASHES).is_file():  # first: the files below are read only once they are what was saved
+            check_integrity(path)
         meta = json.loads((path / "config.json").read_text())
         if meta.get("model") != cls.name:
             raise RecmillError(f"{path} holds model '{meta.get('model')}', not '{cls.name}'")
         if meta.get("format") != FORMAT_VERSION:
             raise RecmillError(f"{path}: model format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
+        if not (path / HASHES).is_file():
+            raise IntegrityError(f"{path}: no {HASHES}, so its files cannot be trusted to be what was saved")
         model = cls(cls.Config.model_validate(meta["config"]), seed=meta["seed"])
         with np.load(path / "state.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -355,6 +361,31 @@ def _unpacked(name: str, arrays: dict[str, np.ndarray]):
         return sp.csr_matrix(parts, shape=tuple(arrays[f"{name}.shape"]))
     value = arrays[name]
     return value[()] if value.ndim == 0 else value
+
+
+HASHES = "hashes.json"  # every file a save wrote -> its sha256, checked by load
+
+
+def file_hashes(path: Path) -> dict[str, str]:
+    """The sha256 of every file under a saved model's folder (but the hash list), by relative path."""
+    def sha256(file: Path) -> str:
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.name != HASHES)
+    return {f.relative_to(path).as_posix(): sha256(f) for f in files}
+
+
+def check_integrity(path: Path) -> None:
+    """Raise IntegrityError when a file the save listed in hashes.json is missing or changed since."""
+    expected = json.loads((path / HASHES).read_text())
+    actual = file_hashes(path)
+    changed = sorted(name for name, digest in expected.items() if actual.get(name) != digest)
+    if changed:
+        raise IntegrityError(f"{path}: changed or missing since the model was saved: {', '.join(changed)}")
 
 
 def saved_format(path: Path | str) -> int | None:

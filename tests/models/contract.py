@@ -9,7 +9,7 @@ import pytest
 
 from recmill.config import InteractionsConfig
 from recmill.data.interactions import InteractionData
-from recmill.errors import NotFittedError, RecmillError
+from recmill.errors import IntegrityError, NotFittedError, RecmillError
 
 def make_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> InteractionData:
     """Two taste groups over two halves of the catalogue, so a model has something to learn."""
@@ -107,6 +107,37 @@ class RecommenderContract:
         other = next(c for c in _all_models() if c is not self.model_class)
         with pytest.raises(RecmillError, match=f"holds model '{self.model_class.name}'"):
             other.load(tmp_path / "m")
+
+    def test_load_refuses_files_changed_after_the_save(self, fitted, tmp_path):
+        path = fitted.save(tmp_path / "m")
+        saved = sorted(f for f in path.rglob("*") if f.is_file() and f.name != "hashes.json")
+        assert {"config.json", "state.npz"} <= {f.name for f in saved}
+        for file in saved:  # each file the save wrote is checked: a changed byte anywhere is refused
+            original = file.read_bytes()
+            file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+            with pytest.raises(IntegrityError, match=f"changed or missing since the model was saved: {file.relative_to(path).as_posix()}"):
+                self.model_class.load(path)
+            file.write_bytes(original)
+        self.model_class.load(path)
+        (path / "state.npz").unlink()
+        with pytest.raises(IntegrityError, match="state.npz"):
+            self.model_class.load(path)
+
+    def test_saved_files_hold_no_pickle(self, fitted, tmp_path):
+        """A model file is data: no pickled object anywhere in it (numpy's files are checked
+        by loading them with pickles refused, torch's by its weights-only loader)."""
+        path = fitted.save(tmp_path / "m")
+        for file in path.rglob("*"):
+            if file.suffix == ".npz":
+                with np.load(file, allow_pickle=False) as arrays:
+                    [arrays[k] for k in arrays.files]  # raises on an object array
+            elif file.suffix in (".pt", ".pth"):
+                import torch
+
+                torch.load(file, weights_only=True)
+            elif file.is_file():
+                assert file.suffix in (".json", ".txt"), f"unexpected file kind: {file}"
+                file.read_text()  # text: JSON or a LightGBM model
 
     def test_unfitted_model_raises(self):
         with pytest.raises(NotFittedError, match="not fitted"):

@@ -261,7 +261,7 @@ def test_shop_attributes_become_inputs():
 def test_save_load_round_trip(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {
-        "config.json", "state.npz", "features.npz", "model.pt", "feature_stats.json", "training_history.json",
+        "config.json", "state.npz", "features.npz", "model.pt", "feature_stats.json", "training_history.json", "hashes.json",
     }
     state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
     assert "user_embedding.weight" in state and "user" not in state  # the feature tables live in features.npz
