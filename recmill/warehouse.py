@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from recmill.schema import HISTORY_TABLES, SORT_KEYS, WAREHOUSE_TABLES
+from recmill.sql import literal
 
 STORAGE_VERSION = "v1.5.0"
 
@@ -67,7 +68,7 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
             try:
                 previous = set()
                 if path.exists():
-                    con.execute(f"ATTACH '{path}' AS previous (READ_ONLY)")
+                    con.execute(f"ATTACH {literal(path)} AS previous (READ_ONLY)")
                     previous = {r[0] for r in con.execute(
                         "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'previous'"
                     ).fetchall()}

@@ -154,3 +154,12 @@ def test_a_user_lookup_reads_the_users_rows_through_an_index(tmp_path):
     }
     plan = warehouse.query(path, "EXPLAIN ANALYZE SELECT * FROM recommendations WHERE user_id = 'u1'")
     assert "Index Scan" in plan.iloc[0, 1]
+
+
+def test_a_warehouse_whose_path_holds_quotes_and_sql_keeps_its_history(tmp_path):
+    folder = tmp_path / "it's; DROP TABLE runs; --"
+    folder.mkdir()
+    path = folder / "w'h.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    warehouse.publish(path, run_frames("r2"))  # the second publish attaches the first file to keep its history
+    assert warehouse.query(path, "SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
