@@ -192,6 +192,39 @@ def explain(
         console.print(f"same {match['attribute']} '{match['value']}' as {match['history_items']} items in the history", highlight=False)
 
 
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="one SQL statement, e.g. \"SELECT * FROM recommendations WHERE user_id = 'u1'\""),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON records"),
+    config: Path = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file"),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key"),
+) -> None:
+    """Run SQL on the warehouse, read-only: every table can be read, nothing can be changed."""
+    import duckdb
+
+    from recmill import warehouse
+
+    try:
+        path = Path(load_settings(config, overrides).publish.warehouse)
+        if not path.exists():
+            raise RecmillError(f"no warehouse at {path}: `recmill run` publishes one")
+        try:
+            rows = warehouse.query(path, sql)
+        except duckdb.Error as exc:
+            raise RecmillError(f"the query failed (the warehouse is read-only here): {exc}") from None
+    except RecmillError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(rows.to_json(orient="records", date_format="iso"))
+        return
+    table = Table(title=f"{len(rows):,} rows")
+    for column in rows.columns:
+        table.add_column(str(column))
+    for record in rows.itertuples(index=False):
+        table.add_row(*("" if v is None or (isinstance(v, float) and v != v) else str(v) for v in record))
+    console.print(table)
+
+
 models_app = typer.Typer(help="Registered model versions: the champion publishes `recommendations`.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")

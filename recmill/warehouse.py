@@ -110,9 +110,17 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
     return counts
 
 
+# a reader changes nothing: not the warehouse (read-only), no other database or file (no
+# external access: no ATTACH, COPY TO, file reads or extensions), and it cannot lift either
+READER_CONFIG = {
+    "enable_external_access": "false", "autoinstall_known_extensions": "false", "autoload_known_extensions": "false",
+    "lock_configuration": "true",
+}
+
+
 def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
-    """A read-only connection: never blocks a publish, never sees half of one."""
-    return duckdb.connect(str(path), read_only=True)
+    """A read-only connection: never blocks a publish, never sees half of one, writes nothing."""
+    return duckdb.connect(str(path), read_only=True, config=READER_CONFIG)
 
 
 def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFrame:
