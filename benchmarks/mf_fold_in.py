@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from recmill import schema as S
 from report import write_report
 
+from recmill import schema as S
 from recmill.config import Settings, SplitConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
@@ -70,7 +69,9 @@ def fold_in_events(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> tuple[
     ahead = test[test[S.USER_ID].isin(existing)]
     new_for_existing = ahead.groupby(S.USER_ID).head(NEW_EVENTS)
     originals = rng.choice(np.sort(train[S.USER_ID].unique()), NEW, replace=False)
-    renamed = lambda frame: frame.assign(**{S.USER_ID: "new-" + frame[S.USER_ID].astype(str)})
+    def renamed(frame):
+        return frame.assign(**{S.USER_ID: "new-" + frame[S.USER_ID].astype(str)})
+
     copies = renamed(train[train[S.USER_ID].isin(originals)].groupby(S.USER_ID).head(NEW_USER_EVENTS))
     held_out = pd.concat([ahead.drop(new_for_existing.index), renamed(test[test[S.USER_ID].isin(originals)])])
     return pd.concat([new_for_existing, copies], ignore_index=True), held_out

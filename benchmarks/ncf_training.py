@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import torch
 from quality import holdout  # the sibling benchmark's holdouts
-
 from report import write_report
 
 from recmill.data.interactions import InteractionData

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from report import write_report
 
 from recmill.config import ALSConfig, Settings, SplitConfig

@@ -17,7 +17,15 @@ import pandas as pd
 
 from recmill import schema as S
 from recmill import warehouse
-from recmill.champion import all_users, champion_fit, checked_lists, current_had, decision_row, make_servable, recommendation_frame
+from recmill.champion import (
+    all_users,
+    champion_fit,
+    checked_lists,
+    current_had,
+    decision_row,
+    make_servable,
+    recommendation_frame,
+)
 from recmill.config import Settings
 from recmill.drift import ROW_COLUMNS, prediction_drift
 from recmill.evaluation.gate import PROMOTE
@@ -86,7 +94,7 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
         if m.has_similar_items
     ]
     extra = {}
-    for name, m in models.items():
+    for m in models.values():
         for table, frame in m.tables().items():
             extra[table] = frame.assign(run_id=info["run_id"])
     ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=[S.USER_ID, "variant", "run_id"])}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from recmill.io import write_json
@@ -72,7 +72,7 @@ def _timestamp(value: datetime | None) -> str:
     if value is None:
         return "NULL::TIMESTAMP"
     if value.tzinfo is not None:  # canonical timestamps are naive UTC
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return f"TIMESTAMP '{value:%Y-%m-%d %H:%M:%S.%f}'"
 
 

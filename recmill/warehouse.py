@@ -183,7 +183,7 @@ class Reader:
             self._con.close()
         self._con, self._file = None, None
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 Truth = Mapping[str, Collection[str]]
 Recs = Mapping[str, Sequence[str]]
@@ -41,7 +41,7 @@ def _hit_ranks(relevant: set[str] | frozenset[str], ranked: Sequence[str], k: in
     return hits
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ideal_dcg(n: int) -> float:
     return sum(1.0 / math.log2(r + 1) for r in range(1, n + 1))
 

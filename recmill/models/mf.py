@@ -145,12 +145,12 @@ class MFRecommender(Recommender):
             rows, cols, targets, weights = self._samples(rng)
             touched_users[rows], touched_items[cols] = True, True
             order = torch.from_numpy(rng.permutation(rows.size))
-            U, I = torch.from_numpy(rows.astype(np.int64))[order], torch.from_numpy(cols.astype(np.int64))[order]
-            Y, W = torch.from_numpy(targets)[order], torch.from_numpy(weights)[order]
+            users, items = torch.from_numpy(rows.astype(np.int64))[order], torch.from_numpy(cols.astype(np.int64))[order]
+            ys, ws = torch.from_numpy(targets)[order], torch.from_numpy(weights)[order]
             for start in range(0, rows.size, cfg.batch_size):
-                u, i = U[start : start + cfg.batch_size], I[start : start + cfg.batch_size]
+                u, i = users[start : start + cfg.batch_size], items[start : start + cfg.batch_size]
                 p, q, b_u, b_i = P[u], Q[i], bu[u], bi[i]
-                err = W[start : start + cfg.batch_size] * (Y[start : start + cfg.batch_size] - (mu + b_u + b_i + (p * q).sum(1)))
+                err = ws[start : start + cfg.batch_size] * (ys[start : start + cfg.batch_size] - (mu + b_u + b_i + (p * q).sum(1)))
                 bu.index_add_(0, u, lr * (err - reg * b_u))
                 bi.index_add_(0, i, lr * (err - reg * b_i))
                 err = err.unsqueeze(1)

@@ -66,8 +66,19 @@ from recmill.models.base import Recommender, mask_seen, top_k, unit_rows
 from recmill.models.ncf_features import Features, build_features
 from recmill.models.ncf_network import NCFNet
 from recmill.models.ncf_training import (
-    CHECKPOINT, VALID_K, epoch_samples, fingerprint, optimizers, reproducible, resolve_device, resume, save_checkpoint,
-    subnormals_flushed, train_epoch, validation_columns, validation_ndcg,
+    CHECKPOINT,
+    VALID_K,
+    epoch_samples,
+    fingerprint,
+    optimizers,
+    reproducible,
+    resolve_device,
+    resume,
+    save_checkpoint,
+    subnormals_flushed,
+    train_epoch,
+    validation_columns,
+    validation_ndcg,
 )
 
 log = logging.getLogger("recmill")

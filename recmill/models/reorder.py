@@ -150,7 +150,7 @@ class ReorderRecommender(Recommender):
         self.segments = segments if segments is not None else SegmentsConfig()
 
     @classmethod
-    def from_settings(cls, settings) -> "ReorderRecommender":
+    def from_settings(cls, settings) -> ReorderRecommender:
         """With the segments settings: the user's RFM segment is one of the features."""
         return cls(settings.models.reorder, seed=settings.seed, segments=settings.models.segments)
 

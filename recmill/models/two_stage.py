@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -211,7 +211,7 @@ class TwoStageRecommender(Recommender):
     # ---- training -------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, settings) -> "TwoStageRecommender":
+    def from_settings(cls, settings) -> TwoStageRecommender:
         """With each generator's own settings section and the interaction weights."""
         config = settings.models.two_stage
         generators = {name: getattr(settings.models, name) for name in config.generators}

@@ -106,18 +106,18 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
 
     # lists that fail the output checks never reach the warehouse
     import pipelines.publish
-    import recmill.champion
+    import recmill.champion as champion
     from recmill.errors import ValidationFailed
     from recmill.settings import load_settings
 
-    real = recmill.champion.lists_now
+    real = champion.lists_now
 
     def broken(*args):
         recs = real(*args)
         recs.loc[3, "score"] = float("nan")
         return recs
 
-    monkeypatch.setattr(recmill.champion, "lists_now", broken)
+    monkeypatch.setattr(champion, "lists_now", broken)
     info = json.loads(open("data/canonical/run.json").read())  # a run that has not published yet
     open("data/canonical/run.json", "w").write(json.dumps({**info, "run_id": "20990101T000000-unpublished"}))
     before = db.read_bytes()
@@ -126,7 +126,7 @@ def test_only_a_better_model_replaces_the_champion(prefect_server, workdir, monk
     assert db.read_bytes() == before
 
     # a version that never published has no fit on all the data: activating trains one
-    monkeypatch.setattr(recmill.champion, "lists_now", real)
+    monkeypatch.setattr(champion, "lists_now", real)
     assert registry.get(weak["challenger_version"]).full_run is None
     recmill("models", "activate", weak["challenger_version"])
     assert published(db) == ("popularity", weak["challenger_version"])

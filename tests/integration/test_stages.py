@@ -25,9 +25,9 @@ def test_every_dvc_stage_calls_its_pipeline_module():
 def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     import os
 
-    import recmill.fits
     import pipelines.ingest
     import pipelines.split
+    import recmill.fits
     from recmill.fits import KEEP_BUILT, fit_data, keep_fit_data
     from recmill.io import Layout
     from recmill.settings import load_settings
@@ -65,9 +65,9 @@ def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
 
 
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
-    import recmill.scoring
     import pipelines.ingest
     import pipelines.split
+    import recmill.scoring
     from recmill.fits import fit_model
     from recmill.settings import load_settings
     from tests.integration.conftest import TINY

@@ -11,6 +11,7 @@ from recmill.config import InteractionsConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import IntegrityError, NotFittedError, RecmillError
 
+
 def make_data(seed: int = 0, n_users: int = 40, n_items: int = 30) -> InteractionData:
     """Two taste groups over two halves of the catalogue, so a model has something to learn."""
     rng = np.random.default_rng(seed)

@@ -92,7 +92,9 @@ def test_user_sequences_link_a_users_orders():
     # sequences put a user's orders side by side, so only they learn the two tastes: an
     # item's nearest items beyond its own group are then all of its taste (about half by chance)
     data = grouped_orders(per_order=1, tastes=2)
-    taste = lambda items: group(items).str[1:].astype(int) % 2
+    def taste(items):
+        return group(items).str[1:].astype(int) % 2
+
     same_taste = {}
     for by in ("user", "order"):
         model = Item2VecRecommender(Item2VecConfig(sequence=by, **SMALL), seed=1).fit(data)

@@ -204,7 +204,9 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_model(groups, tmp_pa
     monkeypatch.setattr(ncf, "save_checkpoint", save)
     resumed = NCFRecommender(resumable, seed=3).fit(groups)
     assert_same_weights(resumed, uninterrupted)
-    strip = lambda model: [{k: v for k, v in e.items() if k != "seconds"} for e in model.history_["epochs"]]
+    def strip(model):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in model.history_["epochs"]]
+
     assert strip(resumed) == strip(uninterrupted)
     saved = torch.load(tmp_path / "ckpt" / "checkpoint.pt", weights_only=True)
     assert saved["run"]["epoch"] == 5 and set(saved) >= {"net", "optimizers", "schedulers", "torch_rng", "numpy_rng", "best"}

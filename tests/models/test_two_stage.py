@@ -7,8 +7,7 @@ import pytest
 from recmill.config import ALSConfig, GradientBoostingConfig, InteractionsConfig, PopularityConfig, SplitConfig, TwoStageConfig
 from recmill.data.interactions import InteractionData
 from recmill.data.sources import load_source
-from recmill.data.split import items_by_user, relevant_items, temporal_split
-from recmill.data.split import label_positives, label_split
+from recmill.data.split import items_by_user, label_positives, label_split, relevant_items, temporal_split
 from recmill.evaluation.holdout import score_model
 from recmill.models.als import ALSRecommender
 from recmill.models.popularity import PopularityRecommender

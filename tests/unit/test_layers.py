@@ -1,5 +1,5 @@
-"""The house's structure: the import contracts of pyproject.toml, dvc.yaml's code deps
-against what each stage's command imports, and the model catalogue."""
+"""The house's structure: ruff and the import contracts of pyproject.toml, dvc.yaml's code
+deps against what each stage's command imports, and the model catalogue."""
 
 import re
 import subprocess
@@ -18,6 +18,12 @@ def test_the_import_contracts_hold():
     result = subprocess.run([str(linter), "--no-cache"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Contracts: 3 kept, 0 broken." in result.stdout
+
+
+def test_ruff_finds_nothing():
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 @pytest.fixture(scope="module")

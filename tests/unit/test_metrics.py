@@ -1,8 +1,8 @@
 import math
 import random
 
-import pytest
 import numpy as np
+import pytest
 import pytrec_eval
 
 from recmill.evaluation.metrics import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,7 @@ def test_clean_dataset_passes():
 
 def test_default_now_and_aware_now():
     assert validate_tables(make_tables(), CFG).success
-    assert validate_tables(make_tables(), CFG, now=datetime(2025, 1, 1, tzinfo=timezone.utc)).success
+    assert validate_tables(make_tables(), CFG, now=datetime(2025, 1, 1, tzinfo=UTC)).success
 
 
 def test_empty_items_and_users_are_skipped():
