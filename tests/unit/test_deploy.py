@@ -53,3 +53,16 @@ def test_the_compose_stack_has_its_four_services_on_loopback():
     ports = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
     assert compose["services"]["worker"]["command"].startswith("recmill schedule")
+
+
+def test_the_servers_listen_on_loopback_and_take_credentials_from_the_environment():
+    compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
+        for key, value in (service.get("environment") or {}).items():
+            secret = re.search(r"PASSWORD|SECRET|TOKEN", key) or re.search(r"://[^:/@]+:[^@]+@", str(value))
+            if secret:  # a password only ever as a ${VARIABLE} from the environment
+                assert re.fullmatch(r".*\$\{\w+(:\?[^}]*)?\}.*", str(value)), f"{name}.{key} holds a credential: {value}"
+    serve = (REPO / "infra" / "serve.sh").read_text()
+    assert serve.count("--host 127.0.0.1") == 2 and "0.0.0.0" not in serve
