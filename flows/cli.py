@@ -12,7 +12,7 @@ from rich.table import Table
 from recmill import schema as S
 from recmill.config import DEFAULT_PARAMS
 from recmill.errors import RecmillError
-from recmill.runtime import DEBUG_ENV, offline_defaults
+from recmill.runtime import DEBUG_ENV, interrupt_on_sigterm, offline_defaults
 from recmill.settings import load_settings
 
 app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
@@ -28,6 +28,7 @@ BUY_AGAIN_METRICS = {  # metric -> column title
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error in the input or settings")) -> None:
     offline_defaults()
+    interrupt_on_sigterm()
     if debug:
         os.environ[DEBUG_ENV] = "1"
 
@@ -123,6 +124,9 @@ def run(
         result = weekly_retrain(config=str(config), overrides=list(overrides))
     except RecmillError as exc:
         _fail(exc)
+    except KeyboardInterrupt as exc:
+        errors.print(f"[bold red]stopped:[/] {exc or 'interrupted'}; `recmill run` again resumes the run", highlight=False)
+        raise typer.Exit(130) from None
     if not result["published"]:
         console.print(f"[bold]Run:[/] {result['run_id']}   [bold]challenger:[/] {result['chosen']}   [bold]decision:[/] {result['decision']}")
         console.print(f"Not published: {result['why']}", highlight=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,16 @@ OFFLINE_DEFAULTS = {
 def offline_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (`kill`, a scheduler stopping the job) stops the command the way Ctrl-C does:
+    exit handlers run, so the temporary Prefect server it started stops with it instead of
+    being left running on its own."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 DEBUG_ENV = "RECMILL_DEBUG"  # set (by `recmill --debug`): input errors show their tracebacks
