@@ -31,7 +31,7 @@ from recmill.fits import digest
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
-from recmill.runtime import measured_run, quiet_input_errors
+from recmill.runtime import measured_run, one_run_at_a_time, quiet_input_errors
 from recmill.settings import load_settings
 from recmill.tracking import Tracker
 
@@ -205,8 +205,16 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     and to reports/stages.json, where a stage is 'running' until it ends. Each task fails
     after flow.timeout_minutes of its stage; a failed run, or a promotion held back by
     severe drift, sends flow.notify a notice; a finished run leaves its metrics, the gate's
-    decision, the drift summary and the report paths as artifacts in the Prefect UI."""
+    decision, the drift summary and the report paths as artifacts in the Prefect UI. One run
+    at a time uses a data folder and a warehouse: a second one stops at once."""
     settings = load_settings(config, overrides or [])
+    warehouse = Path(settings.publish.warehouse)
+    with one_run_at_a_time(Layout(settings).data / ".run.lock", warehouse.with_name(f".{warehouse.name}.run.lock")):
+        return run_stages(settings)
+
+
+def run_stages(settings: Settings) -> dict:
+    """weekly_retrain's stages, in order, inside its flow run."""
     report = Layout(settings).stage_report
     previous = {s["stage"]: s.get("wall_s", 0.0) for s in read_json(report)} if report.exists() else {}
     stages: dict[str, dict] = {}

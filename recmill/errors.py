@@ -44,6 +44,10 @@ class ValidationFailed(RecmillError):
         super().__init__(msg)
 
 
+class RunInProgress(RecmillError):
+    """Another run holds the data folder or the warehouse this run would use."""
+
+
 class IntegrityError(RecmillError):
     """A saved model whose files changed after it was saved (or lost one)."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 GIB = 2**30
@@ -29,6 +31,33 @@ OFFLINE_DEFAULTS = {
 def offline_defaults() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+@contextmanager
+def one_run_at_a_time(*locks: Path):
+    """Hold these lock files for the whole run: a second run on the same data folder or
+    warehouse stops at once (RunInProgress, naming the run that holds it) instead of
+    mixing its files and tables with the first. A lock goes with its process, even a killed one."""
+    from recmill.errors import RunInProgress
+
+    with ExitStack() as held:
+        for lock in locks:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = held.enter_context(open(lock, "a+"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "a process"
+                raise RunInProgress(
+                    f"another recmill run is using {lock.parent} ({holder}): wait for it to end, "
+                    "or give this run its own paths.data and publish.warehouse"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}, started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+            handle.flush()
+        yield
 
 
 def interrupt_on_sigterm() -> None:
