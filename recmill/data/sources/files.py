@@ -94,6 +94,8 @@ def read_csv(
     Without ``names`` the first line is the header. ``text`` columns stay strings ('007'
     stays '007'); the others get inferred types. Empty cells are missing values.
     """
+    if file.is_file() and file.stat().st_size == 0:
+        raise DataLoadError(file, "the file is empty" + ("" if names else ": it needs a header line naming its columns"))
     try:
         columns = list(names) if names is not None else header_of(file, sep, encoding)
         check_columns(file, columns, required, header_line=1 if names is None or skip_rows else None)
@@ -108,8 +110,28 @@ def read_csv(
             ),
         )
     except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
-        raise DataLoadError(file, f"cannot be read as CSV: {exc}") from None
+        line, fault = csv_fault(file, sep, encoding, quoted, len(columns) if "columns" in locals() else None)
+        raise DataLoadError(file, f"cannot be read as CSV: {fault or exc}", rows=[line] if line else None) from None
     return table.to_pandas()
+
+
+def csv_fault(file: Path, sep: str, encoding: str, quoted: bool, fields: int | None) -> tuple[int | None, str | None]:
+    """(line, what is wrong there) of the first line a fast reader failed on: bytes that are
+    not text in the encoding, or a row with another number of fields than the header's."""
+    with open(file, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8-sig" if encoding == "utf8" else encoding)
+            except UnicodeDecodeError as exc:
+                return number, f"not {encoding.upper().replace('UTF8', 'UTF-8')} text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+    if fields is None:
+        return None, None
+    with open(file, encoding="utf-8-sig" if encoding == "utf8" else encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=sep, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        for row in reader:
+            if row and len(row) != fields:
+                return reader.line_num, f"{len(row)} fields where {fields} are expected"
+    return None, None
 
 
 def header_of(file: Path, sep: str = ",", encoding: str = "utf8") -> list[str]:

@@ -62,6 +62,9 @@ def _orders(file: Path) -> pd.DataFrame:
     repeated = orders["order_id"].duplicated(keep=False)
     if repeated.any():
         raise DataLoadError(file, "order_id must be unique", column="order_id", rows=file_rows(repeated, 2))
+    repeated = orders.duplicated([S.USER_ID, "order_number"], keep=False)
+    if repeated.any():  # the numbers place a user's orders in time: a repeat cannot be placed
+        raise DataLoadError(file, "a user's order_number must not repeat", column="order_number", rows=file_rows(repeated, 2))
     # A user's first order has no days_since_prior_order: it starts at the anchor.
     in_sequence = orders.sort_values([S.USER_ID, "order_number"], kind="stable")
     days = in_sequence["days_since_prior_order"].fillna(0).groupby(in_sequence[S.USER_ID], sort=False).cumsum()
