@@ -30,7 +30,7 @@ from recmill.errors import RecmillError
 from recmill.fits import digest
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
-from recmill.notify import FAILED, SEVERE_DRIFT, held_by_drift, notice, send
+from recmill.notify import FAILED, MODELS_FAILED, SEVERE_DRIFT, failed_models, held_by_drift, notice, send
 from recmill.runtime import measured_run, one_run_at_a_time, quiet_input_errors
 from recmill.settings import load_settings
 from recmill.tracking import Tracker
@@ -266,11 +266,12 @@ def run_stages(settings: Settings) -> dict:
         each(train, models, trained)
         each(evaluate, models, evaluated)
         selection = stage("select", here(select))
-        held = held_by_drift(selection)
-        if held and stages["select"]["status"] == "ok":  # a reused decision was announced by its first attempt
+        if stages["select"]["status"] == "ok":  # a reused decision was announced by its first attempt
             from prefect.runtime import flow_run
 
-            send(settings.flow.notify, notice(SEVERE_DRIFT, held, flow_run.name, flow_run.id, flow_run_url(flow_run.id)))
+            for event, message in ((SEVERE_DRIFT, held_by_drift(selection)), (MODELS_FAILED, failed_models(selection))):
+                if message:
+                    send(settings.flow.notify, notice(event, message, flow_run.name, flow_run.id, flow_run_url(flow_run.id)))
         refits = pipelines.refit.models_to_refit(settings, selection)
         each(refit, refits, submit(refit, refits))
     reused = [name for name, s in stages.items() if s["status"] == "reused"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from recmill.config import Settings
 from recmill.fits import keep_fit_data
 from recmill.io import Layout, read_json, write_json
-from recmill.scoring import FITS, score_fit
+from recmill.scoring import FITS, score_fit, was_scored
 from recmill.tracking import Tracker
 
 
@@ -30,8 +30,8 @@ def run(settings: Settings, model: str) -> dict:
     layout = Layout(settings)
     tracking = read_json(layout.tracking_file(model))
     result = {"model": model, "mlflow_run_id": tracking["mlflow_run_id"]}
-    if "skipped" in tracking:
-        result["skipped"] = tracking["skipped"]
+    if not was_scored(tracking):  # skipped, or failed to train
+        result.update({key: tracking[key] for key in ("skipped", "failed") if key in tracking})
         write_json(layout.metrics_file(model), result)
         return result
     result["users_scored"], result["slices"] = {}, {}

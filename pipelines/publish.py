@@ -34,7 +34,7 @@ from recmill.io import Layout, read_frame, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.registry import CHAMPION, Registry
 from recmill.schema import WAREHOUSE_TABLES
-from recmill.scoring import FITS
+from recmill.scoring import FITS, was_scored
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
@@ -46,7 +46,7 @@ def metric_rows(run_id: str, metrics: dict[str, dict], evaluation: dict) -> pd.D
     evaluation document ('vs_baseline')."""
     rows = []
     for model, scored in metrics.items():
-        if "skipped" in scored:
+        if not was_scored(scored):
             continue
         slices = [(split, "all", scored[split]) for split in FITS]
         slices += [(split, name, values) for split, by in scored["slices"].items() for name, values in by.items()]
@@ -114,7 +114,7 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
                 "run_id": info["run_id"],
                 "started_at": pd.Timestamp(info["started_at"]),
                 "finished_at": generated_at,
-                "status": "success, severe drift" if severe else "success",
+                "status": run_status(bool(severe), selection.get("failed", {})),
                 "data_fingerprint": info["data_fingerprint"],
                 "params_json": info["params_json"],
             }
@@ -135,6 +135,12 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
         **ab,
         **extra,
     }
+
+
+def run_status(severe_drift: bool, failed: dict[str, str]) -> str:
+    """The runs row's status: success, with what a reader should know beside it."""
+    notes = (["severe drift"] if severe_drift else []) + [f"{model} failed to train" for model in failed]
+    return ", ".join(["success", *notes])
 
 
 def drift_rows(settings: Settings, layout: Layout, recs: pd.DataFrame, n_items: int) -> tuple[pd.DataFrame, list[str]]:

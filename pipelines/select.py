@@ -24,7 +24,7 @@ from recmill.fits import architecture, fit_model, settings_hash
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.registry import CHALLENGER, CHAMPION, Registry, Version
-from recmill.scoring import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking
+from recmill.scoring import BUSINESS_METRICS, PREDICTION_METRICS, score_ranking, was_scored
 
 log = logging.getLogger("recmill")
 
@@ -46,13 +46,13 @@ def contender(version: Version, per_user: dict, scored: dict, settings: Settings
 
 
 def valid_scores(metrics: dict[str, dict], ranking: list[str], key: str) -> tuple[dict[str, float], dict[str, str]]:
-    """(model -> its valid figure of key, model -> why it was skipped) of the ranking models,
-    from their metrics files."""
+    """(model -> its valid figure of key, model -> why it was skipped or failed) of the
+    ranking models, from their metrics files."""
     scores, skipped = {}, {}
     for model in ranking:
         scored = metrics[model]
-        if "skipped" in scored:
-            skipped[model] = scored["skipped"]
+        if not was_scored(scored):
+            skipped[model] = scored.get("skipped") or f"failed to train: {scored['failed']}"
         elif key not in scored["valid"]:
             raise ValueError(f"{model}'s metrics have no valid {key}; add {key.partition('@')[2]} to evaluate.k")
         else:
@@ -73,7 +73,7 @@ def metric_kind(key: str) -> str:
 def evaluation_document(metrics: dict[str, dict], baseline: str, run_id: str, chosen: str, versions: dict[str, Version], now: datetime) -> dict:
     """This run's evaluation: every model's test figures by kind, its slices and its
     difference from the baseline in percent, the challenger's at the top level."""
-    scored = {m: s for m, s in metrics.items() if "skipped" not in s}
+    scored = {m: s for m, s in metrics.items() if was_scored(s)}
     baseline_test = scored[baseline]["test"] if baseline in scored else None
     models = {}
     for model, result in scored.items():
@@ -135,7 +135,7 @@ def run(settings: Settings) -> dict:
     champion_is_served(settings, registry)
     champion = registry.alias(CHAMPION)  # before this run registers anything
     versions = {}
-    trained = [m for m in settings.train.models if m in scores or (m in buy_again and "skipped" not in metrics[m])]
+    trained = [m for m in settings.train.models if m in scores or (m in buy_again and was_scored(metrics[m]))]
     for model in trained:  # every trained model, the buy-again one by its basket F1
         figure = "basket_f1" if model in buy_again else key
         versions[model] = registry.register(
@@ -149,11 +149,12 @@ def run(settings: Settings) -> dict:
     write_json(layout.evaluation / f"{info['run_id']}.json", document)
     registry.client.log_dict(challenger.mlflow_run, document, f"evaluation/{info['run_id']}.json")
     champion_side = champion_contender(settings, registry, champion, versions, metrics) if champion else None
-    decision = decide(champion_side, challenger_side, settings.gate, key, settings.seed, severe_drift(layout, info["run_id"]))
+    failed = {m: metrics[m]["failed"] for m in settings.train.models if "failed" in metrics[m]}
+    decision = decide(champion_side, challenger_side, settings.gate, key, settings.seed, severe_drift(layout, info["run_id"]), failed)
     log.info("%s: %s", decision.decision, "; ".join(decision.reasons))
     registry.record_decision(challenger.version, decision.decision, decision.reasons)
     result = {
-        "chosen": chosen, "metric": key, "split": "valid", "scores": scores, "skipped": skipped,
+        "chosen": chosen, "metric": key, "split": "valid", "scores": scores, "skipped": skipped, "failed": failed,
         "challenger_version": challenger.version, "challenger": challenger.label,
         "champion_version": champion.version if champion else None, "champion": champion.label if champion else None,
         "decision": decision.decision, "reasons": decision.reasons, "p_value": decision.p_value,

@@ -34,6 +34,13 @@ def run(settings: Settings, model: str) -> dict:
         log.warning("%s", exc)
         tracker.client.set_tag(mlflow_run, "skipped", str(exc))
         info["skipped"] = str(exc)
+    except Exception as exc:  # the model's own failure: the other models go on, and the gate keeps the champion
+        log.exception("%s failed to train", model)
+        info["failed"] = f"{type(exc).__name__}: {exc}"
+        tracker.client.set_tag(mlflow_run, "failed", info["failed"])
+        tracker.finish(mlflow_run, failed=True)
+        write_json(layout.tracking_file(model), info)
+        return info
     except BaseException:
         tracker.finish(mlflow_run, failed=True)
         raise

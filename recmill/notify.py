@@ -12,7 +12,7 @@ import subprocess
 from recmill.config import NotifyConfig
 
 log = logging.getLogger("recmill")
-FAILED, SEVERE_DRIFT = "failed", "severe_drift"
+FAILED, SEVERE_DRIFT, MODELS_FAILED = "failed", "severe_drift", "models_failed"
 HELD_BY_DRIFT = "severe drift blocks automatic promotion"  # the gate's reason (recmill.evaluation.gate)
 
 
@@ -23,6 +23,12 @@ def notice(event: str, message: str, flow_run: str | None = None, flow_run_id: s
 def held_by_drift(selection: dict) -> str | None:
     """The gate's reason when severe drift kept this run's challenger from replacing the champion."""
     return next((r for r in selection.get("reasons", []) if r.startswith(HELD_BY_DRIFT)), None)
+
+
+def failed_models(selection: dict) -> str | None:
+    """What to tell a person when models failed to train in this run (the others went on)."""
+    failed = selection.get("failed") or {}
+    return ("failed to train: " + "; ".join(f"{m} ({error})" for m, error in failed.items())) if failed else None
 
 
 def send(cfg: NotifyConfig, note: dict) -> list[str]:

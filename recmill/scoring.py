@@ -39,6 +39,12 @@ from recmill.io import Layout, read_frame
 from recmill.models import model_class
 
 FITS = ("valid", "test")
+
+
+def was_scored(document: dict) -> bool:
+    """Whether a model's training record or metrics file holds a fit: not skipped, not failed."""
+    return "skipped" not in document and "failed" not in document
+
 PREDICTION_METRICS = ("rmse", "mae", "auc", "log_loss", "basket_f1", "basket_f1_repeat_last_basket", "basket_f1_top_frequent")
 BUSINESS_METRICS = ("coverage", "diversity", "novelty", "serendipity", "personalisation")
 

@@ -23,6 +23,7 @@ import numpy as np
 from recmill.config import GateConfig
 
 PROMOTE, KEEP = "promote", "keep"
+FAILED_MODELS = "models failed to train, so the champion stays"
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,12 @@ def guardrail_failures(champion: Contender, challenger: Contender, cfg: GateConf
 
 
 def decide(
-    champion: Contender | None, challenger: Contender, cfg: GateConfig, metric: str, seed: int, severe_drift: str | None = None
+    champion: Contender | None, challenger: Contender, cfg: GateConfig, metric: str, seed: int, severe_drift: str | None = None,
+    failed: dict[str, str] | None = None,
 ) -> Decision:
-    """Promote or keep, with every reason; severe_drift is the drift summary when the data moved severely."""
+    """Promote or keep, with every reason; severe_drift is the drift summary when the data
+    moved severely, failed the models that failed to train (model -> error): a run with
+    either does not replace a champion."""
     if champion is None:
         return Decision(PROMOTE, [f"no champion yet: {challenger.label} is the first"], metric, None, challenger.mean, None)
     users = sorted(set(champion.per_user) & set(challenger.per_user))
@@ -101,6 +105,8 @@ def decide(
     reasons += guardrail_failures(champion, challenger, cfg)
     if severe_drift:
         reasons.append(f"severe drift blocks automatic promotion: {severe_drift}")
+    if failed:
+        reasons.append(f"{FAILED_MODELS}: " + "; ".join(f"{model} ({error})" for model, error in failed.items()))
     if reasons:
         return Decision(KEEP, reasons, metric, old_mean, new_mean, p)
     why = f"{challenger.label} beats {champion.label}: {compared}, p = {p:.4f} < {cfg.level}; guardrails hold"

@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import norm
 
 from recmill.config import GateConfig
-from recmill.evaluation.gate import KEEP, PROMOTE, Contender, decide, paired_p_value
+from recmill.evaluation.gate import FAILED_MODELS, KEEP, PROMOTE, Contender, decide, paired_p_value
 from recmill.registry import Version, next_semver
 
 CFG = GateConfig(margin=0.01, level=0.05, bootstrap_samples=2000)
@@ -94,3 +94,12 @@ def version(semver, architecture="a", settings_hash="s"):
 )
 def test_semantic_versions(previous, architecture, settings_hash, expected):
     assert next_semver(previous, architecture, settings_hash) == expected
+
+
+def test_a_model_that_failed_to_train_keeps_the_champion_but_not_a_first_promotion():
+    rng = np.random.default_rng(5)
+    old = rng.uniform(0, 0.5, 400)
+    failed = {"ncf": "RuntimeError: out of memory"}
+    d = decide(contender("v1", old), contender("v2", old + 0.2), CFG, "ndcg@10", 0, failed=failed)
+    assert d.decision == KEEP and d.reasons == [f"{FAILED_MODELS}: ncf (RuntimeError: out of memory)"]
+    assert decide(None, contender("v2", old), CFG, "ndcg@10", 0, failed=failed).decision == PROMOTE  # nothing to keep

@@ -6,7 +6,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from pipelines.publish import metric_rows
+from pipelines.publish import metric_rows, run_status
 from pipelines.refit import models_to_refit
 from pipelines.select import choose, evaluation_document, metric_kind, valid_scores
 from recmill.config import Settings
@@ -19,9 +19,10 @@ def metrics_file(valid: float, test: float, slices: dict | None = None) -> dict:
 
 def test_the_challenger_is_the_best_valid_score_and_a_tie_goes_to_the_first_listed():
     metrics = {"popularity": metrics_file(0.10, 0.2), "als": metrics_file(0.30, 0.1), "mf": metrics_file(0.30, 0.9),
-               "ease": {"mlflow_run_id": "r", "skipped": "too many items"}}
-    scores, skipped = valid_scores(metrics, ["popularity", "als", "mf", "ease"], "ndcg@10")
-    assert scores == {"popularity": 0.10, "als": 0.30, "mf": 0.30} and skipped == {"ease": "too many items"}
+               "ease": {"mlflow_run_id": "r", "skipped": "too many items"}, "ncf": {"mlflow_run_id": "r", "failed": "ValueError: nan"}}
+    scores, skipped = valid_scores(metrics, ["popularity", "als", "mf", "ease", "ncf"], "ndcg@10")
+    assert scores == {"popularity": 0.10, "als": 0.30, "mf": 0.30}
+    assert skipped == {"ease": "too many items", "ncf": "failed to train: ValueError: nan"}
     assert choose(scores) == "als"  # the test figure (mf's 0.9) plays no part
     assert choose({"a": 0.1, "b": 0.2}) == "b"
     with pytest.raises(ValueError, match="no valid ndcg@5; add 5 to evaluate.k"):
@@ -94,3 +95,8 @@ def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
     assert list(now.loc[now["user_id"] == "u1", "item_id"][:2]) == list(before.loc[before["user_id"] == "u1", "item_id"][3:])
     for user in ("u0", "new"):  # nothing new for them: the same lists
         assert list(now.loc[now["user_id"] == user, "item_id"]) == list(before.loc[before["user_id"] == user, "item_id"])
+
+
+def test_the_run_status_names_severe_drift_and_the_models_that_failed():
+    assert run_status(False, {}) == "success"
+    assert run_status(True, {"ncf": "e", "mf": "e"}) == "success, severe drift, ncf failed to train, mf failed to train"
