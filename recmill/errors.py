@@ -44,6 +44,10 @@ class ValidationFailed(RecmillError):
         super().__init__(msg)
 
 
+class PublishFailed(RecmillError):
+    """The new warehouse file could not be written (a full disk, an IO error); the previous one is untouched."""
+
+
 class RunInProgress(RecmillError):
     """Another run holds the data folder or the warehouse this run would use."""
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from recmill.errors import PublishFailed
 from recmill.schema import HISTORY_TABLES, SORT_KEYS, WAREHOUSE_TABLES
 from recmill.sql import literal
 
@@ -104,6 +105,8 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
             _fsync(tmp)
             os.replace(tmp, path)
             _fsync(path.parent)
+        except (duckdb.IOException, OSError) as exc:
+            raise PublishFailed(f"{path}: the new tables could not be written ({exc}); the previous ones are as they were") from exc
         finally:
             tmp.unlink(missing_ok=True)
             tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)

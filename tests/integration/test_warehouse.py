@@ -163,3 +163,31 @@ def test_a_warehouse_whose_path_holds_quotes_and_sql_keeps_its_history(tmp_path)
     warehouse.publish(path, run_frames("r1"))
     warehouse.publish(path, run_frames("r2"))  # the second publish attaches the first file to keep its history
     assert warehouse.query(path, "SELECT run_id FROM runs ORDER BY run_id")["run_id"].tolist() == ["r1", "r2"]
+
+
+def test_a_disk_that_fills_up_during_a_publish_leaves_the_previous_tables(tmp_path, monkeypatch):
+    from recmill.errors import PublishFailed
+
+    path = tmp_path / "w.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    before = path.read_bytes()
+    real_connect = duckdb.connect
+
+    class FullDisk:  # the new file's connection: writing its last pages fails as on a full disk
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql == "CHECKPOINT":
+                raise duckdb.IOException("Could not write file: No space left on device")
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    monkeypatch.setattr(warehouse.duckdb, "connect", lambda *a, **k: FullDisk(real_connect(*a, **k)))
+    with pytest.raises(PublishFailed, match=r"could not be written \(Could not write file: No space left on device\); the previous ones are as they were"):
+        warehouse.publish(path, run_frames("r2"))
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [".w.duckdb.lock", "w.duckdb"]
+    assert warehouse.query(path, "SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
