@@ -63,6 +63,8 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
         raise ValueError(f"not warehouse tables: {sorted(unknown)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(path):
+        for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a publisher killed mid-way: the lock is ours
+            stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.building")
         try:
             con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
