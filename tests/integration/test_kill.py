@@ -17,14 +17,11 @@ import pandas as pd
 import pytest
 
 from recmill import warehouse
-from recmill.schema import WAREHOUSE_TABLES
-from tests.bad_inputs import csv, events_rows, items_rows
-from tests.integration.conftest import TINY
+from recmill.data.sources.synthetic import generate
+from tests.integration.conftest import TINY, published_tables
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ["train.models=[popularity, ncf]", "models.ncf.epochs=4", "models.ncf.patience=4"]
-VARYING = {"run_id", "generated_at", "model_version", "started_at", "finished_at", "decided_at", "champion_version",
-           "challenger_version", "params_json"}
 
 
 def recmill_run(folder: Path, source: Path) -> subprocess.Popen:
@@ -56,23 +53,16 @@ def kill_when_running(run: subprocess.Popen, folder: Path, stage: str) -> None:
     run.wait()
 
 
-def tables(db: Path) -> dict[str, pd.DataFrame]:
-    out = {}
-    for table, columns in WAREHOUSE_TABLES.items():
-        kept = [c for c, _ in columns if c not in VARYING]
-        out[table] = warehouse.query(db, f"SELECT {', '.join(kept)} FROM {table} ORDER BY ALL")
-    return out
-
-
 def week(source: Path, weeks: int) -> None:
-    """The source files after `weeks` weeks: the second adds a week of purchases."""
-    rows = events_rows()
-    if weeks == 2:
-        last = max(r["timestamp"] for r in rows)
-        rows += [{**r, "timestamp": last + 3600 * (n + 1), "item_id": f"i{(int(r['item_id'][1:]) + 3) % 10}"} for n, r in enumerate(rows[::4])]
+    """The tiny shop's files as of its last week (weeks=2) or of the week before (weeks=1)."""
+    tables = generate("tiny", seed=42)
+    events = tables.events
+    if weeks == 1:
+        events = events[events.timestamp <= events.timestamp.max() - pd.Timedelta(days=7)]
     source.mkdir(exist_ok=True)
-    (source / "events.csv").write_bytes(csv(rows))
-    (source / "items.csv").write_bytes(csv(items_rows()))
+    events.assign(timestamp=events.timestamp.astype("int64") // 10**9).to_csv(source / "events.csv", index=False)
+    tables.items.to_csv(source / "items.csv", index=False)
+    tables.users.to_csv(source / "users.csv", index=False)
 
 
 @pytest.mark.slow
@@ -93,6 +83,6 @@ def test_a_run_killed_at_three_points_keeps_the_tables_and_resumes_to_the_same_r
         assert recmill_run(folder, source).wait() == 0, (folder / "run.log").read_text()[-3000:]
         assert warehouse.row_counts(db)["runs"] == 2
         assert not list(db.parent.glob("*.building*"))  # nothing a killed publish left behind
-        results[name] = tables(db)
+        results[name] = published_tables(db)
     for table, frame in results["whole"].items():
         pd.testing.assert_frame_equal(results["stopped"][table], frame, obj=table)

@@ -17,9 +17,8 @@ from flows.cli import app
 from recmill import warehouse
 from recmill.config import Settings, TrackingConfig
 from recmill.registry import Registry
-from recmill.schema import WAREHOUSE_TABLES
 from recmill.tracking import Tracker
-from tests.integration.conftest import TINY
+from tests.integration.conftest import TINY, published_tables
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -224,14 +223,7 @@ def test_the_same_inputs_publish_the_same_tables_with_every_model_in_one_process
             f"{step} {m}" for step in ("train", "evaluate") for m in models
         ]
         assert all(s["status"] == "ok" and s["wall_s"] > 0 for s in stages)
-        # what differs between two runs by design: when they ran, their ids and their MLflow runs
-        varying = {"run_id", "generated_at", "model_version", "started_at", "finished_at", "decided_at", "champion_version",
-                   "challenger_version", "params_json"}
-        db = folder / "w.duckdb"
-        tables[workers] = {}
-        for table in WAREHOUSE_TABLES:
-            columns = [c for c, _ in WAREHOUSE_TABLES[table] if c not in varying]
-            tables[workers][table] = warehouse.query(db, f"SELECT {', '.join(columns)} FROM {table} ORDER BY ALL")
+        tables[workers] = published_tables(folder / "w.duckdb")
     for name, frame in tables[1].items():
         pd.testing.assert_frame_equal(tables[2][name], frame, obj=name)
     assert all(len(tables[1][t]) for t in ("recommendations", "similar_items", "user_segments", "buy_again", "model_metrics"))
