@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from recmill import warehouse
 from recmill.config import Settings
 from recmill.data.sources import load_source
+from recmill.data.validation import write_load_failure
+from recmill.errors import DataLoadError
 from recmill.io import Layout, read_json, write_json, write_tables
 from recmill.tracking import Tracker
 
@@ -21,7 +23,11 @@ def new_run_id(now: datetime) -> str:
 def run(settings: Settings) -> dict:
     layout = Layout(settings)
     started = datetime.now(UTC).replace(tzinfo=None)
-    tables = load_source(settings.data.source, settings.data.path, preset=settings.data.preset, seed=settings.seed)
+    try:
+        tables = load_source(settings.data.source, settings.data.path, preset=settings.data.preset, seed=settings.seed)
+    except DataLoadError as exc:  # reported where a validation failure is, in place of an older run's report
+        report = write_load_failure(exc, layout.validation)
+        raise DataLoadError(exc.path, f"{exc.message}\nFull result: {report}", exc.column, exc.rows) from None
     info = {
         "run_id": new_run_id(started),
         "started_at": started.isoformat(),

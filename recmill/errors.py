@@ -19,6 +19,7 @@ class DataLoadError(RecmillError):
     """
 
     def __init__(self, path, message: str, column: str | None = None, rows=None):
+        self.message = message
         self.path = str(path)
         self.column = column
         self.rows = list(rows)[:10] if rows is not None else []

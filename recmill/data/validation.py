@@ -26,7 +26,7 @@ import pandas as pd
 
 from recmill import schema as S
 from recmill.data.tables import ID_DTYPE, Origin, Tables
-from recmill.errors import ValidationFailed
+from recmill.errors import DataLoadError, ValidationFailed
 from recmill.sql import connect, identifier, literal
 
 if TYPE_CHECKING:
@@ -376,6 +376,18 @@ def write_report(report: ValidationReport, report_dir: Path) -> Path:
     path = report_dir / "validation_result.json"
     path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
     (report_dir / "summary.txt").write_text(report.summary() + "\n")
+    return path
+
+
+def write_load_failure(error: DataLoadError, report_dir: Path) -> Path:
+    """The report of a source that could not be read at all: validation_result.json (the
+    file, column and rows at fault) and summary.txt, in place of the suites' results."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "validation_result.json"
+    result = {"success": False, "stage": "load", "file": error.path, "column": error.column, "rows": error.rows, "error": str(error)}
+    path.write_text(json.dumps(result, indent=2))
+    (report_dir / "summary.txt").write_text(f"Loading failed: {error}\n")
     return path
 
 

@@ -5,6 +5,7 @@ valid IDs are taken verbatim."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pandas as pd
 import pytest
@@ -53,8 +54,8 @@ def test_a_malformed_input_stops_before_training_and_says_where(case, workdir, c
         assert part in message, f"{case.name}: {part!r} not in {message!r}"
     assert "Traceback" not in said
     assert not (workdir / "data" / "split").exists()  # nothing went on to the split, let alone training
-    if "Validation failed" in message:
-        assert (workdir / "reports" / "validation" / "validation_result.json").is_file() and "Full result:" in message
+    assert message.rstrip().endswith("Full result: reports/validation/validation_result.json")  # the whole result, written
+    assert json.loads((workdir / "reports" / "validation" / "validation_result.json").read_text())["success"] is False
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
