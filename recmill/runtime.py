@@ -50,7 +50,7 @@ def one_run_at_a_time(*locks: Path):
                 handle.seek(0)
                 holder = handle.read().strip() or "a process"
                 raise RunInProgress(
-                    f"another recmill run is using {lock.parent} ({holder}): wait for it to end, "
+                    f"another recmill run is using {lock.parent.resolve()} ({holder}): wait for it to end, "
                     "or give this run its own paths.data and publish.warehouse"
                 ) from None
             handle.seek(0)

@@ -47,3 +47,29 @@ def test_a_stopped_run_leaves_no_process_behind(workdir, stop):
         for process in started:
             if process.is_running():
                 process.kill()
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_folders_stops_at_once_and_the_first_finishes(workdir):
+    from recmill import warehouse
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "flows.cli", "run", *(a for o in [*TINY, "train.models=[popularity, ncf]"] for a in ("--set", o))]
+    log = workdir / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (workdir / "reports" / "stages.json").exists():  # its flow runs, the folders held
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        second = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 1, second.stdout + second.stderr
+        said = " ".join(second.stderr.split())  # the console wraps long lines
+        assert f"another recmill run is using {(workdir / 'data').resolve()} (pid {first.pid}, started" in said, said
+        assert first.wait(timeout=600) == 0, log.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert warehouse.row_counts(workdir / "warehouse" / "recmill.duckdb")["runs"] == 1
