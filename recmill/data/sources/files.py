@@ -96,6 +96,7 @@ def read_csv(
     """
     if file.is_file() and file.stat().st_size == 0:
         raise DataLoadError(file, "the file is empty" + ("" if names else ": it needs a header line naming its columns"))
+    columns = None  # known once the header is read
     try:
         columns = list(names) if names is not None else header_of(file, sep, encoding)
         check_columns(file, columns, required, header_line=1 if names is None or skip_rows else None)
@@ -110,7 +111,7 @@ def read_csv(
             ),
         )
     except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
-        line, fault = csv_fault(file, sep, encoding, quoted, len(columns) if "columns" in locals() else None)
+        line, fault = csv_fault(file, sep, encoding, quoted, None if columns is None else len(columns))
         raise DataLoadError(file, f"cannot be read as CSV: {fault or exc}", rows=[line] if line else None) from None
     return table.to_pandas()
 
