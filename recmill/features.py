@@ -60,6 +60,7 @@ def build_features(
                 tmp = Path(work) / path.name
                 con.execute(f"COPY (SELECT * FROM {name} ORDER BY ALL) TO {literal(str(tmp))} (FORMAT parquet)")
                 os.replace(tmp, path)
+            con.execute("SET threads = 1")  # sums of doubles in one order: the same figures every run
             stats = {name: _stats(con, path) for name, path in paths.items()}
         finally:
             con.close()
@@ -162,7 +163,7 @@ def _build(con, positive: Sequence[str]) -> None:
         WITH bought AS (
             SELECT p.user_id, CAST(sum(times_bought) AS BIGINT) AS n_positive, count(*) AS n_items,
                    sum(repeats) / sum(times_bought) AS reorder_share,
-                   sum(times_bought * c.price) / sum(times_bought) FILTER (WHERE c.price IS NOT NULL) AS mean_price
+                   sum(times_bought * c.price ORDER BY p.item_id) / sum(times_bought) FILTER (WHERE c.price IS NOT NULL) AS mean_price
             FROM pairs p LEFT JOIN catalogue c USING (item_id) GROUP BY p.user_id
         ), categories AS (
             SELECT p.user_id, c.category, sum(times_bought) AS n

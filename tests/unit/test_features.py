@@ -2,6 +2,7 @@ import json
 import math
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -254,3 +255,26 @@ def test_feature_stats(features):
 def test_needs_positive_event_types(tmp_path):
     with pytest.raises(ValueError, match="positive_event_types"):
         build_features(tmp_path / "events.parquet", None, tmp_path, positive_event_types=())
+
+
+def test_the_features_do_not_depend_on_duckdb_threads(tmp_path):
+    # enough rows for DuckDB to split the work, and prices whose sums round by order
+    rng = np.random.default_rng(3)
+    n = 400_000
+    events = pd.DataFrame({
+        "user_id": rng.integers(0, 2_000, n).astype(str),
+        "item_id": rng.integers(0, 500, n).astype(str),
+        "timestamp": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 30 * 86_400, n), unit="s"),
+        "event_type": "purchase",
+        "order_id": None,
+        "value": 1.0,
+    })
+    events.to_parquet(tmp_path / "events.parquet")
+    items = pd.DataFrame({"item_id": np.arange(500).astype(str), "category": "c", "price": rng.random(500) * 1e3 + 1e-7})
+    items.to_parquet(tmp_path / "items.parquet")
+    outputs = [
+        build_features(tmp_path / "events.parquet", tmp_path / "items.parquet", tmp_path / f"threads{t}", threads=t)
+        for t in (1, 2)
+    ]
+    for name in ("user_features", "item_features", "user_item_features", "feature_stats"):
+        assert outputs[0][name].read_bytes() == outputs[1][name].read_bytes(), name
