@@ -302,12 +302,14 @@ class Recommender(ABC):
         """'because you bought X and Y': the first two differently named items of this
         user's history, given best first (two products may share a name)."""
         span = slice(self.event_code_.indptr[row], self.event_code_.indptr[row + 1])  # no sparse row slicing: called per item
-        code_of = dict(zip(self.event_code_.indices[span].tolist(), self.event_code_.data[span].tolist()))
+        cols, codes = self.event_code_.indices[span], self.event_code_.data[span]
         named: dict[str, str] = {}  # name -> verb
         for col in history_cols:
-            named.setdefault(self.item_names_[col], VERBS[int(code_of.get(col, 0))])
-            if len(named) == 2:
-                break
+            if self.item_names_[col] not in named:
+                at = np.flatnonzero(cols == col)
+                named[self.item_names_[col]] = VERBS[int(codes[at[0]]) if len(at) else 0]
+                if len(named) == 2:
+                    break
         parts, last_verb = [], None
         for name, verb in named.items():
             parts.append(name if verb == last_verb else f"{verb} {name}")

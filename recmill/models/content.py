@@ -157,11 +157,10 @@ class ContentRecommender(Recommender):
         """The terms the item shares with the user's profile, largest contribution first:
         a shared category or brand is named with the history item that carries it most;
         shared words are quoted."""
-        vectors, history = self.item_vectors_, self.history_
-        start = history.indptr[row]
-        owned = history.indices[start : history.indptr[row + 1]]
-        profile = self._profiles(np.array([row])).toarray().ravel()
-        carriers = self._carriers(row)
+        vectors = self.item_vectors_
+        start = self.history_.indptr[row]
+        owned = self.history_.indices[start : self.history_.indptr[row + 1]]
+        profile, carriers = self._profile_and_carriers(row)
         out = []
         for col in items:
             terms = vectors.indices[vectors.indptr[col] : vectors.indptr[col + 1]]
@@ -181,13 +180,21 @@ class ContentRecommender(Recommender):
             out.append(f"matches {quoted} in what you {verb}")
         return out
 
-    def _carriers(self, row: int) -> np.ndarray:
-        """Per term: the position in the user's history of the item that adds most of it to
-        the profile (ties to the lower item column); -1 for terms the profile lacks."""
-        history = self.history_[row]
-        carried = (sp.diags(history.data) @ self.item_vectors_[history.indices]).tocoo()
-        order = np.lexsort((history.indices[carried.row], -carried.data, carried.col))
-        first = order[np.r_[True, np.diff(carried.col[order]) != 0]] if len(order) else order
-        carriers = np.full(self.item_vectors_.shape[1], -1)
-        carriers[carried.col[first]] = carried.row[first]
-        return carriers
+    def _profile_and_carriers(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user's profile up to its scale (_profiles of one row times its total weight,
+        dense: the reasons only compare its terms) and, per term, the position in their
+        history of the item that adds most of it (ties to the lower item column; -1 for terms
+        the profile lacks). Read off the CSR arrays: this runs once per user served, where
+        building sparse matrices costs more than the arithmetic."""
+        history, vectors = self.history_, self.item_vectors_
+        span = slice(history.indptr[row], history.indptr[row + 1])
+        owned, weights = history.indices[span], history.data[span]
+        lengths = vectors.indptr[owned + 1] - vectors.indptr[owned]
+        at = np.repeat(vectors.indptr[owned] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        position, terms = np.repeat(np.arange(len(owned)), lengths), vectors.indices[at]
+        carried = weights[position] * vectors.data[at]
+        order = np.lexsort((owned[position], -carried, terms))
+        first = order[np.r_[True, np.diff(terms[order]) != 0]] if len(order) else order
+        carriers = np.full(vectors.shape[1], -1)
+        carriers[terms[first]] = position[first]
+        return np.bincount(terms, carried, minlength=vectors.shape[1]), carriers

@@ -23,6 +23,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from recmill import schema as S
+from recmill.arrays import unique_ints
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_codes, event_weights, index_of
 from recmill.errors import RecmillError
@@ -338,7 +339,7 @@ def fold_in(model: MFRecommender, events: pd.DataFrame, interactions: Interactio
     model.seen_ = seen
     model.event_code_ = sp.csr_matrix(((merged.data - 1).astype(np.int8), seen.indices, seen.indptr), shape=shape)
 
-    users = np.unique(rows)
+    users = unique_ints(rows)
     with threadpool_limits(1, "blas"):  # many small products: BLAS threads only add overhead
         factors, biases = _solve_users(model, users)
     model.user_factors_[users], model.user_bias_[users] = factors, biases

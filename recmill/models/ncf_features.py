@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recmill import schema as S
+from recmill.arrays import unique_ints
 from recmill.config import SegmentsConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.models.base import text_array
@@ -116,7 +117,7 @@ def build_features(data: InteractionData, seed: int) -> tuple[Features, dict]:
         sums, counts = np.bincount(cols[rating], values, n_items), np.bincount(cols[rating], minlength=n_items)
         raw["average_rating"] = (np.where(counts > 0, sums / np.maximum(counts, 1), values.mean()), "identity")
     if positive.any() and not positive.all():
-        engaged = np.bincount(np.unique(rows * n_items + cols) % n_items, minlength=n_items)
+        engaged = np.bincount(unique_ints(rows * n_items + cols) % n_items, minlength=n_items)
         raw["conversion_rate"] = ((np.bincount(data.positive.indices, minlength=n_items) + 1) / (engaged + 2), "identity")
     raw["trending"] = (np.bincount(cols[days_ago <= TREND_DAYS], minlength=n_items), "log1p")
     last = pd.Series(days_ago).groupby(cols).min().reindex(np.arange(n_items))

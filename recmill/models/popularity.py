@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recmill import schema as S
+from recmill.arrays import unique_ints
 from recmill.config import PopularityConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.models.base import Recommender
@@ -28,7 +29,7 @@ class PopularityRecommender(Recommender):
         start = times[positive].max() - np.timedelta64(pd.Timedelta(days=self.config.window_days))
         kept = positive & (times >= start)
         rows, cols = index_of(self.user_ids_, events[S.USER_ID][kept]), index_of(self.item_ids_, events[S.ITEM_ID][kept])
-        pairs = np.unique(rows.astype(np.int64) * len(self.item_ids_) + cols)  # each user counts once per item
+        pairs = unique_ints(rows.astype(np.int64) * len(self.item_ids_) + cols)  # each user counts once per item
         self.popularity_ = np.bincount(pairs % len(self.item_ids_), minlength=len(self.item_ids_)).astype(np.float64)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:

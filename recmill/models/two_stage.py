@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel
 
 from recmill import schema as S
+from recmill.arrays import unique_ints, unique_ints_inverse
 from recmill.config import InteractionsConfig, TwoStageConfig
 from recmill.data.interactions import InteractionData, index_of
 from recmill.data.split import label_positives, label_split
@@ -97,7 +98,7 @@ def candidate_features(
     ``generators`` (skipped) leaves its columns missing."""
     n_items = context.positive.shape[1]
     lists = {g: generator_lists(generators[g], rows, n, exclude_seen) for g in names if g in generators}
-    keys = np.unique(np.concatenate([k for k, _, _ in lists.values()] or [np.zeros(0, np.int64)]))
+    keys = unique_ints(np.concatenate([k for k, _, _ in lists.values()] or [np.zeros(0, np.int64)]))
     frame = pd.DataFrame({"row": keys // n_items, "col": keys % n_items})
     proposed = np.zeros(len(keys), dtype=np.float32)
     for g in names:
@@ -130,7 +131,7 @@ def category_share(context: Context, rows: np.ndarray, cols: np.ndarray, history
     out = np.full(len(rows), np.nan, dtype=np.float32)
     if not has.any() or not len(rows):
         return out
-    users, local = np.unique(rows, return_inverse=True)
+    users, local = unique_ints_inverse(rows)
     onehot = sp.csr_matrix((np.ones(int(has.sum())), (np.flatnonzero(has), cats[has])), shape=(len(cats), cats.max() + 1))
     counts = (context.positive[users] @ onehot).toarray()
     known = cats[cols] >= 0
@@ -268,7 +269,7 @@ class TwoStageRecommender(Recommender):
 
         c = self.config
         rows = frame["row"].to_numpy()
-        with_labels = np.unique(rows[labels])
+        with_labels = unique_ints(rows[labels])
         rng = np.random.default_rng(self.seed)
         n_valid = int(round(len(with_labels) * c.ranker_valid_users)) if len(with_labels) > 1 else 0
         valid = np.isin(rows, rng.choice(with_labels, size=n_valid, replace=False))
@@ -314,7 +315,7 @@ class TwoStageRecommender(Recommender):
         scores = np.empty(len(X))
         if valid.any():
             scores[valid] = self.stage1_.predict(X[valid])
-        users = np.unique(rows[~valid])
+        users = unique_ints(rows[~valid])
         half = np.isin(rows, np.random.default_rng(self.seed).permutation(users)[: len(users) // 2])
         for part in (half & ~valid, ~half & ~valid):
             other = learn & ~part
