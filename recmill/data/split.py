@@ -62,7 +62,7 @@ def temporal_split(events: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataF
     """Split a frame of events in time (see split_label_sql). Returns {'train', 'valid',
     'test'} frames, each in the order of ``events``."""
     events = events.reset_index(drop=True)  # any index, even a repeated one, as from a concat
-    con = connect(threads=1)
+    con = connect()  # the labels do not depend on threads: every window is totally ordered
     try:
         frame = events[[S.USER_ID, S.ITEM_ID, S.TIMESTAMP]].assign(pos=np.arange(len(events)))
         con.register("events", frame)
