@@ -33,7 +33,7 @@ from recmill.data.split import items_by_user, relevant_items
 from recmill.evaluation import beyond
 from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import ranked_lists, sample_users
-from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user
+from recmill.evaluation.metrics import RATING_METRICS, evaluate, per_user, per_user_scores
 from recmill.fits import FIT_SPLITS, files_key, fit_events
 from recmill.io import Layout, read_frame
 from recmill.models import model_class
@@ -174,7 +174,7 @@ def score_ranking(settings: Settings, fitted, fit: str) -> dict:
 
     slices: dict[str, dict] = {}
     # each user's score of every ranking metric at every k, found once for all the slices
-    user_scores = {metric_key(m, k): per_user(m, truth, ranked, k) for m in ev.metrics if m != "coverage" for k in ev.k}
+    user_scores = {metric_key(m, k): scores for (m, k), scores in per_user_scores(truth, ranked, ev.metrics, ev.k).items()}
 
     def add_groups(name: str, labels: dict[str, str]) -> None:
         members = defaultdict(list)

@@ -227,22 +227,24 @@ def evaluate(
     over every list in recs.
     """
     chosen = [_lookup(name) for name in metrics]  # fail on a bad name before any work
+    scores = per_user_scores(truth, recs, metrics, ks)
+    return [
+        {"metric": m.name, "k": k, "value": float(_mean(scores[m.name, k]) if m.per_user else catalogue_coverage(recs, k, catalogue_size))}
+        for m in chosen
+        for k in ks
+    ]
+
+
+def per_user_scores(truth: Truth, recs: Recs, metrics: Sequence[str], ks: Sequence[int]) -> dict[tuple[str, int], dict[str, float]]:
+    """(metric, k) -> per_user() of each per-user metric at each k; every user's hit ranks
+    are found once, at the largest k."""
+    chosen = [m for m in (_lookup(name) for name in metrics) if m.per_user]
     for k in ks:
         _check_k(k)
-
-    user_hits = None
-    if any(m.per_user for m in chosen) and ks:
-        user_hits = _user_hits(truth, recs, max(ks))
-
-    rows = []
-    for m in chosen:
-        for k in ks:
-            if m.per_user:
-                value = _mean(_scores(_FROM_HITS[m.name], user_hits, k))
-            else:
-                value = catalogue_coverage(recs, k, catalogue_size)
-            rows.append({"metric": m.name, "k": k, "value": float(value)})
-    return rows
+    if not chosen or not ks:
+        return {}
+    user_hits = _user_hits(truth, recs, max(ks))
+    return {(m.name, k): _scores(_FROM_HITS[m.name], user_hits, k) for m in chosen for k in ks}
 
 
 # --- rating prediction ----------------------------------------------------------

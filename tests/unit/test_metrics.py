@@ -14,6 +14,7 @@ from recmill.evaluation.metrics import (
     mean_over_users,
     ndcg_at_k,
     per_user,
+    per_user_scores,
     precision_at_k,
     recall_at_k,
     reciprocal_rank_at_k,
@@ -131,6 +132,15 @@ RECS = {
 def test_per_user_scores_users_with_relevant_items():
     assert per_user("precision", TRUTH, RECS, 2) == pytest.approx({"u1": 1 / 2, "u2": 1 / 2, "u4": 0})
     assert per_user("mrr", TRUTH, RECS, 5) == pytest.approx({"u1": 1 / 2, "u2": 1 / 2, "u4": 0})
+
+
+def test_per_user_scores_are_per_user_at_every_metric_and_k_from_one_pass():
+    names = ["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"]
+    scores = per_user_scores(TRUTH, RECS, names, [1, 2, 5])
+    assert list(scores) == [(m, k) for m in names if m != "coverage" for k in (1, 2, 5)]
+    for (name, k), by_user in scores.items():
+        assert by_user == per_user(name, TRUTH, RECS, k)
+    assert scores["precision", 2] == pytest.approx({"u1": 1 / 2, "u2": 1 / 2, "u4": 0})
 
 
 def test_mean_over_users():
