@@ -107,10 +107,16 @@ class MFRecommender(Recommender):
         finally:
             torch.set_num_threads(threads)
 
-    def _samples(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        """One epoch's rows, columns, targets and weights: every pair of the signal, or a
-        fresh draw of pairs_per_epoch of them, and (implicit) sampled negatives for each."""
+    def _pairs(self) -> tuple[sp.coo_matrix, np.ndarray]:
+        """The signal's pairs, and row * n_items + col of each (sorted: CSR order)."""
         coo = self.signal_.tocoo()
+        return coo, coo.row.astype(np.int64) * self.signal_.shape[1] + coo.col
+
+    def _samples(self, rng: np.random.Generator, pairs: tuple[sp.coo_matrix, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
+        """One epoch's rows, columns, targets and weights: every pair of the signal, or a
+        fresh draw of pairs_per_epoch of them, and (implicit) sampled negatives for each
+        that the user does not have. ``pairs``: _pairs(), when the caller keeps it."""
+        coo, own = pairs if pairs is not None else self._pairs()
         rows, cols, data = coo.row, coo.col, coo.data
         budget = self.config.pairs_per_epoch
         if budget is not None and coo.nnz > budget:
@@ -121,7 +127,6 @@ class MFRecommender(Recommender):
         n_items = self.signal_.shape[1]
         negative_rows = np.repeat(rows, self.config.negatives)
         negative_cols = rng.integers(0, n_items, negative_rows.size)
-        own = coo.row.astype(np.int64) * n_items + coo.col  # every pair the user has, sorted: CSR order
         keys = negative_rows.astype(np.int64) * n_items + negative_cols
         hit = own[np.minimum(np.searchsorted(own, keys), own.size - 1)] == keys
         negative_rows, negative_cols = negative_rows[~hit], negative_cols[~hit]
@@ -142,8 +147,9 @@ class MFRecommender(Recommender):
         bu, bi = torch.zeros(n_users), torch.zeros(n_items)
         touched_users, touched_items = np.zeros(n_users, bool), np.zeros(n_items, bool)
         mu, lr, reg = float(self.global_mean_), cfg.learning_rate, cfg.regularization
+        pairs = self._pairs()  # once, not per epoch: tens of millions of them at Instacart size
         for _ in range(cfg.epochs):
-            rows, cols, targets, weights = self._samples(rng)
+            rows, cols, targets, weights = self._samples(rng, pairs)
             touched_users[rows], touched_items[cols] = True, True
             order = torch.from_numpy(rng.permutation(rows.size))
             users, items = torch.from_numpy(rows.astype(np.int64))[order], torch.from_numpy(cols.astype(np.int64))[order]
