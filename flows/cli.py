@@ -12,7 +12,7 @@ from rich.table import Table
 from recmill import schema as S
 from recmill.config import DEFAULT_PARAMS
 from recmill.errors import RecmillError
-from recmill.runtime import DEBUG_ENV, interrupt_on_sigterm, offline_defaults
+from recmill.runtime import DEBUG_ENV, offline_defaults, stop_on_signals
 from recmill.settings import load_settings
 
 app = typer.Typer(help="recmill: a batch recommendation pipeline.", no_args_is_help=True, add_completion=False)
@@ -28,7 +28,7 @@ BUY_AGAIN_METRICS = {  # metric -> column title
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an error in the input or settings")) -> None:
     offline_defaults()
-    interrupt_on_sigterm()
+    stop_on_signals()
     if debug:
         os.environ[DEBUG_ENV] = "1"
 

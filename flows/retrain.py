@@ -31,7 +31,7 @@ from recmill.fits import digest
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.notify import FAILED, MODELS_FAILED, SEVERE_DRIFT, failed_models, held_by_drift, notice, send
-from recmill.runtime import measured_run, one_run_at_a_time, quiet_input_errors
+from recmill.runtime import measured_run, one_run_at_a_time, quiet_input_errors, stop_if_signalled, stop_signalled
 from recmill.settings import load_settings
 from recmill.tracking import Tracker
 
@@ -40,7 +40,10 @@ quiet_input_errors()  # here, so pool workers, which import this module to run i
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """Retry IO hiccups; bad data or config fails the same way every time."""
+    """Retry IO hiccups; bad data or config fails the same way every time, and a stopped run
+    stays stopped."""
+    if stop_signalled():
+        return False
     try:
         state.result()
     except RecmillError:
@@ -226,9 +229,11 @@ def run_stages(settings: Settings) -> dict:
     def stage(name: str, state_of) -> object:
         """Run or wait for one stage's task (state_of() returns its final state) and record
         its figures: 'reused' when the task's result came from an earlier attempt of this run."""
+        stop_if_signalled()
         record(name, "running")
         try:
             state = state_of()
+            stop_if_signalled()
             result, figures = state.result()
         except BaseException:
             record(name, "failed")

@@ -60,14 +60,32 @@ def one_run_at_a_time(*locks: Path):
         yield
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM (`kill`, a scheduler stopping the job) stops the command the way Ctrl-C does:
-    exit handlers run, so the temporary Prefect server it started stops with it instead of
-    being left running on its own."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_stopped_by: list[str] = []  # the signal that stopped this process, once one has
 
-    signal.signal(signal.SIGTERM, interrupt)
+
+def stop_on_signals() -> None:
+    """SIGTERM (`kill`, a scheduler stopping the job) and SIGINT (Ctrl-C) stop the command:
+    exit handlers run, so the temporary Prefect server it started stops with it instead of
+    being left running on its own. The signal is also remembered, so that a library which
+    swallows the KeyboardInterrupt (or a task retry that
+    follows it) only delays the stop to the next stage (stop_if_signalled)."""
+    def interrupt(signum, frame):
+        _stopped_by.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(f"stopped by signal {_stopped_by[0]}")
+
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, interrupt)
+
+
+def stop_signalled() -> bool:
+    return bool(_stopped_by)
+
+
+def stop_if_signalled() -> None:
+    """Raise the KeyboardInterrupt of a stop signal this process received."""
+    if _stopped_by:
+        raise KeyboardInterrupt(f"stopped by signal {_stopped_by[0]}")
 
 
 DEBUG_ENV = "RECMILL_DEBUG"  # set (by `recmill --debug`): input errors show their tracebacks
