@@ -45,7 +45,7 @@ def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] 
     if had is not None:
         rows = model.user_rows(users)
         for user, row in zip(users, rows):
-            known = set(model.item_ids_[model._history(row)]) if row >= 0 else set()
+            known = set(model.item_ids_[model.history(row)]) if row >= 0 else set()
             extra = max(extra, len(had.get(user, set()) - known))
     recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
     if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size

@@ -10,10 +10,10 @@ import os
 import subprocess
 
 from recmill.config import NotifyConfig
+from recmill.evaluation.gate import HELD_BY_DRIFT
 
 log = logging.getLogger("recmill")
 FAILED, SEVERE_DRIFT, MODELS_FAILED = "failed", "severe_drift", "models_failed"
-HELD_BY_DRIFT = "severe drift blocks automatic promotion"  # the gate's reason (recmill.evaluation.gate)
 
 
 def notice(event: str, message: str, flow_run: str | None = None, flow_run_id: str | None = None, url: str | None = None) -> dict:

@@ -24,6 +24,7 @@ from recmill.config import GateConfig
 
 PROMOTE, KEEP = "promote", "keep"
 FAILED_MODELS = "models failed to train, so the champion stays"
+HELD_BY_DRIFT = "severe drift blocks automatic promotion"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def decide(
         reasons.append(f"the difference is not significant: p = {p:.4f} >= {cfg.level} ({cfg.test})")
     reasons += guardrail_failures(champion, challenger, cfg)
     if severe_drift:
-        reasons.append(f"severe drift blocks automatic promotion: {severe_drift}")
+        reasons.append(f"{HELD_BY_DRIFT}: {severe_drift}")
     if failed:
         reasons.append(f"{FAILED_MODELS}: " + "; ".join(f"{model} ({error})" for model, error in failed.items()))
     if reasons:

@@ -58,7 +58,7 @@ class ALSRecommender(Recommender):
 
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """Name the user's history items closest (cosine of item factors) to each recommendation."""
-        history = self._history(row)
+        history = self.history(row)
         if len(history) == 0:
             return super()._reasons(row, items)
         unit = self._unit_items()

@@ -274,7 +274,7 @@ class Recommender(ABC):
         codes, _ = data.pair_events(self.seen_)
         return sp.csr_matrix((codes, self.seen_.indices, self.seen_.indptr), shape=self.seen_.shape)
 
-    def _history(self, row: int) -> np.ndarray:
+    def history(self, row: int) -> np.ndarray:
         """Column numbers of the items this user has (seen_'s row, without slicing a sparse matrix)."""
         return self.seen_.indices[self.seen_.indptr[row] : self.seen_.indptr[row + 1]]
 

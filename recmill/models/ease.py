@@ -41,7 +41,7 @@ class EASERecommender(Recommender):
 
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """Name the history items with the largest weights towards each recommendation."""
-        history = self._history(row)
+        history = self.history(row)
         if len(history) == 0:
             return super()._reasons(row, items)
         return self._nearest_history_reasons(row, items, history, self.weights_[np.ix_(history, items)].T)

@@ -256,7 +256,7 @@ class Item2VecRecommender(Recommender):
 
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """Name the user's history items whose vectors are closest to each recommendation."""
-        history = self._history(row)
+        history = self.history(row)
         history = history[self.slot_[history] >= 0]
         if len(history) == 0:
             return super()._reasons(row, items)

@@ -204,7 +204,7 @@ class MFRecommender(Recommender):
         history item's weight; -inf for the target itself. The weight is the rating minus
         the baseline (global mean + user bias + item bias) for explicit feedback, and the
         pair's confidence for implicit feedback; 0 for a history item without either."""
-        history = self._history(row)
+        history = self.history(row)
         values = self.signal_[row].toarray()[0, history].astype(np.float64)
         if self.explicit_:
             baseline = float(self.global_mean_) + self.user_bias_[row] + self.item_bias_[history]

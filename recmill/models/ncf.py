@@ -210,7 +210,7 @@ class NCFRecommender(Recommender):
     def _reasons(self, row: int, items: np.ndarray) -> list[str]:
         """'because you bought X and Y': the history items closest to each item by cosine of
         the item embeddings (closer than orthogonal); else its category's popularity."""
-        history = self._history(row)
+        history = self.history(row)
         vectors = self._unit_item_embeddings()
         similarity = vectors[items] @ vectors[history].T
         similarity[items[:, None] == history[None, :]] = -np.inf  # an item does not explain itself

@@ -86,7 +86,7 @@ def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
 
     model = PopularityRecommender(seed=1).fit(make_data())
     users = ["u0", "u1", "new"]
-    known = {u: set(model.item_ids_[model._history(r)]) for u, r in zip(users[:2], model.user_rows(users[:2]))}
+    known = {u: set(model.item_ids_[model.history(r)]) for u, r in zip(users[:2], model.user_rows(users[:2]))}
     before = lists_now(model, users, 5, known)
     bought_since = set(before.loc[before["user_id"] == "u1", "item_id"].head(3))  # u1 bought its top 3 after the fit
     now = lists_now(model, users, 5, {**known, "u1": known["u1"] | bought_since})
