@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -196,43 +197,116 @@ def explain(
         console.print(f"same {match['attribute']} '{match['value']}' as {match['history_items']} items in the history", highlight=False)
 
 
+def print_rows(rows, as_json: bool, title: str) -> None:
+    """A frame as a table on the terminal, or as JSON records for machines."""
+    if as_json:
+        typer.echo(rows.to_json(orient="records", date_format="iso"))
+        return
+    table = Table(title=title)
+    for column in rows.columns:
+        table.add_column(str(column), justify="right" if rows[column].dtype.kind in "iuf" else "left")
+    for record in rows.itertuples(index=False):
+        table.add_row(*(_cell(v) for v in record))
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")
+OverrideOption = typer.Option([], "--set", "-s", help="override a dotted key")
+JsonOption = typer.Option(False, "--json", help="print the rows as JSON records")
+
+
+def _read(read, config: Path, overrides: list[str], *args):
+    """read(warehouse path, *args) on the settings' warehouse; bad input exits with one paragraph."""
+    try:
+        return read(load_settings(config, overrides).publish.warehouse, *args)
+    except RecmillError as exc:
+        _fail(exc)
+
+
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="one SQL statement, e.g. \"SELECT * FROM recommendations WHERE user_id = 'u1'\""),
-    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON records"),
-    config: Path = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file"),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key"),
+    as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,
 ) -> None:
     """Run SQL on the warehouse, read-only: every table can be read, nothing can be changed."""
     import duckdb
 
-    from recmill import warehouse
+    from recmill import reading, warehouse
 
-    try:
-        path = Path(load_settings(config, overrides).publish.warehouse)
-        if not path.exists():
-            raise RecmillError(f"no warehouse at {path}: `recmill run` publishes one")
+    def run_sql(path: Path, sql: str):
         try:
-            rows = warehouse.query(path, sql)
+            return warehouse.query(reading.published(path), sql)
         except duckdb.Error as exc:
             raise RecmillError(f"the query failed (the warehouse is read-only here): {exc}") from None
+
+    rows = _read(run_sql, config, overrides, sql)
+    print_rows(rows, as_json, f"{len(rows):,} rows")
+
+
+@app.command()
+def recommend(
+    user: str = typer.Argument(..., help="a user id as in the data"),
+    k: int = typer.Option(10, "--k", min=1, help="how many"),
+    as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,
+) -> None:
+    """A user's published recommendations, best first, with item names and reasons."""
+    from recmill import reading
+
+    print_rows(_read(reading.recommendations, config, overrides, user, k), as_json, f"Recommendations for {user}")
+
+
+@app.command()
+def similar(
+    item: str = typer.Argument(..., help="an item id as in the catalogue"),
+    k: int = typer.Option(10, "--k", min=1, help="how many"),
+    as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,
+) -> None:
+    """The items published as most similar to ITEM, with their names."""
+    from recmill import reading
+
+    print_rows(_read(reading.similar, config, overrides, item, k), as_json, f"Similar to {item}")
+
+
+@app.command()
+def segments(as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
+    """The user segments of the last run (RFM clusters), largest first."""
+    from recmill import reading
+
+    print_rows(_read(reading.segments, config, overrides), as_json, "User segments")
+
+
+@app.command()
+def status(
+    last: int = typer.Option(5, "--last", min=1, help="how many runs"),
+    as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,
+) -> None:
+    """The last runs (status, minutes, data fingerprint, gate decision, drift flags) and the
+    champion with its test figures."""
+    from recmill import reading
+
+    try:
+        settings = load_settings(config, overrides)
+        path = settings.publish.warehouse
+        runs = reading.runs(path, last)
+        champion = reading.champion(path, settings.evaluate.selection_metric, settings.evaluate.selection_k)
     except RecmillError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(rows.to_json(orient="records", date_format="iso"))
+        typer.echo(json.dumps({"runs": json.loads(runs.to_json(orient="records", date_format="iso")),
+                               "champion": json.loads(champion.to_json(orient="records"))}))
         return
-    table = Table(title=f"{len(rows):,} rows")
-    for column in rows.columns:
-        table.add_column(str(column))
-    for record in rows.itertuples(index=False):
-        table.add_row(*("" if v is None or (isinstance(v, float) and v != v) else str(v) for v in record))
-    console.print(table)
+    print_rows(runs, False, f"The last {len(runs)} runs, newest first")
+    print_rows(champion, False, "Champion (publishes recommendations), test figures of its run")
 
 
 models_app = typer.Typer(help="Registered model versions: the champion publishes `recommendations`.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")
-OverrideOption = typer.Option([], "--set", "-s", help="override a dotted key")
 
 
 @models_app.command("list")
