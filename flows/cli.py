@@ -213,7 +213,7 @@ def print_rows(rows, as_json: bool, title: str) -> None:
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")
@@ -264,13 +264,15 @@ def recommend(
 @app.command()
 def similar(
     item: str = typer.Argument(..., help="an item id as in the catalogue"),
-    k: int = typer.Option(10, "--k", min=1, help="how many"),
+    k: int = typer.Option(10, "--k", min=1, help="how many per model"),
+    model: str = typer.Option(None, "--model", help="only this model's neighbours"),
     as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,
 ) -> None:
-    """The items published as most similar to ITEM, with their names."""
+    """The items published as most similar to ITEM by each model that publishes neighbours,
+    with their names."""
     from recmill import reading
 
-    print_rows(_read(reading.similar, config, overrides, item, k), as_json, f"Similar to {item}")
+    print_rows(_read(reading.similar, config, overrides, item, k, model), as_json, f"Similar to {item}")
 
 
 @app.command()

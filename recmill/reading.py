@@ -33,14 +33,15 @@ def recommendations(path: Path | str, user: str, k: int = 10) -> pd.DataFrame:
     return rows
 
 
-def similar(path: Path | str, item: str, k: int = 10) -> pd.DataFrame:
-    """The item's k most similar items as published, with their names and categories."""
+def similar(path: Path | str, item: str, k: int = 10, model: str | None = None) -> pd.DataFrame:
+    """The item's k most similar items by each model that published them (or by ``model``),
+    with their names and categories."""
     rows = warehouse.query(
         published(path),
-        """SELECT s.rank, s.similar_item_id AS item_id, i.name, i.category, s.score, s.model
+        """SELECT s.model, s.rank, s.similar_item_id AS item_id, i.name, i.category, s.score
            FROM similar_items s LEFT JOIN items i ON i.item_id = s.similar_item_id
-           WHERE s.item_id = ? AND s.rank <= ? ORDER BY s.rank""",
-        [item, k],
+           WHERE s.item_id = ? AND s.rank <= ? AND (? IS NULL OR s.model = ?) ORDER BY s.model, s.rank""",
+        [item, k, model, model],
     )
     if rows.empty:
         raise RecmillError(f"item {item!r} has no similar items in {path}: not in the catalogue, or no model published them")

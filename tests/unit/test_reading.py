@@ -29,8 +29,8 @@ def shop(tmp_path_factory):
         "recommendations": rows(user_id=["u1", "u1", "u1", "u2"], item_id=["i3", "i1", "i9", "i2"], rank=[1, 2, 3, 1],
                                 score=[0.9, 0.5, 0.1, 0.7], model="als", model_version="4", reason=["r1", "r2", "r3", "r4"],
                                 run_id="run2", generated_at=datetime(2026, 1, 8)),
-        "similar_items": rows(item_id=["i1", "i1", "i2"], similar_item_id=["i3", "i2", "i1"], rank=[1, 2, 1],
-                              score=[0.8, 0.3, 0.6], model="content", run_id="run2"),
+        "similar_items": rows(item_id=["i1", "i1", "i2", "i1"], similar_item_id=["i3", "i2", "i1", "i2"], rank=[1, 2, 1, 1],
+                              score=[0.8, 0.3, 0.6, 0.5], model=["content", "content", "content", "als"], run_id="run2"),
         "segment_profiles": rows(segment=[0, 1], label=["loyal", "new"], size=[10, 30], recency_days=[2.0, 20.0],
                                  frequency=[9.0, 1.0], monetary=[90.0, 5.0], basket_size=[4.0, 2.0],
                                  top_categories=["dairy", "bakery"], run_id="run2"),
@@ -56,8 +56,10 @@ def test_a_users_recommendations_come_with_names_and_stop_at_k(shop):
     assert reading.recommendations(shop, "u1", k=10)["name"].isna().tolist() == [False, False, True]  # i9: not in the catalogue
 
 
-def test_similar_items_come_with_names(shop):
-    assert reading.similar(shop, "i1")[["rank", "item_id", "name"]].values.tolist() == [[1, "i3", "Eggs"], [2, "i2", "Bread"]]
+def test_similar_items_come_with_names_by_model(shop):
+    assert reading.similar(shop, "i1")[["model", "rank", "item_id", "name"]].values.tolist() == [
+        ["als", 1, "i2", "Bread"], ["content", 1, "i3", "Eggs"], ["content", 2, "i2", "Bread"]]
+    assert reading.similar(shop, "i1", k=1, model="content")["item_id"].tolist() == ["i3"]
 
 
 def test_segments_come_largest_first(shop):
@@ -95,11 +97,11 @@ def cli(shop, *args):
 def test_the_commands_print_tables_or_json_and_fail_in_one_line(shop):
     shown = cli(shop, "recommend", "u1", "--k", "2")
     assert shown.exit_code == 0 and "Eggs" in shown.output and "Milk" in shown.output and "r3" not in shown.output
-    assert [r["name"] for r in json.loads(cli(shop, "similar", "i1", "--json").output)] == ["Eggs", "Bread"]
+    assert [r["name"] for r in json.loads(cli(shop, "similar", "i1", "--model", "content", "--json").output)] == ["Eggs", "Bread"]
     assert [r["label"] for r in json.loads(cli(shop, "segments", "--json").output)] == ["new", "loyal"]
     status = json.loads(cli(shop, "status", "--json").output)
     assert [r["run_id"] for r in status["runs"]] == ["run2", "run1"] and status["champion"][0]["ndcg@10"] == 0.25
     table = cli(shop, "status")
-    assert table.exit_code == 0 and "events:value" in table.output and "0.2500" in table.output
+    assert table.exit_code == 0 and "events:value" in table.output and "0.25 " in table.output
     missing = cli(shop, "recommend", "nobody")
     assert missing.exit_code == 1 and "user 'nobody' has no recommendations" in missing.output and "Traceback" not in missing.output
