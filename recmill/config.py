@@ -25,12 +25,12 @@ class Section(BaseModel):
 
 
 class PathsConfig(Section):
-    data: Path = Path("data")
-    reports: Path = Path("reports")
+    data: Path = Field(Path("data"), description="Folder of the canonical tables, splits, fits and models.")
+    reports: Path = Field(Path("reports"), description="Folder of the validation, metrics, selection, drift and stage reports.")
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "instacart", "movielens", "files"] = "synthetic"
+    source: Literal["synthetic", "instacart", "movielens", "files"] = Field("synthetic", description="Where the data comes from: the built-in synthetic shop, Instacart-format CSVs, MovieLens files, or plain CSV/Parquet files.")
     path: Path | None = Field(Path("data/source"), description="Directory holding the source files (not used by synthetic); dvc.yaml's ingest depends on it.")
     preset: Literal["tiny", "small", "instacart", "instacart_1m", "instacart_4m", "instacart_16m"] = Field(
         "small", description="Size of the synthetic shop (instacart_*: the instacart shop with fewer users, by order lines)."
@@ -44,11 +44,11 @@ class DataConfig(Section):
 
 
 class ValidationConfig(Section):
-    rating_min: float = 0.5
-    rating_max: float = 5.0
+    rating_min: float = Field(0.5, description="Lowest valid rating; a rating event below it fails validation.")
+    rating_max: float = Field(5.0, description="Highest valid rating.")
     min_events: int = Field(50, ge=1, description="Fewest events that can train a model.")
-    min_users: int = Field(5, ge=1)
-    min_items: int = Field(5, ge=1)
+    min_users: int = Field(5, ge=1, description="Fewest distinct users that can train a model.")
+    min_items: int = Field(5, ge=1, description="Fewest distinct items that can train a model.")
     example_rows: int = Field(5, ge=1, description="Failing rows shown per failed expectation.")
 
 
@@ -56,20 +56,16 @@ EventType = Literal["view", "cart", "purchase", "rating"]
 
 
 class InteractionsConfig(Section):
-    # Weight of one event of each type; a rating event counts with its rating instead.
-    event_weights: dict[Literal["view", "cart", "purchase"], float] = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
-    # Events that mean the user has the item: held-out ones are what evaluation counts as
-    # relevant, and items a user has are left out of their recommendations (publish.exclude_seen).
-    # A viewed or carted item is not had, so it may still be recommended.
-    positive_event_types: list[EventType] = ["purchase", "rating"]
+    event_weights: dict[Literal["view", "cart", "purchase"], float] = Field({"view": 1.0, "cart": 3.0, "purchase": 5.0}, description="Weight of one event of each type; a rating event counts with its rating instead.")
+    positive_event_types: list[EventType] = Field(["purchase", "rating"], description="Events that mean the user has the item: relevant when held out, left out of their lists when seen (a viewed or carted item may still be recommended).")
 
 
 class SplitConfig(Section):
-    method: Literal["per_user", "global_time"] = "per_user"
-    test_fraction: float | None = Field(0.2, gt=0, lt=1)
+    method: Literal["per_user", "global_time"] = Field("per_user", description="per_user: each user's last events are held out; global_time: every event after a date is.")
+    test_fraction: float | None = Field(0.2, gt=0, lt=1, description="per_user: each user's last share of events (at least one) held out for test.")
     test_n: int | None = Field(None, ge=1, description="Last N interactions per user instead of a fraction.")
-    valid_fraction: float | None = Field(0.1, gt=0, lt=1)
-    valid_n: int | None = Field(None, ge=1)
+    valid_fraction: float | None = Field(0.1, gt=0, lt=1, description="The same share of what precedes the test slice, held out for validation.")
+    valid_n: int | None = Field(None, ge=1, description="Last N interactions before the test slice per user instead of a fraction.")
     min_user_events: int = Field(3, ge=2, description="Users with fewer events stay wholly in train.")
     test_start: datetime | None = Field(None, description="global_time: events at or after this are test.")
     valid_start: datetime | None = Field(None, description="global_time: events from here to test_start are valid.")
@@ -90,11 +86,11 @@ class PopularityConfig(Section):
 
 
 class ALSConfig(Section):
-    factors: int = Field(128, ge=1)
-    regularization: float = Field(10.0, ge=0)
+    factors: int = Field(128, ge=1, description="Latent factors per user and item.")
+    regularization: float = Field(10.0, ge=0, description="L2 penalty on the factors.")
     alpha: float = Field(1.0, gt=0, description="Confidence = 1 + alpha * f(weighted interactions).")
-    confidence: Literal["linear", "log"] = "log"
-    iterations: int = Field(15, ge=1)
+    confidence: Literal["linear", "log"] = Field("log", description="f(w) in 1 + alpha * f(w): linear w, or log(1 + w).")
+    iterations: int = Field(15, ge=1, description="Alternating least-squares sweeps.")
 
 
 class RandomConfig(Section):
@@ -111,34 +107,34 @@ class EASEConfig(Section):
 
 
 class ContentConfig(Section):
-    # item text fields and their weights in the TF-IDF vector
-    fields: dict[Literal["name", "description", "category", "tags", "brand"], float] = {
-        "name": 1.0, "description": 0.5, "category": 1.0, "tags": 1.0, "brand": 0.5,
-    }
-    max_features: int = Field(50_000, ge=1)
-    min_df: int = Field(1, ge=1)
+    fields: dict[Literal["name", "description", "category", "tags", "brand"], float] = Field(
+        {"name": 1.0, "description": 0.5, "category": 1.0, "tags": 1.0, "brand": 0.5},
+        description="Item text fields and their weights in the TF-IDF vector.",
+    )
+    max_features: int = Field(50_000, ge=1, description="Largest TF-IDF vocabulary.")
+    min_df: int = Field(1, ge=1, description="Terms in fewer items than this are dropped.")
     neighbours: int = Field(50, ge=1, description="Similar items kept per item (a sparse top-N, never items x items).")
     recency_half_life_days: float | None = Field(30.0, gt=0, description="Profile weight halves per this many days; None: equal weights.")
 
 
 class Item2VecConfig(Section):
-    sequence: Literal["user", "order"] = "user"
-    vector_size: int = Field(64, ge=2)
-    window: int = Field(5, ge=1)
-    min_count: int = Field(2, ge=1)
+    sequence: Literal["user", "order"] = Field("user", description="What a sentence is: a user's whole history, or one order.")
+    vector_size: int = Field(64, ge=2, description="Dimensions of an item vector.")
+    window: int = Field(5, ge=1, description="Items on each side of an item that count as its context.")
+    min_count: int = Field(2, ge=1, description="Items seen fewer times get no vector.")
     sg: bool = Field(True, description="Skip-gram (True) or CBOW (False).")
-    negative: int = Field(5, ge=0)
-    epochs: int = Field(10, ge=1)
+    negative: int = Field(5, ge=0, description="Negative samples per context pair.")
+    epochs: int = Field(10, ge=1, description="Passes of word2vec over the sequences.")
     min_sequences: int = Field(10, ge=1, description="Fewest sequences of 2+ items that can train it.")
     max_tokens: int | None = Field(
         2_000_000, ge=1, description="At scale: word2vec trains on a seeded sample of whole sequences holding at most this many items; None: all."
     )
-    recency_half_life_days: float | None = Field(None, gt=0)
+    recency_half_life_days: float | None = Field(None, gt=0, description="A user's profile weights an item by recency, halving per this many days; None: equal weights.")
     exact_index_max_items: int = Field(100_000, ge=1, description="Above this catalogue size an approximate index is used.")
-    approximate_index: Literal["ivf", "hnsw"] = "hnsw"
-    ivf_lists: int = Field(256, ge=1)
+    approximate_index: Literal["ivf", "hnsw"] = Field("hnsw", description="FAISS index used above exact_index_max_items: hnsw or ivf.")
+    ivf_lists: int = Field(256, ge=1, description="Inverted lists of the ivf index.")
     ivf_probes: int = Field(16, ge=1, description="Inverted lists searched per query (ivf).")
-    hnsw_neighbours: int = Field(32, ge=2)
+    hnsw_neighbours: int = Field(32, ge=2, description="Links per node of the hnsw graph (M).")
     hnsw_search_depth: int = Field(64, ge=1, description="Candidates explored per query (hnsw efSearch).")
     popularity_weight: float = Field(
         0.5, ge=0, description="User scores add this times log(1 + users who have the item) to the cosine."
@@ -146,12 +142,12 @@ class Item2VecConfig(Section):
 
 
 class MFConfig(Section):
-    factors: int = Field(64, ge=1)
-    learning_rate: float = Field(0.01, gt=0)
-    regularization: float = Field(0.05, ge=0)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(1024, ge=1)
-    init_std: float = Field(0.05, gt=0)
+    factors: int = Field(64, ge=1, description="Latent factors per user and item.")
+    learning_rate: float = Field(0.01, gt=0, description="Step size of the mini-batch gradient descent.")
+    regularization: float = Field(0.05, ge=0, description="L2 penalty on factors and biases.")
+    epochs: int = Field(30, ge=1, description="Passes over the training pairs.")
+    batch_size: int = Field(1024, ge=1, description="Pairs per gradient step.")
+    init_std: float = Field(0.05, gt=0, description="Standard deviation of the initial factors.")
     feedback: Literal["auto", "explicit", "implicit"] = Field(
         "auto", description="explicit: fit the ratings; implicit: fit confidence-weighted 1s and sampled 0s; auto: explicit when ratings exist."
     )
@@ -164,8 +160,8 @@ class MFConfig(Section):
 
 class SegmentsConfig(Section):
     k: int | None = Field(None, ge=2, description="A fixed number of segments; None: chosen by silhouette.")
-    k_min: int = Field(2, ge=2)
-    k_max: int = Field(8, ge=2)
+    k_min: int = Field(2, ge=2, description="Fewest segments tried when k is chosen by silhouette.")
+    k_max: int = Field(8, ge=2, description="Most segments tried when k is chosen by silhouette.")
     silhouette_sample: int = Field(5_000, ge=100, description="Users sampled to score each k.")
     top_categories: int = Field(8, ge=1, description="Category-share features: the most bought categories.")
     items_per_segment: int = Field(200, ge=1, description="Popular items kept per segment for recommendations.")
@@ -178,10 +174,10 @@ class SegmentsConfig(Section):
 
 
 class GradientBoostingConfig(Section):
-    num_leaves: int = Field(31, ge=2)
-    learning_rate: float = Field(0.05, gt=0)
-    n_estimators: int = Field(300, ge=1)
-    min_child_samples: int = Field(20, ge=1)
+    num_leaves: int = Field(31, ge=2, description="LightGBM: leaves per tree.")
+    learning_rate: float = Field(0.05, gt=0, description="LightGBM: shrinkage per tree.")
+    n_estimators: int = Field(300, ge=1, description="LightGBM: most trees (early stopping may use fewer).")
+    min_child_samples: int = Field(20, ge=1, description="LightGBM: fewest rows in a leaf.")
     early_stopping_rounds: int = Field(30, ge=1, description="Stop when the validation score has not improved for this many rounds.")
 
 
@@ -189,7 +185,7 @@ class TwoStageConfig(Section):
     generators: list[str] = Field(
         ["als", "ease", "item2vec", "content", "popularity"], description="Candidate sources: models trained with their own settings."
     )
-    candidates_per_generator: int = Field(100, ge=1)
+    candidates_per_generator: int = Field(100, ge=1, description="Candidates each generator proposes per user for the ranker.")
     keep: int = Field(50, ge=1, description="Candidates per user that stage 1 keeps for the ranker.")
     label_fraction: float = Field(0.2, gt=0, lt=1, description="Each user's last share of training events that labels the candidates.")
     ranker_valid_users: float = Field(0.2, gt=0, lt=1, description="Share of users whose labels stop the ranker early.")
@@ -226,19 +222,19 @@ class NCFConfig(Section):
     embedding_dim: int = Field(50, ge=1, description="User and item embeddings of the collaborative branch.")
     user_dense: int = Field(64, ge=1, description="Units of the dense layer over the user features.")
     item_dense: int = Field(64, ge=1, description="Units of the dense layer over the item features.")
-    category_embedding_dim: int = Field(10, ge=1)
-    brand_embedding_dim: int = Field(10, ge=1)
+    category_embedding_dim: int = Field(10, ge=1, description="Dimensions of the item category embedding.")
+    brand_embedding_dim: int = Field(10, ge=1, description="Dimensions of the item brand embedding.")
     hidden: list[int] = Field([128, 64, 32], min_length=1, description="Fusion layers after the concatenation.")
     dropout: float = Field(0.2, ge=0, lt=1, description="After every fusion layer but the last.")
-    loss: Literal["mse", "bce", "bpr"] = "mse"
+    loss: Literal["mse", "bce", "bpr"] = Field("mse", description="mse or bce on sampled (user, item, label) pairs, or bpr on (user, item had, item not had) triples.")
     negatives: int = Field(4, ge=1, description="Sampled negatives per positive, resampled each epoch.")
-    learning_rate: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = Field(1e-5, ge=0)
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's initial learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's moment decay rates.")
+    weight_decay: float = Field(1e-5, ge=0, description="Adam's weight decay on the dense parameters.")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor.")
     lr_patience: int = Field(3, ge=0, description="ReduceLROnPlateau patience, in epochs.")
-    min_lr: float = Field(1e-6, ge=0)
-    batch_size: int = Field(256, ge=1)
+    min_lr: float = Field(1e-6, ge=0, description="Floor of the learning rate that ReduceLROnPlateau lowers.")
+    batch_size: int = Field(256, ge=1, description="Samples per gradient step.")
     epochs: int = Field(50, ge=1, description="Most epochs; early stopping usually ends sooner.")
     patience: int = Field(4, ge=1, description="Epochs without a clear gain in validation NDCG@10 before stopping.")
     min_improvement: float = Field(
@@ -280,9 +276,10 @@ class ModelsConfig(Section):
 
 
 class TrainConfig(Section):
-    models: list[str] = [
-        "popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf",
-    ]
+    models: list[str] = Field(
+        ["popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf"],
+        description="The models to train, evaluate and compare (names from the model catalogue).",
+    )
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="Models trained (then evaluated, then refitted) at once, each in a process of its own holding its own copy "
@@ -306,10 +303,10 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    k: list[int] = [5, 10, 20]
-    metrics: list[str] = ["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"]
-    selection_metric: str = "ndcg"
-    selection_k: int = 10
+    k: list[int] = Field([5, 10, 20], description="Cut-offs every ranking metric is computed at.")
+    metrics: list[str] = Field(["precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage"], description="Ranking metrics computed per model (names from the metric catalogue).")
+    selection_metric: str = Field("ndcg", description="The metric the challenger is chosen by and the gate compares.")
+    selection_k: int = Field(10, description="The cut-off of selection_metric.")
     baseline: str = Field("popularity", description="The model every other is compared with, in percent.")
     fairness_attributes: list[str] = Field(
         ["age_group", "gender", "segment"], description="User attributes (users table columns, or 'segment') whose groups are compared."
@@ -335,16 +332,16 @@ class GateConfig(Section):
     """When a run's challenger replaces the champion."""
 
     margin: float = Field(0.01, ge=0, description="Relative gain in the selection metric the challenger needs (0.01: 1%).")
-    test: Literal["bootstrap", "paired_t"] = "bootstrap"
+    test: Literal["bootstrap", "paired_t"] = Field("bootstrap", description="Paired test over users of challenger against champion: bootstrap, or paired t-test.")
     level: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test over users.")
-    bootstrap_samples: int = Field(2_000, ge=100)
+    bootstrap_samples: int = Field(2_000, ge=100, description="Resamples of the bootstrap test.")
     max_coverage_drop: float = Field(0.2, ge=0, le=1, description="Guardrail: coverage may fall by at most this share of the champion's.")
     max_diversity_drop: float = Field(0.2, ge=0, le=1, description="Guardrail: diversity may fall by at most this share.")
     max_fairness_gap: float = Field(0.2, ge=0, le=1, description="Guardrail: no equal-opportunity gap may exceed this.")
     keep_versions: int = Field(5, ge=1, description="Versions kept per model; older ones are archived.")
     ab_test: bool = Field(False, description="Publish the challenger's lists beside the champion's for an A/B test.")
     ab_share: float = Field(0.5, gt=0, lt=1, description="Share of users assigned to the challenger.")
-    ab_salt: str = "recmill"
+    ab_salt: str = Field("recmill", description="Salt of the user hash that assigns A/B variants (change it to reshuffle).")
 
 
 class DriftConfig(Section):
@@ -365,22 +362,22 @@ class DuckDBConfig(Section):
     features and drift profiles run out of core under these limits."""
 
     memory_limit: str = Field("4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", description="DuckDB's memory_limit, e.g. 4GB.")
-    threads: int = Field(2, ge=1)
+    threads: int = Field(2, ge=1, description="Threads DuckDB uses.")
     spill: Path | None = Field(None, description="Folder DuckDB spills to; None: <paths.data>/spill.")
 
 
 class TrackingConfig(Section):
     uri: str = Field("sqlite:///mlflow/mlflow.db", description="An MLflow store: sqlite:///file, or a tracking server's http(s) URL.")
     artifacts: Path = Field(Path("mlflow/artifacts"), description="Where a local store keeps artifacts (a tracking server keeps its own).")
-    experiment: str = "recmill"
+    experiment: str = Field("recmill", description="MLflow experiment the runs are logged to.")
 
 
 class PublishConfig(Section):
     enabled: bool = Field(True, description="False: the run stops before the warehouse and the registry (an experiment, say).")
-    warehouse: Path = Path("warehouse/recmill.duckdb")
-    k: int = Field(20, ge=1)
-    exclude_seen: bool = True
-    similar_k: int = Field(20, ge=1)
+    warehouse: Path = Field(Path("warehouse/recmill.duckdb"), description="The DuckDB file the tables are published to.")
+    k: int = Field(20, ge=1, description="Recommendations published per user.")
+    exclude_seen: bool = Field(True, description="Leave out the items a user has (interactions.positive_event_types) from their lists.")
+    similar_k: int = Field(20, ge=1, description="Similar items published per item and model.")
 
 
 class ScheduleConfig(Section):
@@ -411,7 +408,7 @@ class FlowConfig(Section):
 
 
 class Settings(Section):
-    seed: int = 42
+    seed: int = Field(42, description="Seed of every random choice: samples, splits, model initialisation.")
     paths: PathsConfig = Field(default_factory=PathsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
