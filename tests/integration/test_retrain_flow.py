@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ def recmill_run(*overrides: str):
     for o in overrides:
         args += ["--set", o]
     return runner.invoke(app, args, catch_exceptions=False)
+
+
+def readme_sql() -> list[str]:
+    blocks = re.findall(r"```sql\n(.*?)```", (Path(__file__).resolve().parents[2] / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 8
+    return blocks
 
 
 def sha(path) -> str:
@@ -107,6 +114,13 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert "Buy again" in result.output
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
+    # the README's SQL cookbook runs on it, its example user, item and category swapped for the tiny shop's
+    user = sorted(set(recs.user_id) & set(buy_again.user_id))[0]
+    item = warehouse.query(db, "SELECT min(item_id) AS i FROM similar_items")["i"].item()
+    category = items.set_index("item_id").loc[recs.item_id.iloc[0], "category"]
+    for sql in readme_sql():
+        rows = warehouse.query(db, sql.replace("'42'", f"'{user}'").replace("'76'", f"'{item}'").replace("'fresh fruits'", f"'{category}'"))
+        assert len(rows) or "drift_checks" in sql, sql  # only the drift flags may be none
 
     # the flow run and the pipeline's MLflow parent run name each other; every fit is nested in it
     from uuid import UUID
