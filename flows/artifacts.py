@@ -7,6 +7,7 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from recmill.config import Settings
+from recmill.dashboard import run_folder
 from recmill.io import Layout, read_json
 
 SHOWN_METRICS = ("ndcg", "precision", "recall", "map", "coverage")
@@ -50,6 +51,7 @@ def drift_markdown(drift: dict) -> str:
 def reports_markdown(settings: Settings, run_id: str) -> str:
     layout = Layout(settings)
     where = {
+        "dashboard": run_folder(settings, run_id) / "index.html",
         "warehouse": settings.publish.warehouse,
         "validation": layout.validation,
         "drift": layout.drift,

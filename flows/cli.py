@@ -46,6 +46,8 @@ def print_summary(result: dict, warehouse_path: Path, summary_k: int) -> None:
     from recmill import warehouse
 
     console.print(f"\n[bold]Warehouse:[/] {warehouse_path.resolve()}")
+    if result.get("dashboard"):
+        console.print(f"[bold]Dashboard:[/] {Path(result['dashboard']).resolve()}")
     console.print(f"[bold]Run:[/] {result['run_id']}   [bold]challenger:[/] {result['chosen']}   [bold]decision:[/] {result['decision']}")
     for reason in result["reasons"]:
         console.print(f"  - {reason}", highlight=False, soft_wrap=True)

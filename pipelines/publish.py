@@ -27,6 +27,7 @@ from recmill.champion import (
     recommendation_frame,
 )
 from recmill.config import Settings
+from recmill.dashboard import write_run_pages
 from recmill.drift import ROW_COLUMNS, prediction_drift
 from recmill.evaluation.gate import PROMOTE
 from recmill.fits import keep_fit_data, refitted
@@ -195,6 +196,7 @@ def run(settings: Settings) -> dict:
         "champion": champion.label,
         "archived_versions": archived,
         "row_counts": counts,
+        "dashboard": str(write_run_pages(settings, info["run_id"])),
     }
     write_json(layout.publish_report, result)
     close_pipeline_run(settings, info, selection)

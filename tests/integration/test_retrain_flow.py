@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from recmill import warehouse
 from recmill.config import Settings, TrackingConfig
+from recmill.dashboard import SECTIONS
 from recmill.registry import Registry
 from recmill.tracking import Tracker
 from tests.integration.conftest import TINY, published_tables
@@ -30,6 +32,32 @@ def recmill_run(*overrides: str):
     for o in overrides:
         args += ["--set", o]
     return runner.invoke(app, args, catch_exceptions=False)
+
+
+def open_in_browser(page: Path, screenshot: Path) -> dict:
+    """The page in headless Chromium: its console errors, its section headings, each model's
+    test figure in the metrics table; a full-page screenshot saved at screenshot."""
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if chromium is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            tab.on("pageerror", lambda error: errors.append(str(error)))
+            tab.goto(page.as_uri())
+            tab.wait_for_selector("#training .plotly-graph-div .main-svg")  # the last chart drawn
+            header = [c.inner_text() for c in tab.query_selector_all("#metrics th")]
+            rows = [[c.inner_text() for c in r.query_selector_all("td")] for r in tab.query_selector_all("#metrics tbody tr")]
+            tab.screenshot(path=str(screenshot), full_page=True)
+            return {"errors": errors, "headings": [h.inner_text() for h in tab.query_selector_all("h2")],
+                    "test ndcg": {r[0]: r[header.index("ndcg")] for r in rows if r[1] == "test"}}
+        finally:
+            browser.close()
 
 
 def readme_sql() -> list[str]:
@@ -114,6 +142,14 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     assert "Buy again" in result.output
     runs = warehouse.query(db, "SELECT * FROM runs")
     assert runs["status"].tolist() == ["success"] and runs["run_id"].tolist() == [recs.run_id.iloc[0]]
+    # the run's dashboard, opened in a real browser: every section, no error, model_metrics' figures
+    page = workdir / "reports" / "runs" / recs.run_id.iloc[0] / "index.html"
+    assert f"Dashboard: {page.resolve()}" in result.output.replace("\n", "")
+    shown = open_in_browser(page, workdir / "reports" / "dashboard.png")
+    assert shown["errors"] == [] and shown["headings"] == list(SECTIONS.values())
+    test_ndcg = overall[(overall.split == "test") & (overall.metric == "ndcg") & (overall.k == 10)].set_index("model")["value"]
+    assert {m: float(v) for m, v in shown["test ndcg"].items()} == pytest.approx(test_ndcg.to_dict(), rel=1e-3)  # 4 significant digits
+    assert (workdir / "reports" / "index.html").exists()
     # the README's SQL cookbook runs on it, its example user, item and category swapped for the tiny shop's
     user = sorted(set(recs.user_id) & set(buy_again.user_id))[0]
     item = warehouse.query(db, "SELECT min(item_id) AS i FROM similar_items")["i"].item()
