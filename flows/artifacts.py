@@ -3,8 +3,11 @@ its reasons, the drift summary, and where the reports are."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pandas as pd
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from recmill.config import Settings
 from recmill.dashboard import run_folder
@@ -75,3 +78,39 @@ def create_run_artifacts(settings: Settings, run_id: str) -> None:
     create_markdown_artifact(decision_markdown(selection), key="gate-decision", description=f"Run {run_id}: champion or challenger")
     create_markdown_artifact(drift_markdown(read_json(layout.drift / "summary.json")), key="data-drift", description=f"Run {run_id}")
     create_markdown_artifact(reports_markdown(settings, run_id), key="reports", description=f"Run {run_id}: where the reports are")
+
+
+class TaskProgress:
+    """A loop's progress (recmill.progress) as a progress artifact of the running task,
+    sent at most every UPDATE_SECONDS and when it completes. The UI losing an update never
+    stops the run."""
+
+    UPDATE_SECONDS = 2.0
+
+    def __init__(self, what: str, total: int):
+        self.total, self.sent = total, time.monotonic()
+        self.artifact = create_progress_artifact(progress=0.0, description=what)
+
+    def update(self, done: int) -> None:
+        if done >= self.total or time.monotonic() - self.sent >= self.UPDATE_SECONDS:
+            try:
+                update_progress_artifact(self.artifact, progress=round(100 * min(done, self.total) / self.total, 1))
+            except Exception as exc:  # the API is the UI's, not the run's
+                logging.getLogger("recmill").debug("progress not sent: %s", exc)
+            self.sent = time.monotonic()
+
+    def close(self) -> None:
+        pass
+
+
+def task_progress(what: str, total: int) -> TaskProgress | None:
+    """A progress artifact inside a task run; elsewhere (tests, the library alone) none."""
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        return None
+    try:
+        return TaskProgress(what, total)
+    except Exception as exc:
+        logging.getLogger("recmill").debug("progress not shown: %s", exc)
+        return None

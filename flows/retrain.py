@@ -24,7 +24,8 @@ import pipelines.select
 import pipelines.split
 import pipelines.train
 import pipelines.validate
-from flows.artifacts import create_run_artifacts
+from flows.artifacts import create_run_artifacts, task_progress
+from recmill import progress
 from recmill.config import Settings
 from recmill.dashboard import write_run_pages
 from recmill.errors import RecmillError
@@ -38,6 +39,7 @@ from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
 quiet_input_errors()  # here, so pool workers, which import this module to run its tasks, do it too
+progress.use(task_progress)  # long loops show in the Prefect UI (pool workers too)
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:

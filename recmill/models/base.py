@@ -24,6 +24,7 @@ from recmill import schema as S
 from recmill.data.interactions import InteractionData
 from recmill.errors import IntegrityError, NotFittedError, RecmillError
 from recmill.models import CATALOGUE
+from recmill.progress import steps
 
 FORMAT_VERSION = 2  # of a saved model's files: state.npz holds every declared attribute by its name
 SCORE_CELLS = 4_000_000  # users x items scored at once: bounds a batch's dense scores to ~32 MB
@@ -156,10 +157,12 @@ class Recommender(ABC):
         frames = []
         known_users, known_rows = users[known], rows[known]
         step = self._batch_size()
-        for start in range(0, len(known_rows), step):
-            batch = known_rows[start : start + step]
-            top, top_scores, ranked = self._top_explained(batch, k, exclude_seen) if reasons else (*self._top(batch, k, exclude_seen), None)
-            frames.append(self._frame(known_users[start : start + step], batch, top, top_scores, reasons, ranked))
+        with steps(f"{self.name}: lists of {len(known_rows):,} users", -(-len(known_rows) // step)) as advance:
+            for start in range(0, len(known_rows), step):
+                batch = known_rows[start : start + step]
+                top, top_scores, ranked = self._top_explained(batch, k, exclude_seen) if reasons else (*self._top(batch, k, exclude_seen), None)
+                frames.append(self._frame(known_users[start : start + step], batch, top, top_scores, reasons, ranked))
+                advance()
         cold = users[~known]
         if len(cold):
             top = np.tile(self.popular_[:k], (len(cold), 1))

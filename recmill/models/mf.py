@@ -28,6 +28,7 @@ from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_codes, event_weights, index_of
 from recmill.errors import RecmillError
 from recmill.models.base import Recommender, text_array, unit_rows
+from recmill.progress import steps
 
 HISTORY_SHOWN = 5
 SOLVE_CHUNK = 256  # users per batch of stacked solves
@@ -146,30 +147,37 @@ class MFRecommender(Recommender):
         Q = torch.randn(n_items, cfg.factors, generator=generator) * cfg.init_std
         bu, bi = torch.zeros(n_users), torch.zeros(n_items)
         touched_users, touched_items = np.zeros(n_users, bool), np.zeros(n_items, bool)
-        mu, lr, reg = float(self.global_mean_), cfg.learning_rate, cfg.regularization
         pairs = self._pairs()  # once, not per epoch: tens of millions of them at Instacart size
-        for _ in range(cfg.epochs):
-            rows, cols, targets, weights = self._samples(rng, pairs)
-            touched_users[rows], touched_items[cols] = True, True
-            order = torch.from_numpy(rng.permutation(rows.size))
-            users, items = torch.from_numpy(rows.astype(np.int64))[order], torch.from_numpy(cols.astype(np.int64))[order]
-            ys, ws = torch.from_numpy(targets)[order], torch.from_numpy(weights)[order]
-            for start in range(0, rows.size, cfg.batch_size):
-                u, i = users[start : start + cfg.batch_size], items[start : start + cfg.batch_size]
-                p, q, b_u, b_i = P[u], Q[i], bu[u], bi[i]
-                err = ws[start : start + cfg.batch_size] * (ys[start : start + cfg.batch_size] - (mu + b_u + b_i + (p * q).sum(1)))
-                bu.index_add_(0, u, lr * (err - reg * b_u))
-                bi.index_add_(0, i, lr * (err - reg * b_i))
-                err = err.unsqueeze(1)
-                P.index_add_(0, u, lr * (err * q - reg * p))
-                Q.index_add_(0, i, lr * (err * p - reg * q))
+        with steps(f"mf: {cfg.epochs} epochs", cfg.epochs) as advance:
+            for _ in range(cfg.epochs):
+                self._epoch(rng, pairs, P, Q, bu, bi, touched_users, touched_items)
+                advance()
         if not (torch.isfinite(P).all() and torch.isfinite(Q).all()):
-            raise RecmillError(f"model 'mf' diverged with learning_rate {lr}: lower it")
+            raise RecmillError(f"model 'mf' diverged with learning_rate {cfg.learning_rate}: lower it")
         # a row no sample reached still holds its random start: zero it, so it scores as the baseline
         P[torch.from_numpy(~touched_users)], bu[torch.from_numpy(~touched_users)] = 0, 0
         Q[torch.from_numpy(~touched_items)], bi[torch.from_numpy(~touched_items)] = 0, 0
         self.user_factors_, self.item_factors_ = P.numpy(), Q.numpy()
         self.user_bias_, self.item_bias_ = bu.numpy(), bi.numpy()
+
+    def _epoch(self, rng, pairs, P, Q, bu, bi, touched_users, touched_items) -> None:
+        """One pass of mini-batch SGD over this epoch's samples, updating the factors in place."""
+        cfg = self.config
+        mu, lr, reg = float(self.global_mean_), cfg.learning_rate, cfg.regularization
+        rows, cols, targets, weights = self._samples(rng, pairs)
+        touched_users[rows], touched_items[cols] = True, True
+        order = torch.from_numpy(rng.permutation(rows.size))
+        users, items = torch.from_numpy(rows.astype(np.int64))[order], torch.from_numpy(cols.astype(np.int64))[order]
+        ys, ws = torch.from_numpy(targets)[order], torch.from_numpy(weights)[order]
+        for start in range(0, rows.size, cfg.batch_size):
+            u, i = users[start : start + cfg.batch_size], items[start : start + cfg.batch_size]
+            p, q, b_u, b_i = P[u], Q[i], bu[u], bi[i]
+            err = ws[start : start + cfg.batch_size] * (ys[start : start + cfg.batch_size] - (mu + b_u + b_i + (p * q).sum(1)))
+            bu.index_add_(0, u, lr * (err - reg * b_u))
+            bi.index_add_(0, i, lr * (err - reg * b_i))
+            err = err.unsqueeze(1)
+            P.index_add_(0, u, lr * (err * q - reg * p))
+            Q.index_add_(0, i, lr * (err * p - reg * q))
 
     # ---- scoring --------------------------------------------------------------------
     def _score(self, rows: np.ndarray) -> np.ndarray:

@@ -83,6 +83,7 @@ from recmill.models.ncf_training import (
     validation_columns,
     validation_ndcg,
 )
+from recmill.progress import steps
 
 log = logging.getLogger("recmill")
 
@@ -137,35 +138,37 @@ class NCFRecommender(Recommender):
         key = fingerprint(cfg, self.seed, positive, self.features_)
         if path is not None and path.exists():
             run, best = resume(path, key, net, steppers, schedulers, rng, device) or (run, best)
-        while run["epoch"] < cfg.epochs and run["stale"] < cfg.patience:
-            started = time.perf_counter()
-            lr = steppers[0].param_groups[0]["lr"]
-            samples = [torch.as_tensor(a, device=device) for a in epoch_samples(positive, cfg.negatives, cfg.loss == "bpr", rng, cfg.pairs_per_epoch)]
-            loss = train_epoch(net, steppers, samples, cfg.loss, cfg.batch_size)
-            # without validation users every epoch counts as the best: training runs all epochs
-            ndcg = validation_ndcg(net, positive, truth, device, valid_cols) if truth else None
-            run["epoch"] += 1
-            if ndcg is None or ndcg > run["best_ndcg"]:  # the best epoch's weights are kept ...
-                run.update(best_epoch=run["epoch"], best_ndcg=-np.inf if ndcg is None else ndcg)
-                best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            if ndcg is None or ndcg > run.get("mark_ndcg", -np.inf) * (1 + cfg.min_improvement):  # ... patience waits for a clear gain
-                run.update(mark_ndcg=-np.inf if ndcg is None else ndcg, stale=0)
-            else:
-                run["stale"] += 1
-            if ndcg is not None:
-                for scheduler in schedulers:
-                    scheduler.step(ndcg)
-            seconds = round(time.perf_counter() - started, 3)
-            run["epochs"].append({"epoch": run["epoch"], "loss": loss, f"valid_ndcg@{VALID_K}": ndcg, "lr": lr, "seconds": seconds})
-            log.info("ncf epoch %d: loss %.4f, valid ndcg@%d %s, lr %.2g", run["epoch"], loss, VALID_K, ndcg, lr)
-            if path is not None:
-                save_checkpoint(
-                    path,
-                    {"fingerprint": key, "run": run, "best": best, "net": net.state_dict(), "optimizers": [o.state_dict() for o in steppers],
-                     "schedulers": [sc.state_dict() for sc in schedulers], "torch_rng": torch.get_rng_state(),
-                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                     "numpy_rng": rng.bit_generator.state},
-                )
+        with steps(f"ncf: up to {cfg.epochs} epochs", cfg.epochs - run["epoch"]) as advance:  # early stopping may end it sooner
+            while run["epoch"] < cfg.epochs and run["stale"] < cfg.patience:
+                started = time.perf_counter()
+                lr = steppers[0].param_groups[0]["lr"]
+                samples = [torch.as_tensor(a, device=device) for a in epoch_samples(positive, cfg.negatives, cfg.loss == "bpr", rng, cfg.pairs_per_epoch)]
+                loss = train_epoch(net, steppers, samples, cfg.loss, cfg.batch_size)
+                # without validation users every epoch counts as the best: training runs all epochs
+                ndcg = validation_ndcg(net, positive, truth, device, valid_cols) if truth else None
+                run["epoch"] += 1
+                if ndcg is None or ndcg > run["best_ndcg"]:  # the best epoch's weights are kept ...
+                    run.update(best_epoch=run["epoch"], best_ndcg=-np.inf if ndcg is None else ndcg)
+                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                if ndcg is None or ndcg > run.get("mark_ndcg", -np.inf) * (1 + cfg.min_improvement):  # ... patience waits for a clear gain
+                    run.update(mark_ndcg=-np.inf if ndcg is None else ndcg, stale=0)
+                else:
+                    run["stale"] += 1
+                if ndcg is not None:
+                    for scheduler in schedulers:
+                        scheduler.step(ndcg)
+                seconds = round(time.perf_counter() - started, 3)
+                run["epochs"].append({"epoch": run["epoch"], "loss": loss, f"valid_ndcg@{VALID_K}": ndcg, "lr": lr, "seconds": seconds})
+                log.info("ncf epoch %d: loss %.4f, valid ndcg@%d %s, lr %.2g", run["epoch"], loss, VALID_K, ndcg, lr)
+                if path is not None:
+                    save_checkpoint(
+                        path,
+                        {"fingerprint": key, "run": run, "best": best, "net": net.state_dict(), "optimizers": [o.state_dict() for o in steppers],
+                         "schedulers": [sc.state_dict() for sc in schedulers], "torch_rng": torch.get_rng_state(),
+                         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                         "numpy_rng": rng.bit_generator.state},
+                    )
+                advance()
         net.load_state_dict(best)
         best_ndcg = run["best_ndcg"] if np.isfinite(run["best_ndcg"]) else None
         return {"epochs": run["epochs"], "best_epoch": run["best_epoch"], f"best_valid_ndcg@{VALID_K}": best_ndcg}

@@ -172,9 +172,13 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(UUID(parent.data.tags["prefect.flow_run_id"]))
         # the run's figures, decision, drift and report paths are artifacts of its flow run in Prefect
-        artifacts = {a.key: a for a in client.read_artifacts() if a.flow_run_id == flow_run.id}
+        run_artifacts = [a for a in client.read_artifacts() if a.flow_run_id == flow_run.id]
+    artifacts = {a.key: a for a in run_artifacts if a.key}
     assert flow_run.name == run_id
     assert set(artifacts) == {"model-metrics", "gate-decision", "data-drift", "reports"}
+    # long loops showed their progress, each to the end (training stopped early included)
+    bars = {a.description: a.data for a in run_artifacts if a.type == "progress"}
+    assert {"mf: 30 epochs", "ncf: up to 50 epochs"} <= set(bars) and set(bars.values()) == {100.0}, bars
     table = json.loads(artifacts["model-metrics"].data)
     assert {row["model"] for row in table} == set(models) - {"reorder"}
     two_stage = next(row for row in table if row["model"] == "two_stage")
