@@ -201,6 +201,8 @@ def explain(
 
 def print_rows(rows, as_json: bool, title: str) -> None:
     """A frame as a table on the terminal, or as JSON records for machines."""
+    from recmill.reading import as_text
+
     if as_json:
         typer.echo(rows.to_json(orient="records", date_format="iso"))
         return
@@ -208,14 +210,8 @@ def print_rows(rows, as_json: bool, title: str) -> None:
     for column in rows.columns:
         table.add_column(str(column), justify="right" if rows[column].dtype.kind in "iuf" else "left")
     for record in rows.itertuples(index=False):
-        table.add_row(*(_cell(v) for v in record))
+        table.add_row(*(as_text(v) for v in record))
     console.print(table)
-
-
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 ConfigOption = typer.Option(DEFAULT_PARAMS, "--config", "-c", help="params file")

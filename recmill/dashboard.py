@@ -18,6 +18,7 @@ import pandas as pd
 from recmill import warehouse
 from recmill.config import Settings
 from recmill.io import Layout
+from recmill.reading import as_text
 
 SAMPLE_USERS = 5
 SUMMARY_METRICS = ("precision", "recall", "ndcg", "map", "coverage")
@@ -125,16 +126,6 @@ def write_run_pages(settings: Settings, run_id: str) -> Path:
     return page
 
 
-def _text(value) -> str:
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
-
-
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return '<p class="muted">none</p>'
@@ -143,7 +134,7 @@ def _table(frame: pd.DataFrame) -> str:
         cells = []
         for value in record:
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(f'<td class="num">{html.escape(_text(value))}</td>' if number else f"<td>{html.escape(_text(value))}</td>")
+            cells.append(f'<td class="num">{html.escape(as_text(value))}</td>' if number else f"<td>{html.escape(as_text(value))}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -185,7 +176,7 @@ def run_page(view: RunView) -> str:
     run_id, metric_k = view.run["run_id"], f"{view.metric}@{view.k}"
     parts = [f"<h1>recmill run {html.escape(run_id)}</h1>",
              f'<p><a href="../../index.html">all runs</a> · status <b>{html.escape(str(view.run["status"]))}</b> · '
-             f"started {_text(view.run['started_at'])} · finished {_text(view.run['finished_at'])} · data {html.escape(str(view.run['data_fingerprint']))} · "
+             f"started {as_text(view.run['started_at'])} · finished {as_text(view.run['finished_at'])} · data {html.escape(str(view.run['data_fingerprint']))} · "
              f"champion <b>{html.escape(view.champion or 'none')}</b></p>",
              "<nav>" + "".join(f'<a href="#{i}">{h}</a>' for i, h in SECTIONS.items()) + "</nav>"]
 
@@ -232,7 +223,7 @@ def run_page(view: RunView) -> str:
 def index_page(runs: pd.DataFrame, history: pd.DataFrame, metric: str, k: int) -> str:
     rows = "".join(
         f'<tr><td><a href="runs/{html.escape(r.run_id)}/index.html">{html.escape(r.run_id)}</a></td>'
-        f"<td>{_text(r.started_at)}</td><td>{_text(r.finished_at)}</td><td>{html.escape(str(r.status))}</td></tr>"
+        f"<td>{as_text(r.started_at)}</td><td>{as_text(r.finished_at)}</td><td>{html.escape(str(r.status))}</td></tr>"
         for r in runs.itertuples(index=False)
     )
     table = f"<table><thead><tr><th>run</th><th>started</th><th>finished</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>"

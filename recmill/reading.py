@@ -12,6 +12,18 @@ from recmill import warehouse
 from recmill.errors import RecmillError
 
 
+def as_text(value) -> str:
+    """A value as a person reads it in a table: figures to 4 significant digits, times to the
+    second, nothing for a missing value."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
 def published(path: Path | str) -> Path:
     path = Path(path)
     if not path.exists():
