@@ -35,5 +35,5 @@ dvc-repro: $(INSTALLED)
 
 clean:
 	rm -rf data/canonical data/split data/models data/shared_fits data/refit data/champion reports/validation reports/drift reports/evaluation \
-	  reports/output_checks reports/metrics reports/stages.json \
+	  reports/output_checks reports/metrics reports/stages.json reports/runs reports/index.html \
 	  reports/selection.json reports/publish.json mlflow warehouse
