@@ -48,7 +48,9 @@ CODE_PATHS = ("recmill", "pipelines", "flows", "params.yaml", "pyproject.toml")
 def machine() -> dict:
     meminfo = Path("/proc/meminfo").read_text().split()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    # changes to the code only: the benchmark's own reports change between its runs
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024 / GIB, 1),
