@@ -27,7 +27,6 @@ import pipelines.validate
 from flows.artifacts import create_run_artifacts, task_progress
 from recmill import progress
 from recmill.config import Settings
-from recmill.dashboard import write_run_pages
 from recmill.errors import RecmillError
 from recmill.fits import digest
 from recmill.io import Layout, read_json, run_info, write_json
@@ -286,7 +285,7 @@ def run_stages(settings: Settings) -> dict:
     if reused:
         log.info("resumed run %s: reused %s", run_info(settings)["run_id"], ", ".join(reused))
     published = stage("publish", here(publish))
-    if published["published"]:
-        write_run_pages(settings, published["run_id"])  # again, with the publish stage's own figures
+    if published.get("dashboard"):
+        pipelines.publish.dashboard(settings, published["run_id"])  # again, with the publish stage's own figures
     create_run_artifacts(settings, published["run_id"])
     return {**published, "stages": stages}

@@ -196,11 +196,21 @@ def run(settings: Settings) -> dict:
         "champion": champion.label,
         "archived_versions": archived,
         "row_counts": counts,
-        "dashboard": str(write_run_pages(settings, info["run_id"])),
+        "dashboard": dashboard(settings, info["run_id"]),
     }
     write_json(layout.publish_report, result)
     close_pipeline_run(settings, info, selection)
     return result
+
+
+def dashboard(settings: Settings, run_id: str) -> str | None:
+    """The run's HTML pages; a page that cannot be drawn is logged, never a failed publish
+    (the tables are out already)."""
+    try:
+        return str(write_run_pages(settings, run_id))
+    except Exception:
+        log.exception("the run's dashboard could not be written")
+        return None
 
 
 def close_pipeline_run(settings: Settings, info: dict, selection: dict) -> None:
