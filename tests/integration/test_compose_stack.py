@@ -21,7 +21,7 @@ import yaml
 
 from recmill import warehouse
 from tests.integration.conftest import TINY
-from tests.integration.test_schedule import DEPLOYMENT, REPO, free_port, wait_for
+from tests.integration.test_schedule import DEPLOYMENT, REPO, free_port, registered, wait_for
 
 pytestmark = pytest.mark.slow
 COMPOSE = REPO / "infra" / "docker-compose.yml"
@@ -135,14 +135,7 @@ def test_the_compose_services_run_a_deployment_end_to_end(tmp_path, workdir):
             # the worker as compose starts it, on the tiny shop with one model
             stack.start("worker", extra=[a for o in [*TINY, "train.models=[popularity]"] for a in ("--set", o)], cwd=workdir)
             with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-
-                def deployment():
-                    try:
-                        return client.read_deployment_by_name(DEPLOYMENT)
-                    except Exception:
-                        return None
-
-                stack.wait("worker", deployment, 180, f"deployment {DEPLOYMENT}")
+                stack.wait("worker", lambda: registered(client), 180, f"deployment {DEPLOYMENT}")
                 run = run_deployment(DEPLOYMENT, timeout=900)
                 assert run.state.is_completed(), stack.log("worker")
 

@@ -38,6 +38,14 @@ def wait_for(check, timeout: float, what: str):
     raise AssertionError(f"{what} not there after {timeout:.0f} s")
 
 
+def registered(client):
+    """The weekly deployment once the server knows it, else None."""
+    try:
+        return client.read_deployment_by_name(DEPLOYMENT)
+    except Exception:
+        return None
+
+
 @pytest.fixture
 def prefect_api(tmp_path):
     """A real Prefect server on loopback, with its own home and database, stopped afterwards."""
@@ -74,14 +82,7 @@ def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
     served = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "serve.log", "w"))
     try:
         with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-
-            def deployment():
-                try:
-                    return client.read_deployment_by_name(DEPLOYMENT)
-                except Exception:
-                    return None
-
-            found = wait_for(deployment, 120, f"deployment {DEPLOYMENT}")
+            found = wait_for(lambda: registered(client), 120, f"deployment {DEPLOYMENT}")
             assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in found.schedules] == [("0 3 * * 1", "UTC", True)]
             assert found.global_concurrency_limit.limit == 1
             assert found.parameters["overrides"] == overrides
