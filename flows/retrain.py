@@ -203,9 +203,9 @@ def timed(step: Task, settings: Settings) -> Task:
 def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Ingest, validate, split, check drift, train then evaluate every model, gate the
     challenger against the champion, refit, publish. With train.worker_count above 1 the
-    per-model tasks run that many at a time in one pool of processes: a model is evaluated
-    as soon as it and the models its evaluation reads are trained, and the longest fits of
-    the previous run start first. Each task returns its result and its figures (wall and
+    per-model tasks run that many at a time in one pool of processes, drift beside them in
+    this one: a model is evaluated as soon as it and the models its evaluation reads are
+    trained, and the longest fits of the previous run start first. Each task returns its result and its figures (wall and
     CPU seconds, peak memory); the figures go to the result (``stages``: 'train als', ...)
     and to reports/stages.json, where a stage is 'running' until it ends. Each task fails
     after flow.timeout_minutes of its stage; a failed run, or a promotion held back by
@@ -258,7 +258,6 @@ def run_stages(settings: Settings) -> dict:
     link_flow_run(settings, stage("ingest", here(ingest)))
     stage("validate", here(validate))
     events = sum(stage("split", here(split)).values())
-    stage("drift", here(drift))
     models = settings.train.models
     with worker_pool(settings.train.worker_count(events)) as pool:
 
@@ -270,6 +269,9 @@ def run_stages(settings: Settings) -> dict:
 
         trained = submit(train, models)
         evaluated = submit(evaluate, models, lambda m: [trained[n] for n in pipelines.evaluate.reads(settings, m)])
+        # nothing before the gate reads drift's result: with a pool it runs here while the
+        # workers start and train (where memory allows a pool at all), else before the trains
+        stage("drift", here(drift))
         each(train, models, trained)
         each(evaluate, models, evaluated)
         selection = stage("select", here(select))
