@@ -228,6 +228,29 @@ def _read(read, config: Path, overrides: list[str], *args):
 
 
 @app.command()
+def refresh(config: Path = ConfigOption, overrides: list[str] = OverrideOption) -> None:
+    """Fold the events that arrived since the last publish (refresh.increments) into their
+    users' recommendations and buy-again lists, and republish only those users' rows."""
+    try:
+        settings = load_settings(config, overrides)
+        from flows.refresh import refresh as refresh_flow
+
+        result = refresh_flow(config=str(config), overrides=list(overrides))
+    except RecmillError as exc:
+        _fail(exc)
+    seconds = result["figures"]["wall_s"]
+    if not result["run_id"]:
+        console.print(f"Nothing to refresh: no new events in {result['increments']} ({seconds:.1f} s).", highlight=False)
+        return
+    tables = "recommendations and buy_again" if result["buy_again"] else "recommendations"
+    console.print(
+        f"[bold]Refresh:[/] {result['run_id']}   {result['events']:,} new events of {result['users']:,} users folded into "
+        f"{result['champion']}; their rows of {tables} republished in {seconds:.1f} s.", highlight=False,
+    )
+    console.print(f"Query it:\n  .venv/bin/recmill recommend {result['first_user']}", highlight=False)
+
+
+@app.command()
 def query(
     sql: str = typer.Argument(..., help="one SQL statement, e.g. \"SELECT * FROM recommendations WHERE user_id = 'u1'\""),
     as_json: bool = JsonOption, config: Path = ConfigOption, overrides: list[str] = OverrideOption,

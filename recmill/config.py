@@ -380,6 +380,15 @@ class PublishConfig(Section):
     similar_k: int = Field(20, ge=1, description="Similar items published per item and model.")
 
 
+class RefreshConfig(Section):
+    increments: Path = Field(
+        Path("data/increments"),
+        description="Event files (CSV or Parquet, the files source's event columns) that arrive between retrains: "
+        "`recmill refresh` folds the new ones into their users' lists; the next retrain learns from them with the source's.",
+    )
+    cron: str = Field("0 * * * *", description="When the refresh deployment runs (minute hour day month weekday): hourly.")
+
+
 class ScheduleConfig(Section):
     deployment: str = Field("weekly", min_length=1, description="The deployment of weekly_retrain that `recmill schedule` serves.")
     cron: str = Field("0 3 * * 1", description="When it runs (minute hour day month weekday): Mondays at 03:00.")
@@ -422,6 +431,7 @@ class Settings(Section):
     duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
 

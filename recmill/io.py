@@ -39,6 +39,8 @@ class Layout:
     evaluation = property(lambda self: self.reports / "evaluation")
 
     refit = property(lambda self: self.data / "refit")
+    # the events refreshes folded in since the canonical tables were written (pipelines.refresh)
+    refreshed_events = property(lambda self: self.data / "refresh" / "events.parquet")
     publish_report = property(lambda self: self.reports / "publish.json")
     stage_report = property(lambda self: self.reports / "stages.json")  # each stage's time and memory
 
@@ -111,6 +113,11 @@ def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A parquet file (only ``columns`` when given). Text comes back as Arrow-backed
     strings, never Python objects: 40M IDs take hundreds of MB instead of many GB."""
     return _frame(pq.read_table(path, columns=columns))
+
+
+def read_user_rows(path: Path, users) -> pd.DataFrame:
+    """The rows of a parquet file with a user_id among ``users``, filtered as it is read."""
+    return _frame(pq.read_table(path, filters=[(S.USER_ID, "in", list(users))]))
 
 
 def frame_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:

@@ -51,16 +51,22 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] | None = None) -> dict[str, int]:
     """Replace the warehouse with one holding ``frames``; history tables are appended to.
 
     ``frames`` maps table names of schema.WAREHOUSE_TABLES to frames with those columns.
-    Tables not given keep their previous content. Returns the row count of each table.
+    Tables not given keep their previous content. With ``users``, the given tables (keyed
+    by user_id) replace only those users' rows: everyone else's are kept as they were.
+    Returns the row count of each table.
     """
     path = Path(path)
     unknown = set(frames) - set(WAREHOUSE_TABLES)
     if unknown:
         raise ValueError(f"not warehouse tables: {sorted(unknown)}")
+    if users is not None:
+        keyless = [t for t in frames if t not in HISTORY_TABLES and WAREHOUSE_TABLES[t][0][0] != "user_id"]
+        if keyless:
+            raise ValueError(f"tables without a user_id to replace by user: {keyless}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(path):
         for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a publisher killed mid-way: the lock is ours
@@ -70,6 +76,8 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
             con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
             try:
                 previous = set()
+                if users is not None:
+                    con.register("replaced_users", pd.DataFrame({"user_id": pd.Series(users, dtype="string")}))
                 if path.exists():
                     con.execute(f"ATTACH {literal(path)} AS previous (READ_ONLY)")
                     previous = {r[0] for r in con.execute(
@@ -78,24 +86,33 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame]) -> dict[str, int]
                 for table, columns in WAREHOUSE_TABLES.items():
                     con.execute(_ddl(table))
                     names = ", ".join(f'"{c}"' for c, _ in columns)
-                    keep_old = table in previous and (table in HISTORY_TABLES or table not in frames)
-                    if keep_old:
+                    by_user = users is not None and table in frames and table not in HISTORY_TABLES
+                    kept = None  # the previous rows this table keeps, as a query
+                    if table in previous and (table in HISTORY_TABLES or table not in frames or by_user):
                         old = {r[0] for r in con.execute(
                             "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'previous' AND table_name = ?",
                             [table],
                         ).fetchall()}
                         # a column added since that publish is NULL in the older rows
                         picked = ", ".join(f'"{c}"' if c in old else f'NULL AS "{c}"' for c, _ in columns)
-                        con.execute(f'INSERT INTO "{table}" SELECT {picked} FROM previous."{table}"')
+                        others = " WHERE user_id NOT IN (SELECT user_id FROM replaced_users)" if by_user else ""
+                        kept = f'SELECT {picked} FROM previous."{table}"{others}'
                     if table in frames:
                         frame = frames[table]
                         missing = [c for c, _ in columns if c not in frame.columns]
                         if missing:
                             raise ValueError(f"frame for {table} lacks columns {missing}")
                         con.register("incoming", frame)
+                        rows = f"SELECT {names} FROM incoming"
+                        if by_user and kept:  # one insert, so the kept and the new rows are in one sorted order
+                            rows, kept = f"{kept} UNION ALL {rows}", None
+                        if kept:
+                            con.execute(f'INSERT INTO "{table}" {kept}')
                         order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
-                        con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming' + (f" ORDER BY {order}" if order else ""))
+                        con.execute(f'INSERT INTO "{table}" SELECT * FROM ({rows})' + (f" ORDER BY {order}" if order else ""))
                         con.unregister("incoming")
+                    elif kept:
+                        con.execute(f'INSERT INTO "{table}" {kept}')
                 for table, keys in SORT_KEYS.items():
                     con.execute(f'CREATE INDEX "{table}_{keys[0]}" ON "{table}" ("{keys[0]}")')
                 if previous:

@@ -23,6 +23,7 @@ class ALSRecommender(Recommender):
     Config = ALSConfig
     state = ("user_factors_", "item_factors_")
     has_similar_items = True
+    folds_in = True
 
     def _fit(self, data: InteractionData) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -40,6 +41,17 @@ class ALSRecommender(Recommender):
             model.fit(confidence(data.matrix, self.config.confidence), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        """Each user's factors solved against the frozen item factors (ALS's user step)."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        c = self.config
+        with threadpool_limits(1, "blas"):
+            solver = AlternatingLeastSquares(factors=self.item_factors_.shape[1], regularization=c.regularization, alpha=c.alpha)
+            solver.item_factors = self.item_factors_
+            factors = solver.recalculate_user(np.arange(data.n_users), confidence(data.matrix, c.confidence).tocsr())
+        return {"user_factors_": np.asarray(factors, dtype=np.float32).reshape(data.n_users, -1)}
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.user_factors_[rows] @ self.item_factors_.T

@@ -9,6 +9,7 @@ sharded; users the model has never seen get the popularity list.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -55,6 +56,8 @@ class Recommender(ABC):
     # the learned attributes save() writes to state.npz and load() restores, beside the
     # base class's own (BASE_STATE): numpy arrays, scalars and sparse matrices
     state: ClassVar[tuple[str, ...]] = ()
+    # refresh_users can fold new events into users with the item side frozen (_user_state)
+    folds_in: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -121,6 +124,12 @@ class Recommender(ABC):
         """Predicted ratings of (user, item) pairs."""
         raise RecmillError(f"model '{self.name}' does not predict ratings")
 
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        """The model's per-user attributes (a row per user, dense or sparse) for data's users,
+        computed from their events alone with the item side as it is. Called on a copy of the
+        model whose user_ids_, seen_ and event_code_ are data's (see refresh_users)."""
+        return {}
+
     def training_metrics(self) -> dict[str, float]:
         """Figures the model measured while training, keyed 'metric@k' (reported beside the holdout's)."""
         return {}
@@ -146,6 +155,31 @@ class Recommender(ABC):
         self.item_categories_ = text_array(items["category"].reindex(self.item_ids_) if "category" in items else [""] * data.n_items)
         self._fit(data)
         self.popular_ = np.lexsort((np.arange(data.n_items), -self.popularity_)).astype(np.int64)
+        return self
+
+    def refresh_users(self, data: InteractionData) -> Self:
+        """Fold these users' whole history into the model, item side frozen, in place.
+
+        ``data`` holds every event of the users to refresh, built over this model's items
+        (InteractionData.build with a catalogue of exactly item_ids_). Their rows of seen_,
+        event_code_ and the model's per-user state are recomputed from it; users the model
+        has not met are appended. Every other user's rows stay as they were."""
+        self._check_fitted()
+        if not self.folds_in:
+            raise RecmillError(f"model '{self.name}' cannot fold in new events; its lists change at the next retrain")
+        if not np.array_equal(data.item_ids, self.item_ids_):
+            raise ValueError("refresh_users needs data built over the model's own items")
+        part = copy.copy(self)
+        part.user_ids_ = data.user_ids.astype(str)
+        part.seen_ = data.positive.copy().tocsr()
+        part.seen_.sort_indices()
+        part.event_code_ = part._strongest_event(data)
+        fresh = {"seen_": part.seen_, "event_code_": part.event_code_, **part._user_state(data)}
+        new_users = pd.Index(part.user_ids_).difference(pd.Index(self.user_ids_), sort=False)
+        self.user_ids_ = np.concatenate([self.user_ids_, np.asarray(new_users, dtype=str)])
+        rows = self.user_rows(part.user_ids_)
+        for name, value in fresh.items():
+            setattr(self, name, with_rows(getattr(self, name), rows, value, len(self.user_ids_)))
         return self
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True, reasons: bool = False) -> pd.DataFrame:
@@ -403,6 +437,25 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     """Each row scaled to length 1 (zero rows stay zero): cosines become dot products."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms == 0, 1, norms)
+
+
+def with_rows(matrix, rows: np.ndarray, values, n_rows: int):
+    """A per-user attribute (dense array or CSR matrix, a row per user) grown to n_rows
+    (empty or zero rows appended) with these rows replaced by ``values``' rows, in order.
+    Stored zeros are kept: some sparse attributes carry a code of 0 in their pattern."""
+    if sp.issparse(matrix):
+        matrix, values = matrix.tocsr(), sp.csr_matrix(values, dtype=matrix.dtype)
+        grown = sp.vstack([matrix, sp.csr_matrix((n_rows - matrix.shape[0], matrix.shape[1]), dtype=matrix.dtype), values], format="csr")
+        order = np.arange(n_rows)
+        order[rows] = n_rows + np.arange(len(rows))
+        out = grown[order]
+        out.sort_indices()
+        return out
+    matrix = np.asarray(matrix)
+    out = np.zeros((n_rows, *matrix.shape[1:]), dtype=matrix.dtype)
+    out[: len(matrix)] = matrix
+    out[rows] = values
+    return out
 
 
 def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:

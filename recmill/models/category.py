@@ -17,23 +17,28 @@ class CategoryRecommender(Recommender):
     name = "category"
     Config = CategoryConfig
     state = ("preference_", "item_category_", "popularity_share_")
+    folds_in = True
 
     def _fit(self, data: InteractionData) -> None:
         categories = pd.Categorical(pd.Series(self.item_categories_).replace("", np.nan))
         codes = categories.codes  # -1: item without a category
-        has = codes >= 0
+        self.item_category_ = codes.astype(np.int32)
+        self.preference_ = self._user_state(data)["preference_"]
+        self.popularity_share_ = (self.popularity_ / max(1.0, self.popularity_.max())).astype(np.float32)
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        """Each user's share of their items in each of their top categories."""
+        has = self.item_category_ >= 0
+        n_categories = max(1, int(self.item_category_.max(initial=-1)) + 1)  # every category has an item
         item_category = sp.csr_matrix(
-            (np.ones(has.sum()), (np.flatnonzero(has), codes[has])), shape=(data.n_items, max(1, len(categories.categories)))
+            (np.ones(has.sum()), (np.flatnonzero(has), self.item_category_[has])), shape=(len(self.item_ids_), n_categories)
         )
-        # each user's share of their items in each of their top categories
         counts = (self.seen_ @ item_category).toarray()
         keep = np.argsort(-counts, axis=1, kind="stable")[:, : self.config.top_categories]
         favourite = np.zeros_like(counts)
         np.put_along_axis(favourite, keep, np.take_along_axis(counts, keep, axis=1), axis=1)
         totals = favourite.sum(axis=1, keepdims=True)
-        self.preference_ = (favourite / np.where(totals == 0, 1, totals)).astype(np.float32)
-        self.item_category_ = codes.astype(np.int32)
-        self.popularity_share_ = (self.popularity_ / max(1.0, self.popularity_.max())).astype(np.float32)
+        return {"preference_": (favourite / np.where(totals == 0, 1, totals)).astype(np.float32)}
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         pref = self.preference_[rows]

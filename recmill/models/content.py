@@ -124,11 +124,27 @@ class ContentRecommender(Recommender):
     Config = ContentConfig
     state = ("item_vectors_", "neighbours_", "history_", "history_codes_", "terms_", "term_fields_")
     has_similar_items = True
+    folds_in = True
 
     def _fit(self, data: InteractionData) -> None:
         self.item_vectors_, self.terms_, self.term_fields_ = item_vectors(data.items, self.item_ids_, self.config)
         self.neighbours_ = cached_neighbours(self.item_vectors_, self.config.neighbours)
         self.history_, self.history_codes_ = history_weights(data, self.config.recency_half_life_days)
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        """history_ of data's users, and history_codes_ as a matrix of its pattern (see refresh_users)."""
+        history, codes = history_weights(data, self.config.recency_half_life_days)
+        return {"history_": history, "history_codes_": sp.csr_matrix((codes, history.indices, history.indptr), shape=history.shape)}
+
+    def refresh_users(self, data: InteractionData) -> ContentRecommender:
+        """As the base class; history_codes_, kept flat in history_'s entry order, is replaced
+        as a matrix of history_'s pattern and flattened back."""
+        self.history_codes_ = sp.csr_matrix((self.history_codes_, self.history_.indices, self.history_.indptr), shape=self.history_.shape)
+        try:
+            super().refresh_users(data)
+        finally:
+            self.history_codes_ = self.history_codes_.data if sp.issparse(self.history_codes_) else self.history_codes_
+        return self
 
     def _profiles(self, rows: np.ndarray) -> sp.csr_matrix:
         """The weighted mean item vector of each user's history."""

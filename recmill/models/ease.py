@@ -18,6 +18,7 @@ class EASERecommender(Recommender):
     name = "ease"
     Config = EASEConfig
     state = ("weights_", "history_")
+    folds_in = True
 
     def _fit(self, data: InteractionData) -> None:
         n = data.n_items
@@ -34,7 +35,10 @@ class EASERecommender(Recommender):
         b = p / -np.diag(p)
         b[np.diag_indices(n)] = 0.0
         self.weights_ = b.astype(np.float32)
-        self.history_ = x.tocsr().astype(np.float32)
+        self.history_ = self._user_state(data)["history_"]
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        return {"history_": (data.matrix > 0).astype(np.float32).tocsr()}
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return (self.history_[rows] @ self.weights_)

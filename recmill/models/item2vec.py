@@ -131,6 +131,7 @@ class Item2VecRecommender(Recommender):
     name = "item2vec"
     Config = Item2VecConfig
     state = ("placed_", "vectors_", "weights_")
+    folds_in = True
     has_similar_items = True
 
     def _fit(self, data: InteractionData) -> None:
@@ -160,6 +161,9 @@ class Item2VecRecommender(Recommender):
         self.vectors_ = unit_rows(vectors - vectors.mean(axis=0)).astype(np.float32)
         self.weights_ = self._history_weights(data)
         self._build()
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        return {"weights_": self._history_weights(data)}
 
     def _history_weights(self, data: InteractionData) -> sp.csr_matrix:
         """seen_ with each pair's weight in the user's vector: 1, or halving per half-life

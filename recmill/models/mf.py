@@ -78,6 +78,7 @@ class MFRecommender(Recommender):
     )
     predicts_ratings = True
     has_explanations = True
+    folds_in = True
 
     # ---- training -------------------------------------------------------------------
     def _fit(self, data: InteractionData) -> None:
@@ -180,6 +181,15 @@ class MFRecommender(Recommender):
             Q.index_add_(0, i, lr * (err * p - reg * q))
 
     # ---- scoring --------------------------------------------------------------------
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        """Each user's signal from their events, and their factors and bias solved over it
+        with the item side frozen (as fold_in does)."""
+        self.signal_ = rating_matrix(data.events, self.user_ids_, self.item_ids_) if self.explicit_ else data.matrix.copy().astype(np.float32)
+        self.signal_.sort_indices()
+        with threadpool_limits(1, "blas"):
+            factors, biases = _solve_users(self, np.arange(data.n_users))
+        return {"signal_": self.signal_, "user_factors_": factors, "user_bias_": biases}
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """Unclipped predictions: clipping would tie every item predicted above the top rating."""
         base = float(self.global_mean_) + self.user_bias_[rows, None] + self.item_bias_[None, :]

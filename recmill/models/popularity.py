@@ -17,6 +17,7 @@ from recmill.models.base import Recommender
 class PopularityRecommender(Recommender):
     name = "popularity"
     Config = PopularityConfig
+    folds_in = True  # nothing per user but what they have
 
     def _fit(self, data: InteractionData) -> None:
         """Without a window the base class's count stands (users who have each item, from the

@@ -10,6 +10,7 @@ from recmill.models.base import Recommender
 
 
 class RandomRecommender(Recommender):
+    folds_in = True  # nothing per user but what they have
     name = "random"
     Config = RandomConfig
 

@@ -36,7 +36,7 @@ from recmill import schema as S
 from recmill.config import InteractionsConfig, ReorderConfig, SegmentsConfig
 from recmill.data.interactions import InteractionData, basket_ids, factorized, index_of
 from recmill.data.tables import ID_DTYPE
-from recmill.errors import ModelSkipped
+from recmill.errors import ModelSkipped, RecmillError
 from recmill.features import build_features
 from recmill.io import frame_batches, read_frame, read_json, write_frame_slices
 from recmill.models.base import Recommender, ranks
@@ -144,6 +144,7 @@ class ReorderRecommender(Recommender):
     state = ("probability_", "orders_with_", "orders_since_", "user_orders_", "trained_on_")
     publishes_tables = True
     predicts_reorders = True
+    folds_in = True
 
     def __init__(self, config: ReorderConfig | None = None, seed: int = 42, segments: SegmentsConfig | None = None):
         super().__init__(config, seed)
@@ -198,12 +199,26 @@ class ReorderRecommender(Recommender):
         self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
         log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
 
-        # every pair is scored, a batch at a time
-        serving_segment = segments.assign(rfm_features(data, self.segments.top_categories)[0])
+        self.segments_ = segments  # serving users are placed on its centroids, refreshed ones too
+        state, self.feature_stats_ = self._pair_state(data)
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        return self._pair_state(data)[0]
+
+    def _pair_state(self, data: InteractionData) -> tuple[dict[str, object], dict]:
+        """Every (user, item bought before) pair of data scored, a batch at a time: the
+        per-user attributes (probability_, orders_with_, orders_since_, user_orders_) for
+        data's users, and the features' statistics."""
+        if getattr(self, "segments_", None) is None:
+            raise RecmillError("this reorder fit predates refreshing (it lacks its segments); the next retrain makes one that can")
+        types = list(data.positive_event_types)
+        serving_segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])
         parts = {name: [] for name in ("row", "col", "probability", "orders_with", "orders_since", "user_orders")}
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(events, data.items, types, c, Path(work))
-            self.feature_stats_ = read_json(paths["feature_stats"])
+            paths = feature_files(data.events, data.items, types, self.config, Path(work))
+            feature_stats = read_json(paths["feature_stats"])
             for batch in feature_batches(paths, data.user_ids, serving_segment):
                 rows, cols = index_of(self.user_ids_, batch[S.USER_ID]), index_of(self.item_ids_, batch[S.ITEM_ID])
                 known = (rows >= 0) & (cols >= 0)
@@ -223,15 +238,16 @@ class ReorderRecommender(Recommender):
             m.sort_indices()
             return m
 
-        self.probability_ = pair_matrix(joined["probability"])
-        self.orders_with_ = pair_matrix(joined["orders_with"])
-        self.orders_since_ = pair_matrix(joined["orders_since"])
-        self.user_orders_ = np.zeros(shape[0])
-        self.user_orders_[rows] = joined["user_orders"]
+        user_orders = np.zeros(shape[0])
+        user_orders[rows] = joined["user_orders"]
+        state = {"probability_": pair_matrix(joined["probability"]), "orders_with_": pair_matrix(joined["orders_with"]),
+                 "orders_since_": pair_matrix(joined["orders_since"]), "user_orders_": user_orders}
+        return state, feature_stats
 
     # ---- serving --------------------------------------------------------------------
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        scores = np.tile(self.popularity_ / len(self.user_ids_) - 1.0, (len(rows), 1))
+        # below every probability, by popularity (over the most popular item's count: a refresh's new users leave it as it is)
+        scores = np.tile(self.popularity_ / max(1.0, self.popularity_.max()) - 1.0, (len(rows), 1))
         block = self.probability_[rows].tocoo()
         scores[block.row, block.col] = block.data
         return scores
@@ -255,16 +271,20 @@ class ReorderRecommender(Recommender):
         coo = self.probability_[rows].tocoo()
         return pd.DataFrame({S.USER_ID: self.user_ids_[rows[coo.row]], S.ITEM_ID: self.item_ids_[coo.col], "probability": coo.data})
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """buy_again: each user's max_per_user most probable items, rank 1 the most probable."""
-        m = self.probability_
+    def tables(self, users=None) -> dict[str, pd.DataFrame]:
+        """buy_again: each user's max_per_user most probable items, rank 1 the most probable
+        (of these users only, when given)."""
+        m, user_ids = self.probability_, self.user_ids_
+        if users is not None:
+            rows = self.user_rows(users)
+            m, user_ids = m[rows[rows >= 0]], user_ids[rows[rows >= 0]]
         row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
         order = np.lexsort((m.indices, -m.data, row_of))  # per user: most probable first, ties by column
         per_user = np.minimum(np.diff(m.indptr), self.config.max_per_user)
         rank_in_user = np.arange(len(order)) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
         keep = order[rank_in_user < np.repeat(per_user, np.diff(m.indptr))]
         frame = pd.DataFrame({
-            S.USER_ID: self.user_ids_[row_of[keep]], S.ITEM_ID: self.item_ids_[m.indices[keep]],
+            S.USER_ID: user_ids[row_of[keep]], S.ITEM_ID: self.item_ids_[m.indices[keep]],
             "probability": m.data[keep], "rank": ranks(per_user),
         })
         return {"buy_again": frame}
@@ -278,9 +298,11 @@ class ReorderRecommender(Recommender):
     def _save_extra(self, path: Path) -> None:
         self.booster_.save_model(str(path / "booster.txt"))
         (path / "feature_stats.json").write_text(json.dumps(self.feature_stats_, indent=2, sort_keys=True))
+        self.segments_.save(path / "segments")
 
     def _load_extra(self, path: Path) -> None:
         import lightgbm
 
         self.booster_ = lightgbm.Booster(model_file=str(path / "booster.txt"))
         self.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
+        self.segments_ = SegmentsRecommender.load(path / "segments") if (path / "segments").is_dir() else None

@@ -68,9 +68,10 @@ CATEGORY_LIFT = 2.0  # x the population share
 CATEGORY_SHARE = 0.15
 
 
-def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFrame, list[str]]:
+def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Behaviour features (BEHAVIOUR columns, then one share per category) of every user of
-    ``data`` in row order, and the category names."""
+    ``data`` in row order, and the category names: the top_categories most bought in data,
+    or ``chosen_names`` (those a fitted model placed users by)."""
     events = data.events
     positive = events[events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)]
     items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
@@ -111,12 +112,18 @@ def rfm_features(data: InteractionData, top_categories: int) -> tuple[pd.DataFra
     category_codes, categories = pd.factorize(item_category)
     event_category = category_codes[cols]
     counts = np.bincount(event_category, minlength=len(categories))
-    named = [j for j in range(len(categories)) if categories[j] != "" and counts[j] > 0]
-    chosen = sorted(named, key=lambda j: (-counts[j], categories[j]))[:top_categories]
-    names = [str(categories[j]) for j in chosen]
+    if chosen_names is None:
+        named = [j for j in range(len(categories)) if categories[j] != "" and counts[j] > 0]
+        chosen = sorted(named, key=lambda j: (-counts[j], categories[j]))[:top_categories]
+        names = [str(categories[j]) for j in chosen]
+    else:
+        names = list(chosen_names)
+        features[names] = 0.0
     if names:
         col = np.full(len(categories), -1)
-        col[chosen] = np.arange(len(chosen))
+        position = {str(name): n for n, name in enumerate(names)}
+        for j, name in enumerate(categories):
+            col[j] = position.get(str(name), -1)
         col = col[event_category]
         inside = col >= 0
         cells = frame["row"].to_numpy()[inside] * len(names) + col[inside]

@@ -204,6 +204,7 @@ class TwoStageRecommender(Recommender):
         "stage1_recall_",
     )
     heavy = True
+    folds_in = True
 
     def __init__(
         self,
@@ -259,6 +260,15 @@ class TwoStageRecommender(Recommender):
         context = Context.of(data, self.categories_)
         self.item_last_days_, self.item_first_days_ = context.item_last_days, context.item_first_days
         self.user_last_days_ = context.user_last_days
+
+    def _user_state(self, data: InteractionData) -> dict[str, object]:
+        return {"user_last_days_": Context.of(data, self.categories_).user_last_days}
+
+    def refresh_users(self, data: InteractionData) -> TwoStageRecommender:
+        """As the base class, its generators' users first: the candidates and features read them."""
+        for generator in self.generators_.values():
+            generator.refresh_users(data)
+        return super().refresh_users(data)
 
     def _generator_config(self, name: str) -> BaseModel:
         return self.generator_configs.get(name) or model_class(name).Config()

@@ -191,3 +191,25 @@ def test_a_disk_that_fills_up_during_a_publish_leaves_the_previous_tables(tmp_pa
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [".w.duckdb.lock", "w.duckdb"]
     assert warehouse.query(path, "SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
+
+
+def test_a_publish_by_user_replaces_only_those_users_rows(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    warehouse.publish(path, run_frames("r1"))
+    first = warehouse.query(path, "SELECT * FROM recommendations ORDER BY user_id, rank")
+    fresh = run_frames("r2")
+    changed = ["u7", "u250", "newcomer"]
+    recs = fresh["recommendations"][fresh["recommendations"]["user_id"].isin(["u7", "u250"])]
+    recs = pd.concat([recs, recs[recs["user_id"] == "u7"].assign(user_id="newcomer")], ignore_index=True).assign(item_id="i0")
+    counts = warehouse.publish(path, {"recommendations": recs, "runs": fresh["runs"]}, users=changed)
+    after = warehouse.query(path, "SELECT * FROM recommendations ORDER BY user_id, rank")
+    assert counts["recommendations"] == (N_USERS + 1) * K and counts["runs"] == 2
+    kept = ~after["user_id"].isin(changed)
+    pd.testing.assert_frame_equal(after[kept].reset_index(drop=True), first[~first["user_id"].isin(changed)].reset_index(drop=True))
+    assert set(after[~kept]["run_id"]) == {"r2"} and set(after[~kept]["item_id"]) == {"i0"}
+    assert sorted(after[~kept]["user_id"].unique()) == sorted(changed)
+    # stored in user order, so a lookup reads one user's row groups
+    stored = warehouse.query(path, "SELECT user_id FROM recommendations")["user_id"]
+    assert stored.is_monotonic_increasing
+    with pytest.raises(ValueError, match="without a user_id"):
+        warehouse.publish(path, {"similar_items": pd.DataFrame()}, users=changed)

@@ -150,6 +150,57 @@ class RecommenderContract:
         b = self.make(seed=3).fit(data).recommend(users, k=5)
         pd.testing.assert_frame_equal(a, b)
 
+    # the refreshed users' lists equal a fit's when nothing new came (the user side is a
+    # function of their events); false where refresh solves what the fit trained (ALS, mf)
+    refresh_reproduces_fit = True
+
+    def history_data(self, model, data, new_events: pd.DataFrame) -> InteractionData:
+        """The whole history of new_events' users, over the model's items (what refresh_users takes)."""
+        users = set(new_events["user_id"])
+        history = pd.concat([data.events[data.events["user_id"].isin(users)], new_events], ignore_index=True)
+        items = data.items.set_index("item_id").reindex(pd.Index(model.item_ids_, name="item_id")).reset_index()
+        return InteractionData.build(history, items, data.users.iloc[:0], InteractionsConfig())
+
+    def test_refresh_folds_new_events_into_their_users_only(self, data, tmp_path):
+        model = self.make().fit(data)
+        users = list(data.user_ids)
+        if not model.folds_in:
+            with pytest.raises(RecmillError, match="cannot fold in new events"):
+                model.refresh_users(data)
+            return
+        before = model.recommend(users, k=5)
+        user = users[1]
+        bought = list(before.loc[before["user_id"] == user, "item_id"].iloc[:2])  # their top two, bought now
+        newcomer_items = list(data.item_ids[:3])
+        new = pd.DataFrame(
+            [(user, item, "purchase") for item in bought] + [("newcomer", item, "purchase") for item in newcomer_items],
+            columns=["user_id", "item_id", "event_type"],
+        )
+        new["timestamp"], new["value"] = data.events["timestamp"].max() + pd.Timedelta(hours=1), 1.0
+        assert model.refresh_users(self.history_data(model, data, new)) is model
+        after = model.recommend([*users, "newcomer"], k=5)
+        assert not set(bought) & set(after.loc[after["user_id"] == user, "item_id"])
+        others = [u for u in users if u != user]
+        pd.testing.assert_frame_equal(
+            after[after["user_id"].isin(others)].reset_index(drop=True), before[before["user_id"].isin(others)].reset_index(drop=True)
+        )
+        newcomer = after[after["user_id"] == "newcomer"]
+        assert list(newcomer["rank"]) == [1, 2, 3, 4, 5] and not set(newcomer_items) & set(newcomer["item_id"])
+        assert model.user_rows(["newcomer"])[0] == len(users)  # appended
+        model.save(tmp_path / "m")
+        pd.testing.assert_frame_equal(type(model).load(tmp_path / "m").recommend([user, "newcomer"], k=5), model.recommend([user, "newcomer"], k=5))
+
+    def test_refresh_without_new_events_keeps_the_lists(self, fitted, data):
+        if not (self.model_class.folds_in and self.refresh_reproduces_fit):
+            pytest.skip("the model cannot fold in events, or its refresh solves what its fit trained")
+        model = self.make().fit(data)
+        users = list(data.user_ids)
+        before = model.recommend(users, k=5)
+        model.refresh_users(self.history_data(model, data, data.events[data.events["user_id"].isin(users[:5])]))
+        after = model.recommend(users, k=5)
+        key = ["user_id", "item_id", "rank"]  # a recency weight counted from another latest event scales a user's scores alike
+        pd.testing.assert_frame_equal(after[key], before[key])
+
     def test_similar_items(self, fitted, data):
         if not self.model_class.has_similar_items:
             with pytest.raises(RecmillError, match="does not produce similar items"):

@@ -1,6 +1,7 @@
 import numpy as np
 
-from recmill.config import ALSConfig
+from recmill.config import ALSConfig, InteractionsConfig
+from recmill.data.interactions import InteractionData
 from recmill.models.als import ALSRecommender, confidence
 from tests.models.contract import RecommenderContract, make_data
 
@@ -8,6 +9,7 @@ from tests.models.contract import RecommenderContract, make_data
 class TestALSContract(RecommenderContract):
     model_class = ALSRecommender
     config = ALSConfig(factors=8, iterations=10, regularization=0.1)
+    refresh_reproduces_fit = False
 
 
 def test_learns_taste_groups():
@@ -49,3 +51,21 @@ def test_reason_names_two_different_products():
     model = ALSRecommender(ALSConfig(factors=8, iterations=10), seed=1).fit(data)
     third_name = data.items.set_index("item_id").loc[data.item_ids[third], "name"]
     assert model._history_reason(row, [first, second, third]) == f"because you bought Large Brown Eggs and {third_name}"
+
+
+def test_refreshed_factors_solve_the_user_step_by_hand():
+    # Hu, Koren, Volinsky: x_u = (Y'Y + Y'(C_u - I)Y + lambda I)^-1 Y'C_u p_u, with c = alpha * f(w) on the user's items
+    data = make_data()
+    cfg = ALSConfig(factors=4, iterations=5, regularization=0.3, alpha=2.0, confidence="log")
+    model = ALSRecommender(cfg, seed=1).fit(data)
+    user = "u3"
+    model.refresh_users(InteractionData.build(
+        data.events[data.events["user_id"] == user], data.items, data.users, InteractionsConfig()
+    ))
+    Y = model.item_factors_.astype(np.float64)
+    row = data.matrix[list(data.user_ids).index(user)]
+    c = cfg.alpha * np.log1p(row.data.astype(np.float64))
+    Yu = Y[row.indices]
+    A = Y.T @ Y + Yu.T @ ((c - 1)[:, None] * Yu) + cfg.regularization * np.eye(4)
+    expected = np.linalg.solve(A, Yu.T @ c)
+    np.testing.assert_allclose(model.user_factors_[model.user_rows([user])[0]], expected, rtol=1e-4, atol=1e-5)

@@ -17,6 +17,7 @@ SMALL = MFConfig(factors=8, epochs=30, learning_rate=0.05, regularization=0.05, 
 class TestMFContract(RecommenderContract):
     model_class = MFRecommender
     config = SMALL
+    refresh_reproduces_fit = False
 
 
 def events_frame(rows) -> pd.DataFrame:

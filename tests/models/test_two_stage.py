@@ -27,6 +27,7 @@ def two_stage(config=CONFIG, seed=7):
 class TestTwoStageContract(RecommenderContract):
     model_class = TwoStageRecommender
     config = CONFIG
+    refresh_reproduces_fit = False
 
     def make(self, seed: int = 7):
         return two_stage(self.config, seed)

@@ -30,11 +30,8 @@ def load_files(path: Path) -> Tables:
     events_file = find_table(path, "events")
     if events_file is None:
         raise missing_file(path, "events.csv or events.parquet (items and users are optional)")
-    events, origin = read_table(events_file, S.EVENT_REQUIRED, text=EVENT_TEXT)
-    events[S.TIMESTAMP] = to_timestamps(events[S.TIMESTAMP], events_file, S.TIMESTAMP, origin.first_line)
-    if S.VALUE in events:
-        events[S.VALUE] = to_number(events[S.VALUE], events_file, S.VALUE, origin.first_line)
-    tables = Tables(canonical_events(events), origins={"events": origin})
+    events, origin = read_events(events_file)
+    tables = Tables(events, origins={"events": origin})
 
     items_file = find_table(path, "items")
     if items_file is not None:
@@ -48,6 +45,38 @@ def load_files(path: Path) -> Tables:
         users, origin = read_table(users_file, (S.USER_ID,), text=(S.USER_ID,))
         tables.users, tables.origins["users"] = canonical_users(users), origin
     return tables
+
+
+def read_events(file: Path) -> tuple[pd.DataFrame, Origin]:
+    """One events file as canonical events, and where its rows came from."""
+    events, origin = read_table(file, S.EVENT_REQUIRED, text=EVENT_TEXT)
+    events[S.TIMESTAMP] = to_timestamps(events[S.TIMESTAMP], file, S.TIMESTAMP, origin.first_line)
+    if S.VALUE in events:
+        events[S.VALUE] = to_number(events[S.VALUE], file, S.VALUE, origin.first_line)
+    return canonical_events(events), origin
+
+
+def load_increments(directory: Path) -> pd.DataFrame:
+    """The events of every CSV or parquet file in directory (none when it does not exist),
+    in file name order. A row without a user or item id, with an event type recmill does not
+    know or a timestamp in the future stops it, naming the file, the column and the rows."""
+    files = sorted(p for p in directory.glob("*") if p.suffix in (".csv", ".parquet") and p.is_file()) if directory.is_dir() else []
+    now = pd.Timestamp.now("UTC").tz_localize(None)
+    parts = []
+    for file in files:
+        events, origin = read_events(file)
+        for column, bad, why in (
+            (S.USER_ID, events[S.USER_ID].isna(), "has no user id"),
+            (S.ITEM_ID, events[S.ITEM_ID].isna(), "has no item id"),
+            (S.EVENT_TYPE, ~events[S.EVENT_TYPE].isin(S.EVENT_TYPES), f"is not one of {', '.join(S.EVENT_TYPES)}"),
+            (S.TIMESTAMP, events[S.TIMESTAMP] > now, f"is in the future (after {now:%Y-%m-%d %H:%M:%S} UTC)"),
+        ):
+            if bad.any():
+                at = np.flatnonzero(bad.to_numpy())
+                lines = at + origin.first_line if origin.first_line is not None else at
+                raise DataLoadError(file, f"{len(at):,} row(s) where {column} {why}", column, lines)
+        parts.append(events)
+    return pd.concat(parts, ignore_index=True) if parts else canonical_events(pd.DataFrame(columns=list(S.EVENT_REQUIRED)))
 
 
 def find_table(directory: Path, stem: str) -> Path | None:

@@ -1,0 +1,134 @@
+"""Fold the events that arrived since the last publish into their users' lists, between retrains.
+
+The new events are the rows of refresh.increments' files that neither the canonical events
+(what the last retrain learned from) nor an earlier refresh hold. Each of their users'
+whole history (canonical events, earlier refreshes' events, the new ones) goes into the
+champion's fit and into the reorder fit that published buy_again, item side frozen
+(Recommender.refresh_users); only those users' rows of `recommendations` and `buy_again`
+are replaced, in one switch, and the refresh is a row of `runs`. New users get lists from
+their first events.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from recmill import schema as S
+from recmill import warehouse
+from recmill.champion import checked_lists, recommendation_frame
+from recmill.config import Settings
+from recmill.data.interactions import InteractionData
+from recmill.data.sources.files import load_increments
+from recmill.data.split import items_by_user
+from recmill.errors import RecmillError
+from recmill.fits import load_fit
+from recmill.io import Layout, read_frame, read_json, read_user_rows, write_frame
+from recmill.models import model_class
+from recmill.models.base import Recommender
+from recmill.registry import CHAMPION, Registry
+
+log = logging.getLogger("recmill")
+REFRESHED = "refreshed"  # the runs row's status
+
+
+def not_in(events: pd.DataFrame, *known: pd.DataFrame) -> pd.DataFrame:
+    """The rows of events found in none of the known frames (all columns compared), each once."""
+    key = list(S.EVENT_COLUMNS)
+    fresh = events.drop_duplicates(key)
+    for frame in known:
+        if len(fresh) and len(frame):
+            marked = fresh.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
+            fresh = marked[marked["_merge"] == "left_only"].drop(columns="_merge")
+    return fresh.reset_index(drop=True)
+
+
+def over_items(model: Recommender, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, settings: Settings) -> InteractionData:
+    """events of the model's items, as data over exactly its item columns (refresh_users needs them)."""
+    catalogue = items.drop_duplicates(S.ITEM_ID).set_index(S.ITEM_ID).reindex(pd.Index(model.item_ids_, name=S.ITEM_ID)).reset_index()
+    known = events[events[S.ITEM_ID].isin(model.item_ids_).to_numpy(bool)]
+    return InteractionData.build(known, catalogue, users, settings.interactions)
+
+
+def last_retrain(path: Path) -> str | None:
+    """The run id of the last retrain that published (not a refresh)."""
+    runs = warehouse.query(path, "SELECT run_id FROM runs WHERE status <> ? ORDER BY finished_at DESC LIMIT 1", [REFRESHED])
+    return runs["run_id"].iloc[0] if len(runs) else None
+
+
+def buy_again_fit(settings: Settings, layout: Layout, published_by: str | None) -> Recommender | None:
+    """The reorder fit whose lists `buy_again` holds: this data folder's refit, when the
+    retrain that published last made it; None (and why, logged) otherwise."""
+    record = layout.refit / "reorder.json"
+    if "reorder" not in settings.train.models or not record.exists():
+        return None
+    if read_json(record).get("run_id") != published_by or not layout.model_dir("reorder", "full").is_dir():
+        log.warning("refresh: buy_again left as published: the reorder fit here is not the one run %s published", published_by)
+        return None
+    fitted = model_class("reorder").load(layout.model_dir("reorder", "full"))
+    if fitted.segments_ is None:
+        log.warning("refresh: buy_again left as published: its reorder fit predates refreshing; the next retrain makes one that can")
+        return None
+    return fitted
+
+
+def run(settings: Settings) -> dict:
+    layout = Layout(settings)
+    path = Path(settings.publish.warehouse)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    if not path.exists():
+        raise RecmillError(f"nothing to refresh: {path} has no published tables yet (run `recmill run` first)")
+    arrived = load_increments(Path(settings.refresh.increments))
+    senders = arrived[S.USER_ID].unique()  # only their rows of the larger files are read
+    canonical = read_user_rows(layout.canonical / "events.parquet", senders)
+    folded = read_user_rows(layout.refreshed_events, senders) if layout.refreshed_events.exists() else canonical.iloc[:0]
+    new = not_in(arrived, canonical, folded)
+    result = {"run_id": None, "events": len(new), "users": 0, "increments": str(settings.refresh.increments)}
+    if new.empty:
+        log.info("refresh: no new events in %s", settings.refresh.increments)
+        return result
+
+    run_id = f"{started:%Y%m%dT%H%M%S}-refresh-{uuid.uuid4().hex[:6]}"
+    users = sorted(new[S.USER_ID].unique())
+    history = pd.concat(
+        [frame[frame[S.USER_ID].isin(users).to_numpy(bool)] for frame in (canonical, folded, new)], ignore_index=True
+    )
+    items = read_frame(layout.canonical / "items.parquet")
+    user_table = read_frame(layout.canonical / "users.parquet")
+    user_table = user_table[user_table[S.USER_ID].isin(users).to_numpy(bool)]
+    had = items_by_user(history, settings.interactions.positive_event_types) if settings.publish.exclude_seen else None
+
+    registry = Registry(settings.tracking)
+    version = registry.alias(CHAMPION)
+    serving = warehouse.serving_version(path)
+    if version is None or version.version != serving:
+        raise RecmillError(f"refresh: the registry's champion ({version.label if version else 'none'}) is not the version "
+                           f"{path} serves ({serving}); run `recmill run` first")
+    if not version.full_run:
+        raise RecmillError(f"refresh: {version.label} has no fit on all the data saved; run `recmill run` first")
+    champion = load_fit(settings, registry, version, layout.data / "champion" / version.version)
+    champion.refresh_users(over_items(champion, history, items, user_table, settings))
+    frames = {"recommendations": recommendation_frame(
+        checked_lists(settings, champion, users, had, "recommendations"), version, run_id, started
+    )}
+    reorder = buy_again_fit(settings, layout, last_retrain(path))
+    if reorder is not None:
+        reorder.refresh_users(over_items(reorder, history, items, user_table, settings))
+        frames["buy_again"] = reorder.tables(users)["buy_again"].assign(run_id=run_id)
+
+    finished = datetime.now(UTC).replace(tzinfo=None)
+    frames["runs"] = pd.DataFrame([{
+        "run_id": run_id, "started_at": started, "finished_at": finished, "status": REFRESHED,
+        "data_fingerprint": f"{len(new)} new events of {len(users)} users", "params_json": settings.to_json(),
+    }])
+    counts = warehouse.publish(path, frames, users=users)
+    earlier = read_frame(layout.refreshed_events) if layout.refreshed_events.exists() else new.iloc[:0]
+    layout.refreshed_events.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(layout.refreshed_events, pd.concat([earlier, new], ignore_index=True))
+    log.info("refresh %s: %d new events of %d users folded into %s and published", run_id, len(new), len(users), version.label)
+    return {**result, "run_id": run_id, "users": len(users), "first_user": users[0], "champion": version.label,
+            "buy_again": reorder is not None, "row_counts": counts}
