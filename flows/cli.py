@@ -232,7 +232,7 @@ def refresh(config: Path = ConfigOption, overrides: list[str] = OverrideOption) 
     """Fold the events that arrived since the last publish (refresh.increments) into their
     users' recommendations and buy-again lists, and republish only those users' rows."""
     try:
-        settings = load_settings(config, overrides)
+        load_settings(config, overrides)  # a bad key fails here, before Prefect starts
         from flows.refresh import refresh as refresh_flow
 
         result = refresh_flow(config=str(config), overrides=list(overrides))
