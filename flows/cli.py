@@ -144,13 +144,13 @@ def schedule(
     overrides: list[str] = typer.Option([], "--set", "-s", help="override a dotted key in every scheduled run"),
 ) -> None:
     """Serve weekly_retrain as the Prefect deployment of params.yaml's schedule section (cron,
-    time zone, one run at a time) and run its flow runs here until stopped (Ctrl-C). Needs a
-    Prefect server: PREFECT_API_URL."""
+    time zone, one run at a time), and the refresh flow on refresh.cron, and run their flow
+    runs here until stopped (Ctrl-C). Needs a Prefect server: PREFECT_API_URL."""
     try:
         load_settings(config, overrides)
-        from flows.deploy import serve_weekly
+        from flows.deploy import serve_deployments
 
-        serve_weekly(config, list(overrides))
+        serve_deployments(config, list(overrides))
     except RecmillError as exc:
         _fail(exc)
 

@@ -38,10 +38,10 @@ def wait_for(check, timeout: float, what: str):
     raise AssertionError(f"{what} not there after {timeout:.0f} s")
 
 
-def registered(client):
-    """The weekly deployment once the server knows it, else None."""
+def registered(client, name: str = DEPLOYMENT):
+    """The deployment (the weekly one by default) once the server knows it, else None."""
     try:
-        return client.read_deployment_by_name(DEPLOYMENT)
+        return client.read_deployment_by_name(name)
     except Exception:
         return None
 
@@ -72,7 +72,7 @@ def prefect_api(tmp_path):
         server.wait(timeout=60)
 
 
-def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
+def test_the_served_deployments_run_weekly_hourly_and_on_demand(prefect_api, workdir):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -87,6 +87,9 @@ def test_the_served_deployment_runs_weekly_and_on_demand(prefect_api, workdir):
             assert found.global_concurrency_limit.limit == 1
             assert found.parameters["overrides"] == overrides
             assert found.parameters["config"] == "params.yaml"  # none there: every setting's default, then the overrides
+            hourly = wait_for(lambda: registered(client, "refresh/refresh"), 60, "the refresh deployment")  # served beside it
+            assert [(s.schedule.cron, s.schedule.timezone) for s in hourly.schedules] == [("0 * * * *", "UTC")]
+            assert hourly.parameters == found.parameters
 
             # a run started from the command line with its own parameters: publish 5 per user instead of 20
             started = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deploy import schedule
+from flows.deploy import REFRESH_DEPLOYMENT, schedule
 from recmill.config import ScheduleConfig
 from recmill.errors import ConfigError
 from recmill.settings import load_settings
@@ -16,15 +16,17 @@ from recmill.settings import load_settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_prefect_yaml_declares_the_deployment_params_yaml_schedules():
-    cfg = load_settings(REPO / "params.yaml").schedule
-    (deployment,) = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
-    assert deployment["name"] == cfg.deployment
-    assert deployment["schedules"] == [{"cron": cfg.cron, "timezone": cfg.timezone, "active": True}]
-    assert deployment["concurrency_limit"] == cfg.concurrency_limit
-    assert deployment["parameters"] == {"config": "params.yaml", "overrides": []}
-    path, function = deployment["entrypoint"].split(":")
-    assert (REPO / path).is_file() and f"def {function}(" in (REPO / path).read_text()
+def test_prefect_yaml_declares_the_deployments_params_yaml_schedules():
+    settings = load_settings(REPO / "params.yaml")
+    cfg = settings.schedule
+    weekly, refresh = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    for deployment, name, cron, limit in ((weekly, cfg.deployment, cfg.cron, cfg.concurrency_limit), (refresh, REFRESH_DEPLOYMENT, settings.refresh.cron, 1)):
+        assert deployment["name"] == name
+        assert deployment["schedules"] == [{"cron": cron, "timezone": cfg.timezone, "active": True}]
+        assert deployment["concurrency_limit"] == limit
+        assert deployment["parameters"] == {"config": "params.yaml", "overrides": []}
+        path, function = deployment["entrypoint"].split(":")
+        assert (REPO / path).is_file() and f"def {function}(" in (REPO / path).read_text()
 
 
 def test_the_default_schedule_is_mondays_at_three_utc():
