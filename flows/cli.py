@@ -240,9 +240,9 @@ def refresh(config: Path = ConfigOption, overrides: list[str] = OverrideOption) 
         _fail(exc)
     seconds = result["figures"]["wall_s"]
     if not result["run_id"]:
-        console.print(f"Nothing to refresh: no new events in {result['increments']} ({seconds:.1f} s).", highlight=False)
+        console.print(f"Nothing refreshed: {result['why']} ({seconds:.1f} s).", highlight=False)
         return
-    tables = "recommendations and buy_again" if result["buy_again"] else "recommendations"
+    tables = " and ".join(result["tables"])
     console.print(
         f"[bold]Refresh:[/] {result['run_id']}   {result['events']:,} new events of {result['users']:,} users folded into "
         f"{result['champion']}; their rows of {tables} republished in {seconds:.1f} s.", highlight=False,

@@ -14,7 +14,6 @@ from recmill.config import ScheduleConfig
 from recmill.errors import ConfigError
 from recmill.settings import load_settings
 
-
 REFRESH_DEPLOYMENT = "refresh"
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 import pipelines.refresh
 from flows.retrain import notify_failure
 from recmill.config import Settings
+from recmill.errors import RunInProgress
 from recmill.io import Layout
 from recmill.runtime import measured_run, one_run_at_a_time
 from recmill.settings import load_settings
@@ -25,9 +26,14 @@ def fold_in(settings: Settings) -> tuple[dict, dict]:
 def refresh(config: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Fold the new events of refresh.increments into the champion's and buy_again's lists
     of their users and republish those rows. It holds the weekly run's locks: while a
-    retrain runs, a refresh stops at once (the retrain's publish would replace its rows)."""
+    retrain runs, a refresh does nothing (the retrain's publish would replace its rows)
+    and says so."""
     settings = load_settings(config, overrides or [])
     warehouse = Path(settings.publish.warehouse)
-    with one_run_at_a_time(Layout(settings).data / ".run.lock", warehouse.with_name(f".{warehouse.name}.run.lock")):
-        result, figures = fold_in(settings)
+    try:
+        with one_run_at_a_time(Layout(settings).data / ".run.lock", warehouse.with_name(f".{warehouse.name}.run.lock")):
+            result, figures = fold_in(settings)
+    except RunInProgress as exc:  # the next refresh after the run folds in what this one would have
+        get_run_logger().info("refresh skipped: %s", exc)
+        return {"run_id": None, "events": 0, "users": 0, "why": str(exc), "figures": {"wall_s": 0.0}}
     return {**result, "figures": figures}

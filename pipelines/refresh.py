@@ -87,9 +87,9 @@ def run(settings: Settings) -> dict:
     canonical = read_user_rows(layout.canonical / "events.parquet", senders)
     folded = read_user_rows(layout.refreshed_events, senders) if layout.refreshed_events.exists() else canonical.iloc[:0]
     new = not_in(arrived, canonical, folded)
-    result = {"run_id": None, "events": len(new), "users": 0, "increments": str(settings.refresh.increments)}
+    result = {"run_id": None, "events": len(new), "users": 0, "why": f"no new events in {settings.refresh.increments}"}
     if new.empty:
-        log.info("refresh: no new events in %s", settings.refresh.increments)
+        log.info("refresh: %s", result["why"])
         return result
 
     run_id = f"{started:%Y%m%dT%H%M%S}-refresh-{uuid.uuid4().hex[:6]}"
@@ -111,16 +111,22 @@ def run(settings: Settings) -> dict:
     if not version.full_run:
         raise RecmillError(f"refresh: {version.label} has no fit on all the data saved; run `recmill run` first")
     champion = load_fit(settings, registry, version, layout.data / "champion" / version.version)
-    champion.refresh_users(over_items(champion, history, items, user_table, settings))
-    frames = {"recommendations": recommendation_frame(
-        checked_lists(settings, champion, users, had, "recommendations"), version, run_id, started
-    )}
+    frames = {}
+    if champion.folds_in:
+        champion.refresh_users(over_items(champion, history, items, user_table, settings))
+        frames["recommendations"] = recommendation_frame(
+            checked_lists(settings, champion, users, had, "recommendations"), version, run_id, started
+        )
+    else:
+        log.warning("refresh: recommendations left as published: the champion %s cannot fold in events", version.label)
     reorder = buy_again_fit(settings, layout, last_retrain(path))
     if reorder is not None:
         reorder.refresh_users(over_items(reorder, history, items, user_table, settings))
         frames["buy_again"] = reorder.tables(users)["buy_again"].assign(run_id=run_id)
 
     finished = datetime.now(UTC).replace(tzinfo=None)
+    if not frames:
+        return {**result, "users": len(users), "why": f"neither {version.label} nor a reorder fit here can fold in events"}
     frames["runs"] = pd.DataFrame([{
         "run_id": run_id, "started_at": started, "finished_at": finished, "status": REFRESHED,
         "data_fingerprint": f"{len(new)} new events of {len(users)} users", "params_json": settings.to_json(),
@@ -131,4 +137,4 @@ def run(settings: Settings) -> dict:
     write_frame(layout.refreshed_events, pd.concat([earlier, new], ignore_index=True))
     log.info("refresh %s: %d new events of %d users folded into %s and published", run_id, len(new), len(users), version.label)
     return {**result, "run_id": run_id, "users": len(users), "first_user": users[0], "champion": version.label,
-            "buy_again": reorder is not None, "row_counts": counts}
+            "tables": [t for t in frames if t != "runs"], "row_counts": counts}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,8 +57,9 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
 
     ``frames`` maps table names of schema.WAREHOUSE_TABLES to frames with those columns.
     Tables not given keep their previous content. With ``users``, the given tables (keyed
-    by user_id) replace only those users' rows: everyone else's are kept as they were.
-    Returns the row count of each table.
+    by user_id) replace only those users' rows: the new file starts as a copy of the
+    previous one, so everyone else's rows are kept as they were and a refresh of a few
+    users costs a file copy, not a rebuild. Returns the row count of each table.
     """
     path = Path(path)
     unknown = set(frames) - set(WAREHOUSE_TABLES)
@@ -67,56 +69,22 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
         keyless = [t for t in frames if t not in HISTORY_TABLES and WAREHOUSE_TABLES[t][0][0] != "user_id"]
         if keyless:
             raise ValueError(f"tables without a user_id to replace by user: {keyless}")
+        if not path.exists():
+            raise PublishFailed(f"{path}: nothing published yet to replace users' rows in")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _publish_lock(path):
         for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a publisher killed mid-way: the lock is ours
             stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.building")
         try:
+            if users is not None:
+                shutil.copyfile(path, tmp)  # no publisher writes it while we hold the lock: the copy is whole
             con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
             try:
-                previous = set()
-                if users is not None:
-                    con.register("replaced_users", pd.DataFrame({"user_id": pd.Series(users, dtype="string")}))
-                if path.exists():
-                    con.execute(f"ATTACH {literal(path)} AS previous (READ_ONLY)")
-                    previous = {r[0] for r in con.execute(
-                        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'previous'"
-                    ).fetchall()}
-                for table, columns in WAREHOUSE_TABLES.items():
-                    con.execute(_ddl(table))
-                    names = ", ".join(f'"{c}"' for c, _ in columns)
-                    by_user = users is not None and table in frames and table not in HISTORY_TABLES
-                    kept = None  # the previous rows this table keeps, as a query
-                    if table in previous and (table in HISTORY_TABLES or table not in frames or by_user):
-                        old = {r[0] for r in con.execute(
-                            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'previous' AND table_name = ?",
-                            [table],
-                        ).fetchall()}
-                        # a column added since that publish is NULL in the older rows
-                        picked = ", ".join(f'"{c}"' if c in old else f'NULL AS "{c}"' for c, _ in columns)
-                        others = " WHERE user_id NOT IN (SELECT user_id FROM replaced_users)" if by_user else ""
-                        kept = f'SELECT {picked} FROM previous."{table}"{others}'
-                    if table in frames:
-                        frame = frames[table]
-                        missing = [c for c, _ in columns if c not in frame.columns]
-                        if missing:
-                            raise ValueError(f"frame for {table} lacks columns {missing}")
-                        con.register("incoming", frame)
-                        rows = f"SELECT {names} FROM incoming"
-                        if by_user and kept:  # one insert, so the kept and the new rows are in one sorted order
-                            rows, kept = f"{kept} UNION ALL {rows}", None
-                        if kept:
-                            con.execute(f'INSERT INTO "{table}" {kept}')
-                        order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
-                        con.execute(f'INSERT INTO "{table}" SELECT * FROM ({rows})' + (f" ORDER BY {order}" if order else ""))
-                        con.unregister("incoming")
-                    elif kept:
-                        con.execute(f'INSERT INTO "{table}" {kept}')
-                for table, keys in SORT_KEYS.items():
-                    con.execute(f'CREATE INDEX "{table}_{keys[0]}" ON "{table}" ("{keys[0]}")')
-                if previous:
-                    con.execute("DETACH previous")
+                if users is None:
+                    _rebuild(con, path, frames)
+                else:
+                    _replace_users(con, frames, users)
                 counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}
                 con.execute("CHECKPOINT")
             finally:
@@ -130,6 +98,61 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
             tmp.unlink(missing_ok=True)
             tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return counts
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """frame's rows into table, in the table's sort order."""
+    columns = WAREHOUSE_TABLES[table]
+    missing = [c for c, _ in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame for {table} lacks columns {missing}")
+    names = ", ".join(f'"{c}"' for c, _ in columns)
+    order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
+    con.register("incoming", frame)
+    con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming' + (f" ORDER BY {order}" if order else ""))
+    con.unregister("incoming")
+
+
+def _rebuild(con: duckdb.DuckDBPyConnection, path: Path, frames: dict[str, pd.DataFrame]) -> None:
+    """Every table in the empty database of con: the frames, and the previous file's rows of
+    the history tables and of the tables not given."""
+    previous = set()
+    if path.exists():
+        con.execute(f"ATTACH {literal(path)} AS previous (READ_ONLY)")
+        previous = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'previous'"
+        ).fetchall()}
+    for table, columns in WAREHOUSE_TABLES.items():
+        con.execute(_ddl(table))
+        if table in previous and (table in HISTORY_TABLES or table not in frames):
+            old = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'previous' AND table_name = ?",
+                [table],
+            ).fetchall()}
+            # a column added since that publish is NULL in the older rows
+            picked = ", ".join(f'"{c}"' if c in old else f'NULL AS "{c}"' for c, _ in columns)
+            con.execute(f'INSERT INTO "{table}" SELECT {picked} FROM previous."{table}"')
+        if table in frames:
+            _insert(con, table, frames[table])
+    for table, keys in SORT_KEYS.items():
+        con.execute(f'CREATE INDEX "{table}_{keys[0]}" ON "{table}" ("{keys[0]}")')
+    if previous:
+        con.execute("DETACH previous")
+
+
+def _replace_users(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame], users: list[str]) -> None:
+    """In con's copy of the previous file: these users' rows of each given table replaced by
+    the frame's; history tables appended to. A table the copy lacks (published by an older
+    recmill) calls for a full publish first."""
+    con.register("replaced_users", pd.DataFrame({"user_id": pd.Series(users, dtype="string")}))
+    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    for table, frame in frames.items():
+        if table not in present:
+            raise PublishFailed(f"the warehouse has no {table} table to replace users' rows in; a full publish (`recmill run`) makes it")
+        if table not in HISTORY_TABLES:
+            con.execute(f'DELETE FROM "{table}" WHERE user_id IN (SELECT user_id FROM replaced_users)')
+        _insert(con, table, frame)
+    con.unregister("replaced_users")
 
 
 # a reader changes nothing: not the warehouse (read-only), no other database or file (no

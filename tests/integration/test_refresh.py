@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from recmill import warehouse
 from recmill.io import read_frame
+from recmill.runtime import one_run_at_a_time
 from tests.integration.conftest import TINY
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def test_refresh_republishes_the_rows_of_the_users_with_new_events_only(prefect_
     assert set(after_buy.loc[after_buy["user_id"] == "newcomer", "item_id"]) == set(newcomer_items)
 
     # nothing new: nothing changes; then one more event of the newcomer, folded with their earlier ones
-    assert "Nothing to refresh" in recmill("refresh").output
+    assert "Nothing refreshed: no new events" in recmill("refresh").output
     arrive(workdir, "late.csv", [("someone", "an item", now + pd.Timedelta(days=2))])
     result = recmill("refresh")
     assert result.exit_code == 1 and "late.csv, column 'timestamp', line 2" in result.output and "in the future" in result.output
@@ -74,6 +75,11 @@ def test_refresh_republishes_the_rows_of_the_users_with_new_events_only(prefect_
     assert not {*newcomer_items, newcomer["item_id"].iloc[0]} & set(again.loc[again["user_id"] == "newcomer", "item_id"])
     pd.testing.assert_frame_equal(again[again["user_id"] != "newcomer"].reset_index(drop=True),
                                   after_recs[after_recs["user_id"] != "newcomer"].reset_index(drop=True))
+
+    # while a retrain holds the data folder, a refresh does nothing and says why
+    with one_run_at_a_time(workdir / "data" / ".run.lock"):
+        result = recmill("refresh")
+    assert result.exit_code == 0 and "Nothing refreshed: another recmill run is using" in result.output
 
     # the next retrain learns from the increments with the source's events
     result = recmill("run")
