@@ -33,7 +33,6 @@ from recmill.models.base import Recommender
 from recmill.registry import CHAMPION, Registry
 
 log = logging.getLogger("recmill")
-REFRESHED = "refreshed"  # the runs row's status
 
 
 def not_in(events: pd.DataFrame, *known: pd.DataFrame) -> pd.DataFrame:
@@ -52,12 +51,6 @@ def over_items(model: Recommender, events: pd.DataFrame, items: pd.DataFrame, us
     catalogue = items.drop_duplicates(S.ITEM_ID).set_index(S.ITEM_ID).reindex(pd.Index(model.item_ids_, name=S.ITEM_ID)).reset_index()
     known = events[events[S.ITEM_ID].isin(model.item_ids_).to_numpy(bool)]
     return InteractionData.build(known, catalogue, users, settings.interactions)
-
-
-def last_retrain(path: Path) -> str | None:
-    """The run id of the last retrain that published (not a refresh)."""
-    runs = warehouse.query(path, "SELECT run_id FROM runs WHERE status <> ? ORDER BY finished_at DESC LIMIT 1", [REFRESHED])
-    return runs["run_id"].iloc[0] if len(runs) else None
 
 
 def buy_again_fit(settings: Settings, layout: Layout, published_by: str | None) -> Recommender | None:
@@ -119,7 +112,7 @@ def run(settings: Settings) -> dict:
         )
     else:
         log.warning("refresh: recommendations left as published: the champion %s cannot fold in events", version.label)
-    reorder = buy_again_fit(settings, layout, last_retrain(path))
+    reorder = buy_again_fit(settings, layout, warehouse.last_retrain(path))
     if reorder is not None:
         reorder.refresh_users(over_items(reorder, history, items, user_table, settings))
         frames["buy_again"] = reorder.tables(users)["buy_again"].assign(run_id=run_id)
@@ -128,7 +121,7 @@ def run(settings: Settings) -> dict:
     if not frames:
         return {**result, "users": len(users), "why": f"neither {version.label} nor a reorder fit here can fold in events"}
     frames["runs"] = pd.DataFrame([{
-        "run_id": run_id, "started_at": started, "finished_at": finished, "status": REFRESHED,
+        "run_id": run_id, "started_at": started, "finished_at": finished, "status": S.REFRESHED,
         "data_fingerprint": f"{len(new)} new events of {len(users)} users", "params_json": settings.to_json(),
     }])
     counts = warehouse.publish(path, frames, users=users)

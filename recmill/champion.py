@@ -116,7 +116,7 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
     current = registry.alias(CHAMPION)
     fitted = load_fit(settings, registry, target, layout.data / "champion" / target.version)
     now = datetime.now(UTC).replace(tzinfo=None)
-    run_id = warehouse.query(settings.publish.warehouse, "SELECT max(run_id) AS r FROM recommendations")["r"].item()
+    run_id = warehouse.last_retrain(settings.publish.warehouse)
     had = current_had(settings) if settings.publish.exclude_seen else None
     recs = recommendation_frame(checked_lists(settings, fitted, all_users(layout), had, "recommendations"), target, run_id, now)
     row = decision_row(run_id, {

@@ -10,6 +10,7 @@ import pandas as pd
 
 from recmill import warehouse
 from recmill.errors import RecmillError
+from recmill.schema import REFRESHED
 
 
 def as_text(value) -> str:
@@ -86,10 +87,12 @@ def runs(path: Path | str, last: int = 5) -> pd.DataFrame:
 
 def champion(path: Path | str, metric: str = "ndcg", k: int = 10) -> pd.DataFrame:
     """The model whose lists `recommendations` holds, its registry version, and its test
-    figures at k from the run that published them."""
+    figures at k from the retrain that published them (refreshes since then replaced some
+    users' rows with the same version's)."""
     return warehouse.query(
         published(path),
-        """WITH serving AS (SELECT DISTINCT model, model_version, run_id FROM recommendations)
+        """WITH serving AS (SELECT DISTINCT r.model, r.model_version, r.run_id FROM recommendations r
+                           JOIN runs USING (run_id) WHERE runs.status <> ?)
            SELECT s.model, s.model_version AS version, s.run_id,
                   max(m.value) FILTER (WHERE m.metric = ?) AS metric_value,
                   max(m.value) FILTER (WHERE m.metric = 'precision') AS "precision",
@@ -98,5 +101,5 @@ def champion(path: Path | str, metric: str = "ndcg", k: int = 10) -> pd.DataFram
            FROM serving s LEFT JOIN model_metrics m
              ON m.run_id = s.run_id AND m.model = s.model AND m.split = 'test' AND m.slice = 'all' AND m.k = ?
            GROUP BY ALL""",
-        [metric, k],
+        [REFRESHED, metric, k],
     ).rename(columns={"metric_value": f"{metric}@{k}"})

@@ -143,5 +143,7 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "ab_assignments": ("user_id",),
     "items": ("item_id",),
 }
+# the runs status of a refresh between retrains (pipelines.refresh): its rows replaced some users' lists
+REFRESHED = "refreshed"
 # Tables that keep their history across runs (the others hold the latest run only).
 HISTORY_TABLES = ("model_metrics", "model_decisions", "drift_checks", "runs")

@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from recmill.errors import PublishFailed
-from recmill.schema import HISTORY_TABLES, SORT_KEYS, WAREHOUSE_TABLES
+from recmill.schema import HISTORY_TABLES, REFRESHED, SORT_KEYS, WAREHOUSE_TABLES
 from recmill.sql import literal
 
 STORAGE_VERSION = "v1.5.0"
@@ -189,6 +189,12 @@ def has_run(path: Path | str, run_id: str) -> bool:
     """Whether the warehouse holds this pipeline run's publish: its `runs` row comes in the
     same switch as its lists."""
     return Path(path).exists() and bool(query(path, "SELECT count(*) AS n FROM runs WHERE run_id = ?", [run_id])["n"].item())
+
+
+def last_retrain(path: Path | str) -> str | None:
+    """The run id of the last retrain that published (a refresh is not one)."""
+    runs = query(path, "SELECT run_id FROM runs WHERE status <> ? ORDER BY finished_at DESC LIMIT 1", [REFRESHED])
+    return runs["run_id"].iloc[0] if len(runs) else None
 
 
 def serving_version(path: Path | str) -> str | None:

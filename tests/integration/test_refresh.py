@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from recmill import warehouse
+from recmill import reading, warehouse
 from recmill.io import read_frame
 from recmill.runtime import one_run_at_a_time
 from tests.integration.conftest import TINY
@@ -54,6 +54,7 @@ def test_refresh_republishes_the_rows_of_the_users_with_new_events_only(prefect_
     for before, after in ((recs, after_recs), (buy_again, after_buy)):
         pd.testing.assert_frame_equal(after[~after["user_id"].isin(changed)].reset_index(drop=True), before[~before["user_id"].isin(changed)].reset_index(drop=True))
     (run_id,) = warehouse.query(DB, "SELECT run_id FROM runs WHERE status = 'refreshed'")["run_id"]
+    assert list(reading.champion(DB)["run_id"]) == [warehouse.last_retrain(DB)] != [run_id]  # its figures are the retrain's
     mine = after_recs[after_recs["user_id"] == user]
     assert set(mine["run_id"]) == {run_id} and len(mine) == len(recs[recs["user_id"] == user])
     assert not set(bought) & set(mine["item_id"])
