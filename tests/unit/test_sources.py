@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recmill.data.sources import load_source
-from recmill.data.sources.files import load_files
+from recmill.data.sources.files import load_files, load_increments
 from recmill.data.sources.instacart import load_instacart
 from recmill.data.sources.movielens import load_movielens
 from recmill.errors import DataLoadError
@@ -296,3 +297,24 @@ def test_load_source_dispatch(tmp_path):
     with pytest.raises(ValueError, match="movielens"):
         load_source("movielens", None)
     assert np.array_equal(load_source("instacart", write(tmp_path, INSTACART)).events["item_id"], load_instacart(tmp_path).events["item_id"])
+
+
+def test_increments_are_every_event_file_in_name_order(tmp_path):
+    assert load_increments(tmp_path / "absent").empty
+    (tmp_path / "b.csv").write_text("user_id,item_id,timestamp,event_type\nu2,i2,2026-01-02T00:00:00,view\n")
+    pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "timestamp": [pd.Timestamp("2026-01-01")]}).to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "notes.txt").write_text("not events")
+    events = load_increments(tmp_path)
+    assert list(events["user_id"]) == ["u1", "u2"] and list(events["event_type"]) == ["purchase", "view"]
+    assert list(events["timestamp"]) == [pd.Timestamp("2026-01-01"), pd.Timestamp("2026-01-02")]
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("u1,i1,2026-01-01,purchase\n,i2,2026-01-01,purchase\n", "day.csv, column 'user_id', line 3: 1 row(s) where user_id has no user id"),
+    ("u1,i1,2026-01-01,purchase\nu1,i2,2026-01-01,bought\nu1,i3,2026-01-01,clicked\n", "column 'event_type', lines 3, 4: 2 row(s) where event_type is not one of view"),
+    ("u1,i1,2200-01-01,purchase\n", "column 'timestamp', line 2: 1 row(s) where timestamp is in the future"),
+])
+def test_a_bad_increment_names_the_file_column_and_lines(tmp_path, rows, message):
+    (tmp_path / "day.csv").write_text("user_id,item_id,timestamp,event_type\n" + rows)
+    with pytest.raises(DataLoadError, match=re.escape(message)):
+        load_increments(tmp_path)
