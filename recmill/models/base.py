@@ -4,7 +4,8 @@ The constructor only stores the typed config; learned state ends in ``_``; ``fit
 returns self; ``recommend(users, k, exclude_seen)`` returns a frame of user_id, item_id,
 rank, score (and reason when asked); ``save(dir)``/``load(dir)`` use JSON plus an npz
 read with allow_pickle=False. Scoring is a function of a batch of users, so it can be
-sharded; users the model has never seen get the popularity list.
+sharded; users the model has never seen get the popularity list. ``refresh_users(data)``
+folds users' events in with the item side frozen (models with ``folds_in``).
 """
 
 from __future__ import annotations
