@@ -1,5 +1,5 @@
 """`python -m pipelines STAGE [--model M] [--config params.yaml] [--set key=value ...]`: one
-stage, as dvc.yaml calls it."""
+stage, as dvc.yaml calls it (or `refresh`, which runs between retrains, outside the DAG)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from recmill.settings import load_settings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
-    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("stage", choices=(*STAGES, "refresh"))
     parser.add_argument("--model", help="the model, for the per-model stages: " + ", ".join(PER_MODEL_STAGES))
     parser.add_argument("--config", default="params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
