@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recmill import schema as S
@@ -36,14 +37,17 @@ log = logging.getLogger("recmill")
 
 
 def not_in(events: pd.DataFrame, *known: pd.DataFrame) -> pd.DataFrame:
-    """The rows of events found in none of the known frames (all columns compared), each once."""
-    key = list(S.EVENT_COLUMNS)
-    fresh = events.drop_duplicates(key)
+    """The rows of events found in none of the known frames (all columns compared, through
+    a 64-bit hash of each row), each once."""
+    def hashed(frame: pd.DataFrame) -> np.ndarray:
+        return pd.util.hash_pandas_object(frame[list(S.EVENT_COLUMNS)], index=False).to_numpy()
+
+    keys = hashed(events)
+    fresh = ~pd.Series(keys).duplicated().to_numpy()
     for frame in known:
-        if len(fresh) and len(frame):
-            marked = fresh.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
-            fresh = marked[marked["_merge"] == "left_only"].drop(columns="_merge")
-    return fresh.reset_index(drop=True)
+        if len(frame):
+            fresh &= ~np.isin(keys, hashed(frame))
+    return events[fresh].reset_index(drop=True)
 
 
 def over_items(model: Recommender, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, settings: Settings) -> InteractionData:
