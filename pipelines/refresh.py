@@ -44,7 +44,9 @@ def not_in(events: pd.DataFrame, *known: pd.DataFrame) -> pd.DataFrame:
 
     keys = hashed(events)
     fresh = ~pd.Series(keys).duplicated().to_numpy()
+    since = events[S.TIMESTAMP].min()
     for frame in known:
+        frame = frame[(frame[S.TIMESTAMP] >= since).to_numpy(bool)]  # an earlier row cannot equal one of events
         if len(frame):
             fresh &= ~np.isin(keys, hashed(frame))
     return events[fresh].reset_index(drop=True)
