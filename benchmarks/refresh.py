@@ -91,6 +91,7 @@ Machine: {report['machine']}. Data: the instacart preset ({report['published_use
 
 The whole `recmill refresh` command, Prefect's temporary server included: {report['command_s']:.1f} s.
 Target: {report['users']:,} users refreshed in 10 s or less ({'met' if report['best_wall_s'] <= 10 else 'not met'}: best {report['best_wall_s']:.1f} s).
+Where a refresh spends its time: reports/benchmarks/profile_refresh.txt (py-spy, `benchmarks/profile_stage.py --stacks`).
 """
 
 
