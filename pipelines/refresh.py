@@ -69,7 +69,7 @@ def buy_again_fit(settings: Settings, layout: Layout, published_by: str | None) 
         log.warning("refresh: buy_again left as published: the reorder fit here is not the one run %s published", published_by)
         return None
     fitted = model_class("reorder").load(layout.model_dir("reorder", "full"))
-    if fitted.segments_ is None:
+    if fitted.segments_ is None or not hasattr(fitted, "item_values_"):
         log.warning("refresh: buy_again left as published: its reorder fit predates refreshing; the next retrain makes one that can")
         return None
     return fitted

@@ -38,7 +38,7 @@ from recmill.data.interactions import InteractionData, basket_ids, factorized, i
 from recmill.data.tables import ID_DTYPE
 from recmill.errors import ModelSkipped, RecmillError
 from recmill.features import build_features
-from recmill.io import frame_batches, read_frame, read_json, write_frame_slices
+from recmill.io import frame_batches, read_frame, read_json, write_frame, write_frame_slices
 from recmill.models.base import Recommender, ranks
 from recmill.models.boosting import booster_params, early_stopping
 from recmill.models.segments import SegmentsRecommender, rfm_features
@@ -200,6 +200,7 @@ class ReorderRecommender(Recommender):
         log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
 
         self.segments_ = segments  # serving users are placed on its centroids, refreshed ones too
+        self.item_values_ = None  # the item features of all the data, kept by _pair_state for refreshes
         state, self.feature_stats_ = self._pair_state(data)
         for name, value in state.items():
             setattr(self, name, value)
@@ -210,8 +211,9 @@ class ReorderRecommender(Recommender):
     def _pair_state(self, data: InteractionData) -> tuple[dict[str, object], dict]:
         """Every (user, item bought before) pair of data scored, a batch at a time: the
         per-user attributes (probability_, orders_with_, orders_since_, user_orders_) for
-        data's users, and the features' statistics."""
-        if getattr(self, "segments_", None) is None:
+        data's users, and the features' statistics. The item features are the fit's once it
+        has them (item_values_): a refresh's few users are not the item side."""
+        if getattr(self, "segments_", None) is None or not hasattr(self, "item_values_"):
             raise RecmillError("this reorder fit predates refreshing (it lacks its segments); the next retrain makes one that can")
         types = list(data.positive_event_types)
         serving_segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])
@@ -219,6 +221,15 @@ class ReorderRecommender(Recommender):
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
             paths = feature_files(data.events, data.items, types, self.config, Path(work))
             feature_stats = read_json(paths["feature_stats"])
+            items = read_frame(paths["item_features"])
+            if self.item_values_ is None:
+                self.item_values_ = items.set_index(S.ITEM_ID)[ITEM_COLUMNS].reindex(self.item_ids_).to_numpy(np.float64)
+            else:
+                at = index_of(self.item_ids_, items[S.ITEM_ID])
+                values = np.full((len(items), len(ITEM_COLUMNS)), np.nan)
+                values[at >= 0] = self.item_values_[at[at >= 0]]
+                items[ITEM_COLUMNS] = values
+                write_frame(paths["item_features"], items)
             for batch in feature_batches(paths, data.user_ids, serving_segment):
                 rows, cols = index_of(self.user_ids_, batch[S.USER_ID]), index_of(self.item_ids_, batch[S.ITEM_ID])
                 known = (rows >= 0) & (cols >= 0)
@@ -299,6 +310,7 @@ class ReorderRecommender(Recommender):
         self.booster_.save_model(str(path / "booster.txt"))
         (path / "feature_stats.json").write_text(json.dumps(self.feature_stats_, indent=2, sort_keys=True))
         self.segments_.save(path / "segments")
+        np.savez(path / "item_values.npz", item_values=self.item_values_)
 
     def _load_extra(self, path: Path) -> None:
         import lightgbm
@@ -306,3 +318,6 @@ class ReorderRecommender(Recommender):
         self.booster_ = lightgbm.Booster(model_file=str(path / "booster.txt"))
         self.feature_stats_ = json.loads((path / "feature_stats.json").read_text())
         self.segments_ = SegmentsRecommender.load(path / "segments") if (path / "segments").is_dir() else None
+        if (path / "item_values.npz").is_file():
+            with np.load(path / "item_values.npz", allow_pickle=False) as saved:
+                self.item_values_ = saved["item_values"]

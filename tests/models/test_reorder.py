@@ -41,6 +41,18 @@ class TestReorderContract(RecommenderContract):
     def data(self):
         return with_repeats(make_data())
 
+    def test_a_refresh_scores_its_users_with_the_fitted_item_side(self, data, tmp_path):
+        # the item features come from all the data, not from the refreshed users' events; with
+        # the data's last event among theirs, times count from the same end: nothing changes
+        model = self.make().fit(data)
+        model = ReorderRecommender.load(model.save(tmp_path / "m"))
+        users = ["u3", "u8", data.events.loc[data.events["timestamp"].idxmax(), "user_id"]]
+        rows = model.user_rows(users)
+        before, item_values = model.probability_[rows].toarray(), model.item_values_.copy()
+        model.refresh_users(self.history_data(model, data, data.events[data.events["user_id"].isin(users)]))
+        np.testing.assert_array_equal(model.item_values_, item_values)
+        np.testing.assert_allclose(model.probability_[model.user_rows(users)].toarray(), before)
+
 
 def events(rows):
     """(user, item, event_type, day, order_id) rows."""
