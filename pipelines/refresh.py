@@ -11,6 +11,7 @@ their first events.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -110,9 +111,17 @@ def run(settings: Settings) -> dict:
     if not version.full_run:
         raise RecmillError(f"refresh: {version.label} has no fit on all the data saved; run `recmill run` first")
     champion = load_fit(settings, registry, version, layout.data / "champion" / version.version)
+    built: dict[bytes, InteractionData] = {}  # the history over each catalogue, built once
+
+    def history_of(model: Recommender) -> InteractionData:
+        key = hashlib.sha256("\0".join(model.item_ids_).encode()).digest()
+        if key not in built:
+            built[key] = over_items(model, history, items, user_table, settings)
+        return built[key]
+
     frames = {}
     if champion.folds_in:
-        champion.refresh_users(over_items(champion, history, items, user_table, settings))
+        champion.refresh_users(history_of(champion))
         frames["recommendations"] = recommendation_frame(
             checked_lists(settings, champion, users, had, "recommendations"), version, run_id, started
         )
@@ -120,12 +129,12 @@ def run(settings: Settings) -> dict:
         log.warning("refresh: recommendations left as published: the champion %s cannot fold in events", version.label)
     reorder = buy_again_fit(settings, layout, warehouse.last_retrain(path))
     if reorder is not None:
-        reorder.refresh_users(over_items(reorder, history, items, user_table, settings))
+        reorder.refresh_users(history_of(reorder))
         frames["buy_again"] = reorder.tables(users)["buy_again"].assign(run_id=run_id)
 
-    finished = datetime.now(UTC).replace(tzinfo=None)
     if not frames:
         return {**result, "users": len(users), "why": f"neither {version.label} nor a reorder fit here can fold in events"}
+    finished = datetime.now(UTC).replace(tzinfo=None)
     frames["runs"] = pd.DataFrame([{
         "run_id": run_id, "started_at": started, "finished_at": finished, "status": S.REFRESHED,
         "data_fingerprint": f"{len(new)} new events of {len(users)} users", "params_json": settings.to_json(),
