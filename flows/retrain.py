@@ -32,7 +32,14 @@ from recmill.fits import digest
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.notify import FAILED, MODELS_FAILED, SEVERE_DRIFT, failed_models, held_by_drift, notice, send
-from recmill.runtime import measured_run, one_run_at_a_time, quiet_input_errors, stop_if_signalled, stop_signalled
+from recmill.runtime import (
+    measured_run,
+    one_run_at_a_time,
+    quiet_input_errors,
+    stop_if_signalled,
+    stop_signalled,
+    threads_per_worker,
+)
 from recmill.settings import load_settings
 from recmill.tracking import Tracker
 
@@ -146,13 +153,14 @@ def longest_first(models: list[str], step: str, previous: dict[str, float]) -> l
 @contextmanager
 def worker_pool(workers: int):
     """Prefect's process pool, its workers reporting to this flow's API server (without the
-    address each worker would start a temporary server of its own); None for one worker."""
+    address each worker would start a temporary server of its own) and sharing the cores
+    between them; None for one worker, whose models then use every core."""
     if workers == 1:
         yield None
         return
     with get_client(sync_client=True) as client:
         url = str(client.api_url)
-    with temporary_settings({PREFECT_API_URL: url}), ProcessPoolTaskRunner(max_workers=workers) as runner:
+    with temporary_settings({PREFECT_API_URL: url}), threads_per_worker(workers), ProcessPoolTaskRunner(max_workers=workers) as runner:
         yield runner
 
 

@@ -7,7 +7,6 @@ in a ``--set`` override is an error that names the key, never a silent default.
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recmill.errors import ConfigError
+from recmill.runtime import cores
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -293,7 +293,7 @@ class TrainConfig(Section):
         """How many models run at once on data of this many events."""
         if self.workers != "auto":
             return self.workers
-        return max(1, len(os.sched_getaffinity(0))) if events <= self.parallel_max_events else 1
+        return cores() if events <= self.parallel_max_events else 1
 
     @model_validator(mode="after")
     def _known(self):

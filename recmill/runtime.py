@@ -33,6 +33,36 @@ def offline_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+THREADS_VARIABLE = "RECMILL_THREADS"
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def model_threads() -> int:
+    """Threads a model's own parallel work (LightGBM's trees, implicit's ALS) may use in this
+    process: every core, or the share the flow's pool of workers gives each (RECMILL_THREADS)."""
+    value = os.environ.get(THREADS_VARIABLE)
+    return int(value) if value else cores()
+
+
+@contextmanager
+def threads_per_worker(workers: int):
+    """Inside, processes started from this one (a pool's workers) each take their share of
+    the cores; the variable is as it was afterwards."""
+    before = os.environ.get(THREADS_VARIABLE)
+    os.environ[THREADS_VARIABLE] = str(max(1, cores() // workers))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_VARIABLE, None)
+        else:
+            os.environ[THREADS_VARIABLE] = before
+
+
 @contextmanager
 def one_run_at_a_time(*locks: Path):
     """Hold these lock files for the whole run: a second run on the same data folder or

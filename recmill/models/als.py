@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 from recmill.config import ALSConfig
 from recmill.data.interactions import InteractionData
 from recmill.models.base import Recommender, top_k, unit_rows
+from recmill.runtime import model_threads
 
 
 def confidence(matrix, kind: str):
@@ -36,6 +37,7 @@ class ALSRecommender(Recommender):
                 alpha=self.config.alpha,
                 iterations=self.config.iterations,
                 random_state=self.seed,
+                num_threads=model_threads(),  # each user's and each item's solve is its own: any count gives the same factors
                 calculate_training_loss=False,
             )
             model.fit(confidence(data.matrix, self.config.confidence), show_progress=False)
@@ -48,7 +50,9 @@ class ALSRecommender(Recommender):
 
         c = self.config
         with threadpool_limits(1, "blas"):
-            solver = AlternatingLeastSquares(factors=self.item_factors_.shape[1], regularization=c.regularization, alpha=c.alpha)
+            solver = AlternatingLeastSquares(
+                factors=self.item_factors_.shape[1], regularization=c.regularization, alpha=c.alpha, num_threads=model_threads()
+            )
             solver.item_factors = self.item_factors_
             factors = solver.recalculate_user(np.arange(data.n_users), confidence(data.matrix, c.confidence).tocsr())
         return {"user_factors_": np.asarray(factors, dtype=np.float32).reshape(data.n_users, -1)}

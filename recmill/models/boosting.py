@@ -7,15 +7,17 @@ import logging
 import numpy as np
 
 from recmill.config import GradientBoostingConfig
+from recmill.runtime import model_threads
 
 log = logging.getLogger("recmill")
 
 
 def booster_params(cfg: GradientBoostingConfig, seed: int) -> dict:
-    """Estimator arguments: one thread and deterministic, so the same seed gives the same trees."""
+    """Estimator arguments: deterministic row-wise histograms, so the same seed gives the same
+    trees whatever the thread count (the process's model_threads)."""
     return {
         "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate, "n_estimators": cfg.n_estimators,
-        "min_child_samples": cfg.min_child_samples, "random_state": seed, "n_jobs": 1,
+        "min_child_samples": cfg.min_child_samples, "random_state": seed, "n_jobs": model_threads(),
         "deterministic": True, "force_row_wise": True, "verbose": -1,
     }
 

@@ -222,3 +222,14 @@ def test_the_candidates_top_k_is_the_top_k_of_the_matrix_they_fill():
     finite = np.isfinite(expected_scores)
     assert np.array_equal(np.isfinite(top_scores), finite) and finite.sum(axis=1).tolist() == [5, 5, 3, 0]
     assert np.array_equal(top[finite], expected[finite]) and np.array_equal(top_scores[finite], expected_scores[finite])
+
+
+def test_the_same_lists_whatever_the_thread_count(monkeypatch):
+    # a model trained alone uses every core, one in a pool of workers its share: the
+    # boosted trees and ALS's factors must not depend on it
+    data = make_data()
+    lists = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("RECMILL_THREADS", threads)
+        lists.append(two_stage().fit(data).recommend(list(data.user_ids), k=5))
+    pd.testing.assert_frame_equal(lists[0], lists[1])
