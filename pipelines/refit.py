@@ -1,12 +1,15 @@
 """Refit on all the data the models whose output is published: the challenger when it is
 promoted (or when an A/B test publishes its lists too), and every model that yields
-similar items, explanations or tables of its own. Each model's refit is independent (the
-flow runs them side by side); each leaves data/refit/<model>.json naming its run."""
+similar items, explanations or tables of its own. A model is trained again on every event,
+or, with train.refit refresh, its test fit is refreshed: every user's whole history folded
+in, the item side as it was. Each model's refit is independent (the flow runs them
+side by side); each leaves data/refit/<model>.json naming its run and how it was made."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
@@ -30,6 +33,14 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
     ]
 
 
+def refresh_from(settings: Settings, model: str) -> Path | None:
+    """The test fit this refit refreshes instead of training again (train.refit), if any."""
+    test_fit = Layout(settings).model_dir(model, "test")
+    if settings.train.refit == "refresh" and model_class(model).folds_in and test_fit.is_dir():
+        return test_fit
+    return None
+
+
 def run_model(settings: Settings, model: str) -> dict:
     """Refit one model into data/refit/<model>; the record says this run did it."""
     keep_fit_data("full")
@@ -37,9 +48,10 @@ def run_model(settings: Settings, model: str) -> dict:
     selection = read_json(layout.selection)
     pipeline_run = run_info(settings)["run_id"]
     shutil.rmtree(layout.model_dir(model, "full"), ignore_errors=True)
-    record = {"model": model, "run_id": pipeline_run}
+    refresh = refresh_from(settings, model)
+    record = {"model": model, "run_id": pipeline_run, "method": "refresh" if refresh else "fit"}
     try:
-        _, record["mlflow_run_id"] = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"))
+        _, record["mlflow_run_id"] = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"), refresh)
     except ModelSkipped as exc:
         # all the data can hold more items than the training slices did
         if model == selection["chosen"] and selection["decision"] == PROMOTE:

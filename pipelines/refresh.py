@@ -24,7 +24,7 @@ from recmill import schema as S
 from recmill import warehouse
 from recmill.champion import checked_lists, recommendation_frame
 from recmill.config import Settings
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, over_items
 from recmill.data.sources.files import load_increments
 from recmill.data.split import items_by_user
 from recmill.errors import RecmillError
@@ -51,13 +51,6 @@ def not_in(events: pd.DataFrame, *known: pd.DataFrame) -> pd.DataFrame:
         if len(frame):
             fresh &= ~np.isin(keys, hashed(frame))
     return events[fresh].reset_index(drop=True)
-
-
-def over_items(model: Recommender, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, settings: Settings) -> InteractionData:
-    """events of the model's items, as data over exactly its item columns (refresh_users needs them)."""
-    catalogue = items.drop_duplicates(S.ITEM_ID).set_index(S.ITEM_ID).reindex(pd.Index(model.item_ids_, name=S.ITEM_ID)).reset_index()
-    known = events[events[S.ITEM_ID].isin(model.item_ids_).to_numpy(bool)]
-    return InteractionData.build(known, catalogue, users, settings.interactions)
 
 
 def buy_again_fit(settings: Settings, layout: Layout, published_by: str | None) -> Recommender | None:
@@ -116,7 +109,7 @@ def run(settings: Settings) -> dict:
     def history_of(model: Recommender) -> InteractionData:
         key = hashlib.sha256("\0".join(model.item_ids_).encode()).digest()
         if key not in built:
-            built[key] = over_items(model, history, items, user_table, settings)
+            built[key] = over_items(history, items, user_table, model.item_ids_, settings.interactions)
         return built[key]
 
     frames = {}

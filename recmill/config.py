@@ -288,6 +288,12 @@ class TrainConfig(Section):
     parallel_max_events: int = Field(
         10_000_000, ge=0, description="With workers auto: above this many events one model at a time (memory, not cores, binds)."
     )
+    refit: Literal["full", "refresh"] = Field(
+        "full",
+        description="How a published model gets its fit on all the data: full, trained again on every event; refresh, its "
+        "test fit with every user's whole history folded in, the item side as the test fit learned it: the cost of a user "
+        "step, and lists a few percent worse (reports/benchmarks/refit_refresh_*.md). Models that cannot fold in train again.",
+    )
 
     def worker_count(self, events: int) -> int:
         """How many models run at once on data of this many events."""

@@ -11,10 +11,11 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recmill.config import Settings
-from recmill.data.interactions import InteractionData
+from recmill.data.interactions import InteractionData, over_items
 from recmill.io import Layout, read_frame, read_json, run_info
 from recmill.models import build_model
 from recmill.models.base import FORMAT_VERSION, Recommender, saved_format
@@ -167,16 +168,35 @@ def architecture(settings: Settings, model: str) -> str:
     return digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
 
 
-def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path) -> tuple[Recommender, str]:
-    """Train on all the data, save to out_dir and log it as the MLflow run '<model>-full';
-    returns the model and the run. A skipped model is tagged on its run and re-raised."""
+def refreshed_fit(settings: Settings, model: str, saved: Path, fit: str = "full") -> Recommender:
+    """A saved fit (the test fit) with every user's whole history in ``fit``'s data folded
+    in, its item side frozen: a fit on all the data for the cost of a user step (train.refit's refresh)."""
+    from recmill.models import model_class
+
+    fitted = model_class(model).load(saved)
+    data = fit_data(settings, fit)
+    if not np.array_equal(data.item_ids, fitted.item_ids_):
+        data = over_items(data.events, data.items, data.users, fitted.item_ids_, settings.interactions)
+    return fitted.refresh_users(data)
+
+
+def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path, refresh: Path | None = None) -> tuple[Recommender, str]:
+    """Train on all the data (or refresh the test fit saved at ``refresh``), save to out_dir
+    and log it as the MLflow run '<model>-full'; returns the model and the run. A skipped
+    model is tagged on its run and re-raised."""
     from recmill.errors import ModelSkipped
     from recmill.tracking import Tracker
 
     tracker = Tracker(settings.tracking)
-    run = tracker.start(f"{model}-full", pipeline_run, tracked_params(settings, model), {"model": model, "fit": "full"})
+    tags = {"model": model, "fit": "full", "method": "refresh" if refresh else "fit"}
+    run = tracker.start(f"{model}-full", pipeline_run, tracked_params(settings, model), tags)
     try:
-        fitted, seconds = fit_model(settings, model, "full")
+        if refresh:
+            started = time.perf_counter()
+            fitted = refreshed_fit(settings, model, refresh)
+            seconds = time.perf_counter() - started
+        else:
+            fitted, seconds = fit_model(settings, model, "full")
     except ModelSkipped as exc:
         tracker.client.set_tag(run, "skipped", str(exc))
         tracker.finish(run)

@@ -130,6 +130,14 @@ class InteractionData:
         return len(self.item_ids)
 
 
+def over_items(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, item_ids: np.ndarray, cfg: InteractionsConfig) -> InteractionData:
+    """The events of ``item_ids`` as data over exactly those item columns, in that order:
+    what a fitted model's refresh_users takes."""
+    catalogue = items.drop_duplicates(S.ITEM_ID).set_index(S.ITEM_ID).reindex(pd.Index(item_ids, name=S.ITEM_ID)).reset_index()
+    known = events[events[S.ITEM_ID].isin(item_ids).to_numpy(bool)]
+    return InteractionData.build(known, catalogue, users, cfg)
+
+
 def basket_ids(events: pd.DataFrame) -> pd.Series:
     """Each event's basket: its order_id, or 'day <date>' for an event without one (as
     recmill.features groups them), so rating data has one basket per active day."""

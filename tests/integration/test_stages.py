@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 import pipelines
@@ -117,3 +118,41 @@ def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdi
     assert len(fits) == 3  # other settings: fitted anew
     fit_model(load_settings(REPO / "params.yaml", [*TINY, "train.models=[als]"]), "als", "test")
     assert len(fits) == 4 and not (Layout(settings).shared_fits / "als-test").exists()  # no two_stage: nothing to share
+
+
+@pytest.mark.parametrize("refit", ["full", "refresh"])
+def test_a_refit_trains_again_or_refreshes_the_test_fit(workdir, refit):
+    import numpy as np
+
+    import pipelines.evaluate
+    import pipelines.ingest
+    import pipelines.refit
+    import pipelines.select
+    import pipelines.split
+    import pipelines.train
+    from recmill.fits import fit_data
+    from recmill.io import Layout, read_json
+    from recmill.models.als import ALSRecommender
+    from recmill.settings import load_settings
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,als]", f"train.refit={refit}"])
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    for model in settings.train.models:
+        pipelines.train.run(settings, model)
+        pipelines.evaluate.run(settings, model)
+    pipelines.select.run(settings)
+    pipelines.refit.run_model(settings, "als")
+    layout = Layout(settings)
+    assert read_json(layout.refit / "als.json")["method"] == ("fit" if refit == "full" else refit)
+    test_fit, full_fit = (ALSRecommender.load(layout.model_dir("als", fit)) for fit in ("test", "full"))
+    everything = fit_data(settings, "full")
+    # either way the full fit knows every user with their whole history
+    assert sorted(full_fit.user_ids_) == sorted(everything.user_ids)
+    order = full_fit.user_rows(everything.user_ids)
+    assert (full_fit.seen_[order] != everything.positive).nnz == 0
+    assert len(everything.events) > len(fit_data(settings, "test").events)
+    # a refresh keeps the item side the test fit learned; training again learns it anew
+    assert np.array_equal(full_fit.item_factors_, test_fit.item_factors_) == (refit == "refresh")
+
