@@ -29,7 +29,7 @@ import pandas as pd
 
 from recmill import schema as S
 from recmill.config import Settings
-from recmill.data.split import items_by_user, relevant_items
+from recmill.data.split import pairs_not_in, user_item_pairs
 from recmill.evaluation import beyond
 from recmill.evaluation.basket import buy_again_metrics
 from recmill.evaluation.holdout import ranked_lists, sample_users
@@ -133,14 +133,21 @@ def build_holdout(settings: Settings, fit: str) -> Holdout:
     layout = Layout(settings)
     history = fit_events(settings, fit)
     held_out = read_frame(layout.splits / f"{fit}.parquet")
-    had = items_by_user(history, positive)
-    # the held-out items after this fit's training data that the user did not have
-    truth = relevant_items(held_out, positive, had if settings.publish.exclude_seen else None)
-    truth = {user: truth[user] for user in sample_users(truth, ev.max_users, settings.seed)}
-    popularity = Counter(item for items in had.values() for item in items)
+    had = user_item_pairs(history, positive)
+    # the held-out items after this fit's training data that the user did not have; sets
+    # only for the sampled users
+    relevant = user_item_pairs(held_out, positive)
+    if settings.publish.exclude_seen:
+        relevant = pairs_not_in(relevant, had)
+    users = sample_users(relevant[S.USER_ID].unique(), ev.max_users, settings.seed)
+    relevant = relevant[relevant[S.USER_ID].isin(users).to_numpy(bool)]
+    by_user = dict(relevant.groupby(S.USER_ID, observed=True)[S.ITEM_ID].agg(set).items())
+    truth = {user: by_user[user] for user in users}
+    popularity = Counter(had[S.ITEM_ID].value_counts().to_dict())  # users who had each item
     ids, vectors = beyond.item_vectors(read_frame(layout.canonical / "items.parquet").astype({S.ITEM_ID: str}))
     return Holdout(
-        truth=truth, ratings=held_out[held_out[S.EVENT_TYPE] == "rating"], popularity=popularity, n_users=max(len(had), 1),
+        truth=truth, ratings=held_out[held_out[S.EVENT_TYPE] == "rating"], popularity=popularity,
+        n_users=max(had[S.USER_ID].nunique(), 1),
         item_ids=ids, item_vectors=vectors, activity=history[S.USER_ID].value_counts().to_dict(),
         segments=segment_labels(settings, fit, list(truth)), groups=user_groups(settings, fit, list(truth)),
         long_tail=beyond.long_tail_items(popularity, ev.long_tail_share) if popularity else set(),

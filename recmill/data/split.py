@@ -123,12 +123,20 @@ def label_split(events: pd.DataFrame, label_fraction: float) -> tuple[pd.DataFra
     return parts["train"], parts["test"]
 
 
+def user_item_pairs(events: pd.DataFrame, event_types) -> pd.DataFrame:
+    """The distinct (user_id, item_id) pairs with an event of these types, as Arrow strings
+    (no Python object per row: what a dict of sets per user costs at 40M events)."""
+    chosen = events[events[S.EVENT_TYPE].isin(list(event_types)).to_numpy(bool)]
+    return chosen[[S.USER_ID, S.ITEM_ID]].astype(ID_DTYPE).drop_duplicates()
+
+
+def pairs_not_in(pairs: pd.DataFrame, had: pd.DataFrame) -> pd.DataFrame:
+    """The (user_id, item_id) pairs of ``pairs`` that ``had`` lacks, sorted."""
+    both = pairs.merge(had, how="left", indicator=True)
+    new = both[(both["_merge"] == "left_only").to_numpy(bool)][[S.USER_ID, S.ITEM_ID]]
+    return new.sort_values([S.USER_ID, S.ITEM_ID]).reset_index(drop=True)
+
+
 def label_positives(earlier: pd.DataFrame, labels: pd.DataFrame, positive_event_types) -> pd.DataFrame:
     """(user_id, item_id) pairs the user came to have in the label slice and did not have before."""
-    def had(events):
-        chosen = events[events[S.EVENT_TYPE].isin(list(positive_event_types))]
-        return chosen[[S.USER_ID, S.ITEM_ID]].astype(ID_DTYPE).drop_duplicates()  # Arrow strings: no object per row
-
-    pairs = had(labels).merge(had(earlier), how="left", indicator=True)
-    new = pairs[pairs["_merge"] == "left_only"][[S.USER_ID, S.ITEM_ID]]
-    return new.sort_values([S.USER_ID, S.ITEM_ID]).reset_index(drop=True)
+    return pairs_not_in(user_item_pairs(labels, positive_event_types), user_item_pairs(earlier, positive_event_types))

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from recmill.config import SplitConfig
-from recmill.data.split import items_by_user, relevant_items, temporal_split
+from recmill.data.split import items_by_user, pairs_not_in, relevant_items, temporal_split, user_item_pairs
 
 
 def events_for(counts: dict[str, int]) -> pd.DataFrame:
@@ -81,3 +81,16 @@ def test_relevant_items_drop_seen_and_irrelevant_types():
     assert relevant_items(held_out, ["purchase"]) == {"a": {"x", "y"}, "b": {"x"}}
     # y was only viewed before: still relevant; b had x already: b drops out
     assert relevant_items(held_out, ["purchase"], had) == {"a": {"y"}}
+
+
+def test_user_item_pairs_and_the_pairs_a_user_did_not_have():
+    events = pd.DataFrame({
+        "user_id": ["a", "a", "a", "b", "b", "c"],
+        "item_id": ["x", "x", "y", "x", "z", "y"],
+        "event_type": ["purchase", "purchase", "view", "purchase", "purchase", "rating"],
+    })
+    pairs = user_item_pairs(events, ["purchase"])
+    assert sorted(zip(pairs.user_id, pairs.item_id)) == [("a", "x"), ("b", "x"), ("b", "z")]
+    had = pd.DataFrame({"user_id": ["b", "c"], "item_id": ["x", "x"]}).astype("string[pyarrow]")
+    new = pairs_not_in(pairs, had)
+    assert list(zip(new.user_id, new.item_id)) == [("a", "x"), ("b", "z")]
