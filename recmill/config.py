@@ -124,7 +124,7 @@ class Item2VecConfig(Section):
     min_count: int = Field(2, ge=1, description="Items seen fewer times get no vector.")
     sg: bool = Field(True, description="Skip-gram (True) or CBOW (False).")
     negative: int = Field(5, ge=0, description="Negative samples per context pair.")
-    epochs: int = Field(10, ge=1, description="Passes of word2vec over the sequences.")
+    epochs: int = Field(5, ge=1, description="Passes of word2vec over the sequences.")
     min_sequences: int = Field(10, ge=1, description="Fewest sequences of 2+ items that can train it.")
     max_tokens: int | None = Field(
         2_000_000, ge=1, description="At scale: word2vec trains on a seeded sample of whole sequences holding at most this many items; None: all."
@@ -236,7 +236,7 @@ class NCFConfig(Section):
     min_lr: float = Field(1e-6, ge=0, description="Floor of the learning rate that ReduceLROnPlateau lowers.")
     batch_size: int = Field(256, ge=1, description="Samples per gradient step.")
     epochs: int = Field(50, ge=1, description="Most epochs; early stopping usually ends sooner.")
-    patience: int = Field(4, ge=1, description="Epochs without a clear gain in validation NDCG@10 before stopping.")
+    patience: int = Field(3, ge=1, description="Epochs without a clear gain in validation NDCG@10 before stopping.")
     min_improvement: float = Field(
         0.02, ge=0,
         description="Patience and the learning rate wait for a validation NDCG@10 this share above the last clear gain (the best epoch is kept either way).",
