@@ -167,14 +167,15 @@ class ReorderRecommender(Recommender):
                 "reorder skipped: no user has the same item in two orders (or on two days), so there is nothing to buy again"
             )
         labels = last_baskets(basket_events)
+        in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
+        del basket_events  # before the segments' fit: GBs at Instacart size
+        keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
+        del in_label
         earlier = before_labels(events, labels)
         # segments found before the labels; serving users are placed on the same centroids
         segments = SegmentsRecommender(self.segments, seed=self.seed).fit(
             InteractionData.build(earlier, data.items, data.users, InteractionsConfig(positive_event_types=types))
         )
-        in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
-        del basket_events
-        keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
         learners = np.asarray(labels[S.USER_ID].unique(), dtype=object)
         rng = np.random.default_rng(self.seed)
         if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
@@ -198,6 +199,7 @@ class ReorderRecommender(Recommender):
         self.booster_ = lightgbm.Booster(model_str=booster.booster_.model_to_string())
         self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
         log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
+        del booster, train, X, y, valid, keys  # every user's pairs are scored next: GBs at Instacart size
 
         self.segments_ = segments  # serving users are placed on its centroids, refreshed ones too
         self.item_values_ = None  # the item features of all the data, kept by _pair_state for refreshes

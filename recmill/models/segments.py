@@ -54,6 +54,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from recmill import schema as S
+from recmill.arrays import distinct_per_row
 from recmill.config import SegmentsConfig
 from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.models.base import Recommender, text_array, top_k
@@ -73,37 +74,37 @@ def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[
     ``data`` in row order, and the category names: the top_categories most bought in data,
     or ``chosen_names`` (those a fitted model placed users by)."""
     events = data.events
-    positive = events[events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)]
+    positive = events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)
+
+    def of_positive(values: np.ndarray) -> np.ndarray:  # one column at a time: no copy of the events
+        return values if positive.all() else values[positive]
+
     items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
-    cols = index_of(data.item_ids, positive[S.ITEM_ID])
+    cols = of_positive(index_of(data.item_ids, events[S.ITEM_ID]))
     # a basket is the order, or the day for events without one: codes, not a string per event
-    order = factorized(positive[S.ORDER_ID])[0] if S.ORDER_ID in positive else np.full(len(positive), -1)
-    day = positive[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64)
-    is_purchase = positive[S.EVENT_TYPE].eq("purchase").to_numpy(bool)
+    order = of_positive(factorized(events[S.ORDER_ID])[0]) if S.ORDER_ID in events else np.full(len(cols), -1)
+    day = of_positive(events[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64))
+    is_purchase = of_positive(events[S.EVENT_TYPE].eq("purchase").to_numpy(bool))
     prices = pd.to_numeric(items["price"], errors="coerce") if "price" in items else pd.Series(dtype=float)
     if prices.notna().any() and is_purchase.any():
         spend = np.where(is_purchase, prices.reindex(data.item_ids).fillna(0.0).to_numpy()[cols], 0.0)
     else:
-        spend = positive["value"].fillna(0.0).to_numpy(np.float64)
-    frame = pd.DataFrame(
-        {
-            "row": index_of(data.user_ids, positive[S.USER_ID]),
-            "item": cols,
-            "basket": np.where(order >= 0, order, -(day + 1)),  # days (from 1970-01-02 on) below zero
-            "time": positive[S.TIMESTAMP].to_numpy(),
-            "spend": spend,
-        }
-    )
-    users = frame.groupby("row")
-    rows = pd.RangeIndex(data.n_users)
-    recency = ((events[S.TIMESTAMP].max() - users["time"].max()).dt.total_seconds() / 86_400).reindex(rows)
-    frequency = users["basket"].nunique().reindex(rows, fill_value=0)
-    basket_items = frame.drop_duplicates(["row", "basket", "item"]).groupby("row").size().reindex(rows, fill_value=0)
+        spend = of_positive(events["value"].fillna(0.0).to_numpy(np.float64))
+    # per-user sums and counts over arrays: a frame of these columns, grouped, copies them
+    # and hashes each (GBs at tens of millions of events)
+    row = of_positive(index_of(data.user_ids, events[S.USER_ID]))
+    basket = np.where(order >= 0, order, -(day + 1))  # days (from 1970-01-02 on) below zero
+    events_per_user = np.bincount(row, minlength=data.n_users)
+    last = np.full(data.n_users, np.iinfo(np.int64).min)  # NaT for users without a positive event
+    np.maximum.at(last, row, of_positive(events[S.TIMESTAMP].to_numpy("datetime64[ns]").view(np.int64)))
+    recency = (events[S.TIMESTAMP].max() - pd.Series(last.view("datetime64[ns]"))).dt.total_seconds() / 86_400
+    frequency = pd.Series(distinct_per_row(data.n_users, row, basket))
+    basket_items = distinct_per_row(data.n_users, row, basket, cols)
     features = pd.DataFrame(
         {
             "recency_days": recency.fillna(recency.max() if recency.notna().any() else 0.0),
             "frequency": frequency.astype(np.float64),
-            "monetary": users["spend"].sum().reindex(rows, fill_value=0.0),
+            "monetary": pd.Series(spend).groupby(row).sum().reindex(range(data.n_users), fill_value=0.0),  # compensated sums
             "basket_size": (basket_items / frequency.replace(0, 1)).astype(np.float64),
         }
     )
@@ -126,9 +127,9 @@ def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[
             col[j] = position.get(str(name), -1)
         col = col[event_category]
         inside = col >= 0
-        cells = frame["row"].to_numpy()[inside] * len(names) + col[inside]
+        cells = row[inside] * len(names) + col[inside]
         per_user = np.bincount(cells, minlength=data.n_users * len(names)).reshape(data.n_users, len(names)).astype(np.float64)
-        totals = users.size().reindex(rows, fill_value=0).replace(0, 1).to_numpy()
+        totals = np.maximum(events_per_user, 1)
         features[names] = per_user / totals[:, None]
     return features.set_index(pd.Index(data.user_ids.astype(str), name=S.USER_ID)), names
 
