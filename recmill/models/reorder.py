@@ -98,9 +98,9 @@ def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return events[keep]
 
 
-def feature_files(events: pd.DataFrame, items: pd.DataFrame, positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
-    """The feature tables of these events (recmill.features), computed by DuckDB from
-    parquet copies of the events and items written into ``work``."""
+def feature_inputs(events: pd.DataFrame, items: pd.DataFrame, work: Path) -> tuple[Path, Path | None]:
+    """Parquet copies of the events' feature columns and of the items, written into ``work``
+    for DuckDB to read."""
     work.mkdir(parents=True, exist_ok=True)
     columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
     text = {c: ID_DTYPE for c in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.ORDER_ID)}
@@ -110,8 +110,14 @@ def feature_files(events: pd.DataFrame, items: pd.DataFrame, positive_event_type
     if len(items):
         items_path = work / "items.parquet"
         items.astype({S.ITEM_ID: ID_DTYPE}).to_parquet(items_path, index=False)
+    return work / "events.parquet", items_path
+
+
+def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
+    """The feature tables (recmill.features) of feature_inputs' files, computed by DuckDB into ``work``."""
+    events_path, items_path = inputs
     return build_features(
-        work / "events.parquet", items_path, work / "features", positive_event_types=positive_event_types,
+        events_path, items_path, work / "features", positive_event_types=positive_event_types,
         memory_limit=cfg.memory_limit, threads=cfg.threads,
     )
 
@@ -181,8 +187,9 @@ class ReorderRecommender(Recommender):
         if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
             learners = rng.choice(np.sort(learners), size=c.max_train_users, replace=False)
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(earlier, data.items, types, c, Path(work))
-            del earlier
+            inputs = feature_inputs(earlier, data.items, Path(work))
+            del earlier  # DuckDB reads the copy: the frame would hold GBs beside it at Instacart size
+            paths = feature_files(inputs, types, c, Path(work))
             batches = feature_batches(paths, segments.user_ids_, segments.user_segment_, users=learners)
             train = pd.concat(list(batches), ignore_index=True)
         y = pd.MultiIndex.from_frame(train[[S.USER_ID, S.ITEM_ID]]).isin(keys)
@@ -221,7 +228,7 @@ class ReorderRecommender(Recommender):
         serving_segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])
         parts = {name: [] for name in ("row", "col", "probability", "orders_with", "orders_since", "user_orders")}
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(data.events, data.items, types, self.config, Path(work))
+            paths = feature_files(feature_inputs(data.events, data.items, Path(work)), types, self.config, Path(work))
             feature_stats = read_json(paths["feature_stats"])
             items = read_frame(paths["item_features"])
             if self.item_values_ is None:
@@ -242,8 +249,9 @@ class ReorderRecommender(Recommender):
                 parts["orders_with"].append(np.rint(batch["pair_order_share"] * batch["user_n_orders"]).to_numpy())
                 parts["orders_since"].append(batch["pair_orders_since_last"].to_numpy() + 1)  # +1: a zero would vanish from the sparse matrix
                 parts["user_orders"].append(batch["user_n_orders"].to_numpy())
-        joined = {name: np.concatenate(arrays) if arrays else np.zeros(0) for name, arrays in parts.items()}
-        rows, cols = joined["row"].astype(np.int64), joined["col"].astype(np.int64)
+        # each joined array replaces its batches' parts: not both at once
+        joined = {name: np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0) for name in list(parts)}
+        rows, cols = joined.pop("row").astype(np.int64), joined.pop("col").astype(np.int64)
         shape = (len(self.user_ids_), len(self.item_ids_))
 
         def pair_matrix(values) -> sp.csr_matrix:
