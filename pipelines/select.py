@@ -45,18 +45,19 @@ def contender(version: Version, per_user: dict, scored: dict, settings: Settings
     return Contender(version.label, per_user, overall.get(f"coverage@{k}"), overall.get(f"diversity@{k}"), gaps)
 
 
+def unscored(metrics: dict[str, dict], models: list[str]) -> dict[str, str]:
+    """model -> why it has no figures (skipped, or failed to train), for those of models without."""
+    return {m: metrics[m].get("skipped") or f"failed to train: {metrics[m]['failed']}" for m in models if not was_scored(metrics[m])}
+
+
 def valid_scores(metrics: dict[str, dict], ranking: list[str], key: str) -> tuple[dict[str, float], dict[str, str]]:
     """(model -> its valid figure of key, model -> why it was skipped or failed) of the
     ranking models, from their metrics files."""
-    scores, skipped = {}, {}
-    for model in ranking:
-        scored = metrics[model]
-        if not was_scored(scored):
-            skipped[model] = scored.get("skipped") or f"failed to train: {scored['failed']}"
-        elif key not in scored["valid"]:
+    scores, skipped = {}, unscored(metrics, ranking)
+    for model in (m for m in ranking if m not in skipped):
+        if key not in metrics[model]["valid"]:
             raise ValueError(f"{model}'s metrics have no valid {key}; add {key.partition('@')[2]} to evaluate.k")
-        else:
-            scores[model] = scored["valid"][key]
+        scores[model] = metrics[model]["valid"][key]
     return scores, skipped
 
 
@@ -129,6 +130,7 @@ def run(settings: Settings) -> dict:
     if not scores:
         raise ModelSkipped(f"every model was skipped, nothing to publish: {skipped}")
     chosen = choose(scores)
+    skipped |= unscored(metrics, buy_again)  # nothing to judge it by: not refitted, not published
 
     info = run_info(settings)
     registry = Registry(settings.tracking)

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.publish import metric_rows, run_status
 from pipelines.refit import models_to_refit
-from pipelines.select import choose, evaluation_document, metric_kind, valid_scores
+from pipelines.select import choose, evaluation_document, metric_kind, unscored, valid_scores
 from recmill.config import Settings
 
 
@@ -27,6 +27,17 @@ def test_the_challenger_is_the_best_valid_score_and_a_tie_goes_to_the_first_list
     assert choose({"a": 0.1, "b": 0.2}) == "b"
     with pytest.raises(ValueError, match="no valid ndcg@5; add 5 to evaluate.k"):
         valid_scores(metrics, ["als"], "ndcg@5")
+
+
+def test_a_buy_again_model_without_figures_is_skipped_and_not_refitted():
+    # a shop whose training slices hold no repeat purchase: reorder has nothing to be judged by,
+    # so it is not trained on all the data (where a few repeats could make an unjudged model)
+    metrics = {"reorder": {"mlflow_run_id": "r", "skipped": "no user has the same item in two orders"}, "popularity": metrics_file(0.1, 0.1)}
+    assert unscored(metrics, ["reorder", "popularity"]) == {"reorder": "no user has the same item in two orders"}
+    settings = Settings.model_validate({"train": {"models": ["popularity", "reorder"]}})
+    selection = {"decision": "promote", "chosen": "popularity", "skipped": unscored(metrics, ["reorder"])}
+    assert models_to_refit(settings, selection) == ["popularity"]
+    assert models_to_refit(settings, {**selection, "skipped": {}}) == ["popularity", "reorder"]
 
 
 def test_metrics_are_told_apart_by_kind():
