@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from report import write_report
+from report import folder_settings, write_report
 
 from recmill.fits import fit_data
 from recmill.models import build_model
@@ -52,8 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     offline_defaults()
     run = args.run.resolve()
-    overrides = [f"paths.data={run / 'data'}", f"paths.reports={run / 'reports'}", f"tracking.uri=sqlite:///{run / 'mlflow.db'}",
-                 f"tracking.artifacts={run / 'artifacts'}", f"publish.warehouse={run / 'warehouse.duckdb'}"]
+    overrides = folder_settings(run)
     if args.preset:
         overrides.append(f"data.preset={args.preset}")
     overrides += args.set

@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from report import write_report
+from report import folder_settings, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 2**30
@@ -137,11 +137,7 @@ def run_size(size: str, models: list[str], work: Path, memory_cap: float, timeou
     folder = work / size
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    overrides = [
-        f"data.preset={PRESETS.get(size, size)}", f"paths.data={folder / 'data'}", f"paths.reports={folder / 'reports'}",
-        f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"tracking.artifacts={folder / 'artifacts'}",
-        f"publish.warehouse={folder / 'warehouse.duckdb'}", f"train.models=[{', '.join(models)}]",
-    ]
+    overrides = [f"data.preset={PRESETS.get(size, size)}", *folder_settings(folder), f"train.models=[{', '.join(models)}]"]
     print(f"[{size}] recmill run ...", flush=True)
     with open(folder / "run.log", "w") as log:
         command = run_command([str(Path(sys.executable).with_name("recmill")), "run", *(a for o in overrides for a in ("--set", o))], log, memory_cap, timeout)

@@ -20,6 +20,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from report import folder_settings
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -68,8 +70,7 @@ def main() -> None:
     name = args.stage + (f"_{args.model}" if args.model else "")
     out = REPO / "reports" / "benchmarks" / f"profile_{name}.txt"
     raw = out.with_suffix(".stacks")
-    overrides = [f"paths.data={run / 'data'}", f"paths.reports={run / 'reports'}", f"tracking.uri=sqlite:///{run / 'mlflow.db'}",
-                 f"tracking.artifacts={run / 'artifacts'}", f"publish.warehouse={run / 'warehouse.duckdb'}"]
+    overrides = folder_settings(run)
     if args.preset:
         overrides.append(f"data.preset={args.preset}")
     overrides += args.set

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from report import write_report
+from report import folder_settings, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,11 +39,7 @@ MODELS = "[popularity, als, reorder]"
 
 
 def overrides(work: Path) -> list[str]:
-    return [
-        "data.preset=instacart", f"paths.data={work / 'data'}", f"paths.reports={work / 'reports'}",
-        f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.artifacts={work / 'artifacts'}",
-        f"publish.warehouse={work / 'warehouse.duckdb'}", f"refresh.increments={work / 'increments'}", f"train.models={MODELS}",
-    ]
+    return ["data.preset=instacart", *folder_settings(work), f"refresh.increments={work / 'increments'}", f"train.models={MODELS}"]
 
 
 def recmill(command: str, work: Path) -> float:

@@ -75,9 +75,10 @@ def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[
     or ``chosen_names`` (those a fitted model placed users by)."""
     events = data.events
     positive = events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)
+    every_event = positive.all()
 
     def of_positive(values: np.ndarray) -> np.ndarray:  # one column at a time: no copy of the events
-        return values if positive.all() else values[positive]
+        return values if every_event else values[positive]
 
     items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
     cols = of_positive(index_of(data.item_ids, events[S.ITEM_ID]))
