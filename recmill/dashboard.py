@@ -85,10 +85,9 @@ def gather(settings: Settings, run_id: str) -> RunView:
     with warehouse.Reader(db) as reader:
         champion = reader.rows("SELECT DISTINCT model || ' v' || model_version FROM recommendations")
         samples = reader.query(
-            """SELECT r.user_id, r.rank, i.name, i.category, r.reason
-               FROM recommendations r LEFT JOIN items i USING (item_id)
-               WHERE r.user_id IN (SELECT DISTINCT user_id FROM recommendations ORDER BY hash(user_id) LIMIT ?) AND r.rank <= 10
-               ORDER BY r.user_id, r.rank""",
+            """SELECT user_id, rank, item_name AS name, item_category AS category, reason FROM recommendations
+               WHERE user_id IN (SELECT DISTINCT user_id FROM recommendations ORDER BY hash(user_id) LIMIT ?) AND rank <= 10
+               ORDER BY user_id, rank""",
             [SAMPLE_USERS],
         )
         return RunView(

@@ -36,9 +36,8 @@ def recommendations(path: Path | str, user: str, k: int = 10) -> pd.DataFrame:
     """The user's top k as published, best first, with each item's name and category."""
     rows = warehouse.query(
         published(path),
-        """SELECT r.rank, r.item_id, i.name, i.category, r.score, r.reason, r.model
-           FROM recommendations r LEFT JOIN items i USING (item_id)
-           WHERE r.user_id = ? AND r.rank <= ? ORDER BY r.rank""",
+        """SELECT rank, item_id, item_name AS name, item_category AS category, score, reason, model
+           FROM recommendations WHERE user_id = ? AND rank <= ? ORDER BY rank""",
         [user, k],
     )
     if rows.empty:

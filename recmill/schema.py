@@ -32,6 +32,8 @@ USER_COLUMNS = (USER_ID,)
 RECOMMENDATIONS = (
     ("user_id", "VARCHAR"),
     ("item_id", "VARCHAR"),
+    ("item_name", "VARCHAR"),
+    ("item_category", "VARCHAR"),
     ("rank", "INTEGER"),
     ("score", "DOUBLE"),
     ("model", "VARCHAR"),
@@ -145,5 +147,8 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 }
 # the runs status of a refresh between retrains (pipelines.refresh): its rows replaced some users' lists
 REFRESHED = "refreshed"
+# columns the warehouse copies from `items` into a table as it publishes (column -> items'
+# column): a user's list, or the part of it in one category, is then read without a join
+ITEM_LABELS = {"item_name": "name", "item_category": "category"}
 # Tables that keep their history across runs (the others hold the latest run only).
 HISTORY_TABLES = ("model_metrics", "model_decisions", "drift_checks", "runs")

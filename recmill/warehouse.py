@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from recmill.errors import PublishFailed
-from recmill.schema import HISTORY_TABLES, REFRESHED, SORT_KEYS, WAREHOUSE_TABLES
+from recmill.schema import HISTORY_TABLES, ITEM_LABELS, REFRESHED, SORT_KEYS, WAREHOUSE_TABLES
 from recmill.sql import literal
 
 STORAGE_VERSION = "v1.5.0"
@@ -100,38 +100,51 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
     return counts
 
 
+def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, has: set[str]) -> str:
+    """A SELECT of table's columns from source (which has the columns ``has``), in the
+    table's sort order: the item labels from the database's `items` where source lacks
+    them, any other column it lacks NULL."""
+    labelled = [c for c, _ in WAREHOUSE_TABLES[table] if c in ITEM_LABELS and c not in has]
+    with_items = bool(labelled) and bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() AND table_name = 'items'"
+    ).fetchone()[0])
+    picked = ", ".join(
+        f's."{c}"' if c in has else f'i."{ITEM_LABELS[c]}" AS "{c}"' if c in labelled and with_items else f'NULL AS "{c}"'
+        for c, _ in WAREHOUSE_TABLES[table]
+    )
+    joined = f"{source} s" + (" LEFT JOIN items i ON i.item_id = s.item_id" if with_items else "")
+    order = ", ".join(f's."{c}"' for c in SORT_KEYS.get(table, ()))
+    return f"SELECT {picked} FROM {joined}" + (f" ORDER BY {order}" if order else "")
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """frame's rows into table, in the table's sort order."""
-    columns = WAREHOUSE_TABLES[table]
-    missing = [c for c, _ in columns if c not in frame.columns]
+    """frame's rows into table, in the table's sort order, with the item labels of `items`."""
+    missing = [c for c, _ in WAREHOUSE_TABLES[table] if c not in frame.columns and c not in ITEM_LABELS]
     if missing:
         raise ValueError(f"frame for {table} lacks columns {missing}")
-    names = ", ".join(f'"{c}"' for c, _ in columns)
-    order = ", ".join(f'"{c}"' for c in SORT_KEYS.get(table, ()))
     con.register("incoming", frame)
-    con.execute(f'INSERT INTO "{table}" SELECT {names} FROM incoming' + (f" ORDER BY {order}" if order else ""))
+    con.execute(f'INSERT INTO "{table}" ' + _select(con, table, "incoming", set(frame.columns)))
     con.unregister("incoming")
 
 
 def _rebuild(con: duckdb.DuckDBPyConnection, path: Path, frames: dict[str, pd.DataFrame]) -> None:
     """Every table in the empty database of con: the frames, and the previous file's rows of
-    the history tables and of the tables not given."""
+    the history tables and of the tables not given; `items` first, for the item labels."""
     previous = set()
     if path.exists():
         con.execute(f"ATTACH {literal(path)} AS previous (READ_ONLY)")
         previous = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'previous'"
         ).fetchall()}
-    for table, columns in WAREHOUSE_TABLES.items():
+    for table in sorted(WAREHOUSE_TABLES, key=lambda t: t != "items"):
         con.execute(_ddl(table))
         if table in previous and (table in HISTORY_TABLES or table not in frames):
             old = {r[0] for r in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'previous' AND table_name = ?",
                 [table],
             ).fetchall()}
-            # a column added since that publish is NULL in the older rows
-            picked = ", ".join(f'"{c}"' if c in old else f'NULL AS "{c}"' for c, _ in columns)
-            con.execute(f'INSERT INTO "{table}" SELECT {picked} FROM previous."{table}"')
+            # a column added since that publish: NULL in the older rows (or the items' label)
+            con.execute(f'INSERT INTO "{table}" ' + _select(con, table, f'previous."{table}"', old))
         if table in frames:
             _insert(con, table, frames[table])
     for table, keys in SORT_KEYS.items():
@@ -163,9 +176,9 @@ READER_CONFIG = {
 }
 
 
-def connect(path: Path | str) -> duckdb.DuckDBPyConnection:
+def connect(path: Path | str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection: never blocks a publish, never sees half of one, writes nothing."""
-    return duckdb.connect(str(path), read_only=True, config=READER_CONFIG)
+    return duckdb.connect(str(path), read_only=True, config=READER_CONFIG | ({"threads": str(threads)} if threads else {}))
 
 
 def query(path: Path | str, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -208,7 +221,9 @@ def serving_version(path: Path | str) -> str | None:
 class Reader:
     """A read-only connection kept between queries, reopened when a publish has switched in
     a new file: a lookup costs the query, not opening the database each time, and a query
-    reads the tables of the last publish that had finished when it started."""
+    reads the tables of the last publish that had finished when it started. One thread: a
+    lookup reads a few rows, and the cores are better left to the other readers and to a
+    publish than spent scheduling one small query across them."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -220,7 +235,7 @@ class Reader:
         file = (stat.st_dev, stat.st_ino)  # a publish renames a new file into place: a new inode
         if file != self._file:
             self.close()
-            self._con, self._file = connect(self.path), file
+            self._con, self._file = connect(self.path, threads=1), file
         return self._con
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:

@@ -154,6 +154,8 @@ def test_run_publishes_every_table_then_refuses_bad_data(prefect_server, workdir
     user = sorted(set(recs.user_id) & set(buy_again.user_id))[0]
     item = warehouse.query(db, "SELECT min(item_id) AS i FROM similar_items")["i"].item()
     category = items.set_index("item_id").loc[recs.item_id.iloc[0], "category"]
+    named = items.set_index("item_id").loc[recs.item_id]
+    assert recs.item_name.tolist() == named["name"].tolist() and recs.item_category.tolist() == named["category"].tolist()
     for sql in readme_sql():
         rows = warehouse.query(db, sql.replace("'42'", f"'{user}'").replace("'76'", f"'{item}'").replace("'fresh fruits'", f"'{category}'"))
         assert len(rows) or "drift_checks" in sql, sql  # only the drift flags may be none

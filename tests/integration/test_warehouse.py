@@ -86,6 +86,30 @@ def test_history_written_before_a_column_existed_is_kept(tmp_path):
     assert rows["slice"].isna().tolist() == [True, False]
 
 
+def test_lists_carry_the_item_labels_of_the_items_published_with_them(tmp_path):
+    path = tmp_path / "w.duckdb"
+    items = pd.DataFrame({"item_id": ["i1", "i2"], "name": ["Bananas", "Milk"], "category": ["fruit", None], "brand": None, "price": 1.0})
+    frames = run_frames("r1") | {"items": items}
+    warehouse.publish(path, frames)
+    u1 = "SELECT item_id, item_name, item_category FROM recommendations WHERE user_id = 'u1' AND rank <= 3 ORDER BY rank"
+    with warehouse.Reader(path) as reader:
+        assert reader.rows(u1) == [("i1", "Bananas", "fruit"), ("i2", "Milk", None), ("i3", None, None)]  # i3: not in items
+    # a publish of some users' rows labels them from the items already there
+    changed = frames["recommendations"][frames["recommendations"]["user_id"] == "u0"].assign(item_id="i2")
+    warehouse.publish(path, {"recommendations": changed}, users=["u0"])
+    assert set(warehouse.query(path, "SELECT item_name FROM recommendations WHERE user_id = 'u0'")["item_name"]) == {"Milk"}
+
+    # lists published before the labels existed gain them when copied into a new file
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))
+    con.execute("CREATE TABLE recommendations (user_id VARCHAR, item_id VARCHAR, rank INTEGER, score DOUBLE, model VARCHAR, "
+                "model_version VARCHAR, reason VARCHAR, run_id VARCHAR, generated_at TIMESTAMP)")
+    con.execute("INSERT INTO recommendations VALUES ('u9', 'i1', 1, 1.0, 'als', 'v', 'because', 'r0', '2026-01-01')")
+    con.close()
+    warehouse.publish(old, {"items": items})
+    assert warehouse.query(old, "SELECT user_id, item_name, item_category FROM recommendations").values.tolist() == [["u9", "Bananas", "fruit"]]
+
+
 def test_failed_publish_leaves_previous_file_unchanged(tmp_path):
     path = tmp_path / "w.duckdb"
     warehouse.publish(path, run_frames("r1"))
