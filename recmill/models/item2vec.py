@@ -27,7 +27,7 @@ from recmill import schema as S
 from recmill.config import Item2VecConfig
 from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.errors import ModelSkipped
-from recmill.models.base import Recommender, unit_rows
+from recmill.models.base import Recommender, mask_seen, top_k, unit_rows
 
 # Views and carts carry taste too: on the synthetic shop, user sequences of all events give
 # NDCG@10 0.015 against 0.010 with purchases and carts, 0.009 with purchases only
@@ -196,6 +196,8 @@ class Item2VecRecommender(Recommender):
         self.all_vectors_ = np.zeros((len(self.item_ids_), self.vectors_.shape[1]), dtype=np.float32)
         self.all_vectors_[self.placed_] = self.vectors_
         self.boost_ = (self.config.popularity_weight * np.log1p(self.popularity_)).astype(np.float32)
+        self.placed_boost_ = np.full(len(self.item_ids_), -np.inf, dtype=np.float32)  # an item without a vector: never listed
+        self.placed_boost_[self.placed_] = self.boost_[self.placed_]
         augmented = np.hstack([self.vectors_, self.boost_[self.placed_, None]])
         self.index_ = build_index(np.ascontiguousarray(augmented), self.config, self.seed)
 
@@ -226,7 +228,15 @@ class Item2VecRecommender(Recommender):
         extra = int(np.diff(seen.indptr).max(initial=0)) if exclude_seen else 0
         top = np.zeros((len(rows), k), dtype=np.int64)
         scores = np.full((len(rows), k), -np.inf)
-        if placed.any():
+        if placed.any() and len(self.placed_) <= self.config.exact_index_max_items:
+            # exact: dense scores and one top-k, not the index's search, whose per-query heap
+            # must also hold the user's seen items (k + hundreds at Instacart size)
+            dense = profiles[placed] @ self.all_vectors_.T + self.placed_boost_
+            if exclude_seen:
+                mask_seen(dense, seen[placed])
+            cols, found = top_k(dense, k)
+            top[placed], scores[placed] = best(cols, found.astype(np.float64), k)
+        elif placed.any():
             with faiss_threads(1):
                 found, slots = self.index_.search(self._query(profiles[placed], 1.0), min(k + extra, self.index_.ntotal))
             cols = np.where(slots >= 0, self.placed_[slots], -1)

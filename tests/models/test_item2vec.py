@@ -166,6 +166,21 @@ def test_dense_scores_match_the_index():
     assert (np.sort(dense, axis=1)[:, ::-1][:, :3] - scores < 1e-5).all()
 
 
+def test_exact_lists_are_the_flat_index_search():
+    # up to exact_index_max_items the lists come from dense scores; searching the flat
+    # index (the path above it) must give the same items, seen ones left out or not
+    data = grouped_orders(extra=[("u99", "rare", "purchase", pd.Timestamp("2026-03-01"), "o999")])
+    model = Item2VecRecommender(Item2VecConfig(sequence="order", **SMALL), seed=1).fit(data)
+    rows = np.arange(len(model.user_ids_))
+    dense = {seen: model.top_items(rows, 4, exclude_seen=seen) for seen in (True, False)}
+    model.config = model.config.model_copy(update={"exact_index_max_items": 0})  # the flat index is kept
+    for seen, (top, scores) in dense.items():
+        searched, searched_scores = model.top_items(rows, 4, exclude_seen=seen)
+        assert np.isfinite(scores).any()
+        np.testing.assert_array_equal(top[np.isfinite(scores)], searched[np.isfinite(searched_scores)])
+        np.testing.assert_allclose(scores, searched_scores, rtol=1e-5)
+
+
 def test_token_budget_keeps_whole_sequences_in_order():
     lengths = np.arange(2, 12)  # 65 items
     assert within_budget(lengths, None, seed=1).tolist() == list(range(10))
