@@ -88,27 +88,31 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
     version, publisher = champion_fit(settings, registry, selection)
     recs = recommendation_frame(checked_lists(settings, publisher, users, had, "recommendations"), version, info["run_id"], generated_at)
 
-    models = {m: model_class(m).load(layout.model_dir(m, "full")) for m in refitted(settings)}
-    similar = [
-        m.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"])
-        for name, m in models.items()
-        if m.has_similar_items
-    ]
-    extra = {}
-    for m in models.values():
-        for table, frame in m.tables().items():
+    n_items = len(publisher.item_ids_)
+    del publisher  # each model below is loaded, read and let go in turn: at Instacart size one holds GBs
+
+    challenger = registry.get(selection["challenger_version"]) if settings.gate.ab_test and selection["decision"] != PROMOTE else None
+    challenger_recs, similar, extra = None, [], {}
+    for name in refitted(settings):
+        fitted = model_class(name).load(layout.model_dir(name, "full"))
+        if fitted.has_similar_items:
+            similar.append(fitted.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"]))
+        for table, frame in fitted.tables().items():
             extra[table] = frame.assign(run_id=info["run_id"])
+        if challenger is not None and name == challenger.model:
+            challenger_recs = checked_lists(settings, fitted, users, had, "recommendations_challenger")
+        del fitted
     ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=[S.USER_ID, "variant", "run_id"])}
-    if settings.gate.ab_test and selection["decision"] != PROMOTE:
-        challenger = registry.get(selection["challenger_version"])
-        fitted = models.get(challenger.model) or model_class(challenger.model).load(layout.model_dir(challenger.model, "full"))
-        ab["recommendations_challenger"] = recommendation_frame(
-            checked_lists(settings, fitted, users, had, "recommendations_challenger"), challenger, info["run_id"], generated_at
-        )
+    if challenger is not None:
+        if challenger_recs is None:
+            fitted = model_class(challenger.model).load(layout.model_dir(challenger.model, "full"))
+            challenger_recs = checked_lists(settings, fitted, users, had, "recommendations_challenger")
+        ab["recommendations_challenger"] = recommendation_frame(challenger_recs, challenger, info["run_id"], generated_at)
         ab["ab_assignments"] = pd.DataFrame(
             {S.USER_ID: users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}
         )
-    checks, severe = drift_rows(settings, layout, recs, len(publisher.item_ids_))
+    del had
+    checks, severe = drift_rows(settings, layout, recs, n_items)
     runs = pd.DataFrame(
         [
             {
