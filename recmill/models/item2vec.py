@@ -1,5 +1,6 @@
 """Item2vec (Barkan and Koenigstein 2016): gensim Word2Vec over the items of each user's or
-each order's history, served from a FAISS index of the item vectors.
+each order's history. Lists over a catalogue up to exact_index_max_items come from dense
+scores against every item vector; above it, and for similar items, from a FAISS index.
 
 Word2vec vectors share one large common direction (cosines of ~0.9 between any two items),
 so the mean of a user's items points at the catalogue's centre and the nearest items to
