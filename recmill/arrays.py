@@ -51,3 +51,32 @@ def distinct_per_row(n_rows: int, rows: np.ndarray, *keys: np.ndarray) -> np.nda
     for column in ordered:
         first[1:] |= column[1:] != column[:-1]
     return np.bincount(ordered[0][first], minlength=n_rows)
+
+
+def first_occurrences(*columns: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose combination of these integer columns no earlier row has
+    (pandas' ~duplicated()): a stable sort of one combined code where it fits 63 bits, else
+    of the columns, where pandas hashes a frame of them (GBs at tens of millions of rows)."""
+    columns = [np.asarray(c, np.int64) for c in columns]
+    first = np.zeros(len(columns[0]), dtype=bool)
+    if not len(first):
+        return first
+    lows = [int(c.min()) for c in columns]
+    spans = [int(c.max()) - low + 1 for c, low in zip(columns, lows, strict=True)]
+    if math.prod(spans) < 2**63:
+        combined = np.zeros(len(first), np.int64)
+        for column, low, span in zip(columns, lows, spans, strict=True):
+            combined *= span
+            combined += column - low
+        order = np.argsort(combined, kind="stable")
+        ordered = combined[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    else:
+        order = np.lexsort(columns[::-1])  # stable too
+        starts = np.zeros(len(order), dtype=bool)
+        starts[0] = True
+        for column in columns:
+            ordered = column[order]
+            starts[1:] |= ordered[1:] != ordered[:-1]
+    first[order[starts]] = True
+    return first

@@ -25,6 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recmill import schema as S
+from recmill.arrays import first_occurrences
 from recmill.config import Item2VecConfig
 from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.errors import ModelSkipped
@@ -56,7 +57,7 @@ def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -
     # sort and drop_duplicates took nearly all of item2vec's fit
     ordered = np.lexsort((items, times, users))  # stable: equal events keep their order
     users, session, items = users[ordered], session[ordered], items[ordered]
-    once = ~pd.DataFrame({"user": users, "session": session, "item": items}).duplicated().to_numpy()
+    once = first_occurrences(users, session, items)
     users, session, items = users[once], session[once], items[once]
     if by == "user":
         lengths = np.diff(np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])) if len(users) else np.zeros(0, np.int64)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recmill.arrays import distinct_per_row, unique_ints, unique_ints_inverse
+from recmill.arrays import distinct_per_row, first_occurrences, unique_ints, unique_ints_inverse
 
 
 @pytest.mark.parametrize("values", [[], [7], [3, 1, 3, 2, 1], [5, 5, 5], list(range(10, 0, -1))])
@@ -43,3 +43,20 @@ def test_distinct_per_row_without_a_combined_code_is_the_same():
     expected = frame.drop_duplicates().groupby("row").size().reindex(range(60), fill_value=0)
     assert distinct_per_row(60, rows, wide, other).tolist() == expected.tolist()
     assert distinct_per_row(60, rows, other).tolist() == frame.groupby("row")["b"].nunique().reindex(range(60), fill_value=0).tolist()
+
+
+def test_first_occurrences_by_hand():
+    # rows 2 and 4 repeat rows 0 and 1; row 3 differs from row 0 in its second column only
+    a = np.array([1, 2, 1, 1, 2])
+    b = np.array([7, 7, 7, 8, 7])
+    assert first_occurrences(a, b).tolist() == [True, True, False, True, False]
+    assert first_occurrences(a).tolist() == [True, True, False, False, False]
+    assert first_occurrences(np.array([], dtype=np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize("scale", [1, 2**40])  # a combined code, and past 63 bits the column sort
+def test_first_occurrences_is_not_duplicated(scale):
+    rng = np.random.default_rng(2)
+    columns = [rng.integers(-5, 30, 4_000) * scale, rng.integers(0, 20, 4_000) * scale, rng.integers(0, 9, 4_000)]
+    expected = ~pd.DataFrame({"a": columns[0], "b": columns[1], "c": columns[2]}).duplicated().to_numpy()
+    assert np.array_equal(first_occurrences(*columns), expected)
