@@ -23,7 +23,7 @@ from pathlib import Path
 
 from report import write_report
 
-from recmill.fits import refreshed_fit
+from recmill.fits import refreshed_fit, split_events
 from recmill.io import Layout, read_json
 from recmill.models import model_class
 from recmill.runtime import offline_defaults
@@ -66,6 +66,8 @@ def main() -> None:
     offline_defaults()
     run = args.run.resolve()
     settings = load_settings(REPO / "params.yaml", [f"paths.data={run / 'data'}", f"paths.reports={run / 'reports'}", *args.set])
+    if settings.train.refreshes(split_events(settings)):
+        parser.error("this run's test fits are refreshes themselves (train.refit): run it, and this, with --set train.refit=full")
     layout = Layout(settings)
     models = [
         m for m in settings.train.models

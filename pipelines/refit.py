@@ -1,7 +1,7 @@
 """Refit on all the data the models whose output is published: the challenger when it is
 promoted (or when an A/B test publishes its lists too), and every model that yields
 similar items, explanations or tables of its own. A model is trained again on every event,
-or, with train.refit refresh, its test fit is refreshed: every user's whole history folded
+or, when train.refit refreshes, its test fit is refreshed: every user's whole history folded
 in, the item side as it was. Each model's refit is independent (the flow runs them
 side by side); each leaves data/refit/<model>.json naming its run and how it was made."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.evaluation.gate import PROMOTE
-from recmill.fits import fit_full, keep_fit_data, refitted
+from recmill.fits import fit_full, keep_fit_data, refitted, refreshes
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.registry import Registry
@@ -36,7 +36,7 @@ def models_to_refit(settings: Settings, selection: dict) -> list[str]:
 def refresh_from(settings: Settings, model: str) -> Path | None:
     """The test fit this refit refreshes instead of training again (train.refit), if any."""
     test_fit = Layout(settings).model_dir(model, "test")
-    if settings.train.refit == "refresh" and model_class(model).folds_in and test_fit.is_dir():
+    if test_fit.is_dir() and refreshes(settings, model):
         return test_fit
     return None
 

@@ -288,12 +288,21 @@ class TrainConfig(Section):
     parallel_max_events: int = Field(
         10_000_000, ge=0, description="With workers auto: above this many events one model at a time (memory, not cores, binds)."
     )
-    refit: Literal["full", "refresh"] = Field(
-        "full",
-        description="How a published model gets its fit on all the data: full, trained again on every event; refresh, its "
-        "test fit with every user's whole history folded in, the item side as the test fit learned it: the cost of a user "
-        "step, and lists a few percent worse (reports/benchmarks/refit_refresh_*.md). Models that cannot fold in train again.",
+    refit: Literal["auto", "full", "refresh"] = Field(
+        "auto",
+        description="How a model gets its test fit (train + valid) and its fit on all the data: full, trained again on "
+        "their events; refresh, the fit before it (valid, then test) with every user's whole history folded in, the item "
+        "side as that fit learned it: the cost of a user step, and lists a few percent worse "
+        "(reports/benchmarks/refit_refresh_*.md); auto: full up to refresh_above_events events, refresh above. Models "
+        "that cannot fold in train again.",
     )
+    refresh_above_events: int = Field(
+        10_000_000, ge=0, description="With refit auto: above this many events a model trains once and is refreshed after."
+    )
+
+    def refreshes(self, events: int) -> bool:
+        """Whether later fits are refreshes of the one before on data of this many events."""
+        return self.refit == "refresh" or (self.refit == "auto" and events > self.refresh_above_events)
 
     def worker_count(self, events: int) -> int:
         """How many models run at once on data of this many events."""

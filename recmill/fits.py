@@ -168,9 +168,24 @@ def architecture(settings: Settings, model: str) -> str:
     return digest([model, FORMAT_VERSION, keys(getattr(settings.models, model).model_dump(mode="json"))])
 
 
+def split_events(settings: Settings) -> int:
+    """Events in the split slices, from their files' metadata."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(Layout(settings).splits / f"{s}.parquet").metadata.num_rows for s in FIT_SPLITS["full"])
+
+
+def refreshes(settings: Settings, model: str) -> bool:
+    """Whether this model's test fit and fit on all the data are refreshes of the fit before
+    them (train.refit) rather than trainings of their own."""
+    from recmill.models import model_class
+
+    return model_class(model).folds_in and settings.train.refreshes(split_events(settings))
+
+
 def refreshed_fit(settings: Settings, model: str, saved: Path, fit: str = "full") -> Recommender:
-    """A saved fit (the test fit) with every user's whole history in ``fit``'s data folded
-    in, its item side frozen: a fit on all the data for the cost of a user step (train.refit's refresh)."""
+    """A saved fit (the valid or test fit) with every user's whole history in ``fit``'s data
+    folded in, its item side frozen: a fit for the cost of a user step (train.refit's refresh)."""
     from recmill.models import model_class
 
     fitted = model_class(model).load(saved)

@@ -120,8 +120,8 @@ def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdi
     assert len(fits) == 4 and not (Layout(settings).shared_fits / "als-test").exists()  # no two_stage: nothing to share
 
 
-@pytest.mark.parametrize("refit", ["full", "refresh"])
-def test_a_refit_trains_again_or_refreshes_the_test_fit(workdir, refit):
+@pytest.mark.parametrize("refit", ["full", "refresh", "auto"])
+def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
     import numpy as np
 
     import pipelines.evaluate
@@ -136,7 +136,9 @@ def test_a_refit_trains_again_or_refreshes_the_test_fit(workdir, refit):
     from recmill.settings import load_settings
     from tests.integration.conftest import TINY
 
-    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,als]", f"train.refit={refit}"])
+    # auto refreshes above refresh_above_events: the tiny shop's events are above 100
+    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,als]", f"train.refit={refit}", "train.refresh_above_events=100"])
+    refreshed = refit != "full"
     pipelines.ingest.run(settings)
     pipelines.split.run(settings)
     for model in settings.train.models:
@@ -145,14 +147,16 @@ def test_a_refit_trains_again_or_refreshes_the_test_fit(workdir, refit):
     pipelines.select.run(settings)
     pipelines.refit.run_model(settings, "als")
     layout = Layout(settings)
-    assert read_json(layout.refit / "als.json")["method"] == ("fit" if refit == "full" else refit)
-    test_fit, full_fit = (ALSRecommender.load(layout.model_dir("als", fit)) for fit in ("test", "full"))
+    assert read_json(layout.refit / "als.json")["method"] == ("refresh" if refreshed else "fit")
+    valid_fit, test_fit, full_fit = (ALSRecommender.load(layout.model_dir("als", fit)) for fit in ("valid", "test", "full"))
     everything = fit_data(settings, "full")
     # either way the full fit knows every user with their whole history
     assert sorted(full_fit.user_ids_) == sorted(everything.user_ids)
     order = full_fit.user_rows(everything.user_ids)
     assert (full_fit.seen_[order] != everything.positive).nnz == 0
     assert len(everything.events) > len(fit_data(settings, "test").events)
-    # a refresh keeps the item side the test fit learned; training again learns it anew
-    assert np.array_equal(full_fit.item_factors_, test_fit.item_factors_) == (refit == "refresh")
+    assert sorted(test_fit.user_ids_) == sorted(fit_data(settings, "test").user_ids)
+    # a refresh keeps the item side the fit before it learned; training again learns it anew
+    assert np.array_equal(test_fit.item_factors_, valid_fit.item_factors_) == refreshed
+    assert np.array_equal(full_fit.item_factors_, test_fit.item_factors_) == refreshed
 

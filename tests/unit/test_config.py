@@ -56,3 +56,12 @@ def test_typo_in_params_file_is_an_error(tmp_path):
 def test_missing_explicit_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "refit, events, refreshes",
+    [("full", 10**9, False), ("refresh", 1, True), ("auto", 1_000, False), ("auto", 1_001, True)],
+)
+def test_later_fits_are_refreshes_above_the_threshold_or_when_asked(refit, events, refreshes):
+    train = load_settings(None, [f"train.refit={refit}", "train.refresh_above_events=1000"]).train
+    assert train.refreshes(events) is refreshes
