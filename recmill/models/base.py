@@ -323,18 +323,51 @@ class Recommender(ABC):
     def _nearest_history_reasons(
         self, row: int, items: np.ndarray, history: np.ndarray, similarity: np.ndarray, positive_only: bool = False
     ) -> list[str]:
-        """'because you bought X and Y' for each item: the user's history items (column
-        numbers, ascending) by their similarity to it (items x history), closest first. With
-        positive_only, only the items more similar than orthogonal; an item with none gets
-        its popularity as the reason."""
-        order = np.argsort(-similarity, axis=1, kind="stable")  # ties: the history's order
+        """'because you bought X and Y' for each item: the two differently named items of the
+        user's history (column numbers, ascending) most similar to it (items x history), a
+        tie going to the first in the history. With positive_only, only the items more
+        similar than orthogonal; an item with none gets its popularity as the reason."""
+        if len(items) == 0:
+            return []
+        similarity = np.asarray(similarity, dtype=np.float64)
+        if not np.isfinite(similarity).all():  # argmax's order below is a sort's only for finite values
+            return [self._sorted_history_reason(row, col, history, s, positive_only) for col, s in zip(items, similarity)]
+        names, codes = self.item_names_[history], self._event_codes(row, history)
+        at = np.arange(len(items))
+        first = similarity.argmax(axis=1)  # the first of equal maxima: the history's order breaks ties
+        other_name = names[None, :] != names[first][:, None]
+        second = np.where(other_name, similarity, -np.inf).argmax(axis=1)
+        has_first = similarity[at, first] > 0 if positive_only else np.ones(len(items), bool)
+        has_second = other_name[at, second] & (similarity[at, second] > 0 if positive_only else True)
         out = []
         for n, col in enumerate(items):
-            closest = history[order[n]]
-            if positive_only:
-                closest = closest[similarity[n][order[n]] > 0]
-            out.append(self._history_reason(row, closest) if len(closest) else self._popular_reason(col))
+            if not has_first[n]:
+                out.append(self._popular_reason(col))
+                continue
+            verb = VERBS[int(codes[first[n]])]
+            reason = f"because you {verb} {names[first[n]]}"
+            if has_second[n]:
+                other_verb = VERBS[int(codes[second[n]])]
+                reason += f" and {names[second[n]]}" if other_verb == verb else f" and {other_verb} {names[second[n]]}"
+            out.append(reason)
         return out
+
+    def _sorted_history_reason(self, row: int, col: int, history: np.ndarray, similarity: np.ndarray, positive_only: bool) -> str:
+        order = np.argsort(-similarity, kind="stable")
+        closest = history[order]
+        if positive_only:
+            closest = closest[similarity[order] > 0]
+        return self._history_reason(row, closest) if len(closest) else self._popular_reason(col)
+
+    def _event_codes(self, row: int, cols: np.ndarray) -> np.ndarray:
+        """The user's strongest event with each of these items (event_code_; 0 for none)."""
+        span = slice(self.event_code_.indptr[row], self.event_code_.indptr[row + 1])
+        had, codes = self.event_code_.indices[span], self.event_code_.data[span]
+        if len(had) == 0:
+            return np.zeros(len(cols), np.int64)
+        order = np.argsort(had, kind="stable")
+        at = np.minimum(np.searchsorted(had[order], cols), len(had) - 1)
+        return np.where(had[order][at] == cols, codes[order][at], 0).astype(np.int64)
 
     def _history_reason(self, row: int, history_cols) -> str:
         """'because you bought X and Y': the first two differently named items of this
