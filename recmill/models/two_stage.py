@@ -413,6 +413,9 @@ class TwoStageRecommender(Recommender):
         booster = self.ranker_ if self.ranker_ is not None else self.stage1_
         names = list(self.generator_names_)
         found = at >= 0
+        ranks = np.full((len(wanted), len(names)), np.inf)  # each generator's rank of each item, inf: not proposed
+        if found.any():
+            ranks[found] = served[[f"rank_{g}" for g in names]].to_numpy(np.float64)[at[found]]
         if booster is not None and found.any():
             picked = served.iloc[at[found]]
             contrib = booster.predict(picked[list(self.features_)], pred_contrib=True)[:, :-1]
@@ -420,31 +423,28 @@ class TwoStageRecommender(Recommender):
             weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
             labels, weights = list(weight.columns), np.zeros((len(wanted), weight.shape[1]))
             weights[found] = weight.to_numpy()
-            records = [None] * len(wanted)
-            for i, record in zip(np.flatnonzero(found), picked.to_dict("records")):
-                records[i] = record
         out, start = [], 0
         for row, cols in zip(rows, items):
             own = OwnReasons(self.generators_, int(row), cols)
             texts = []
             for i, col in zip(range(start, start + len(cols)), cols):
                 if booster is None or not found[start : start + len(cols)].any():  # nothing learned: the generators' ranks
-                    texts.append(self._rank_reason(own, served.iloc[at[i]] if at[i] >= 0 else None, col))
+                    texts.append(self._rank_reason(own, ranks[i], col))
                 elif at[i] < 0:
                     texts.append(self._popular_reason(col))
                 else:
                     best = np.argsort(-weights[i], kind="stable")[:2]  # ties keep the column order
-                    texts.append(self._explain(own, col, [labels[j] for j in best if weights[i, j] > 0], records[i], names))
+                    texts.append(self._explain(own, col, [labels[j] for j in best if weights[i, j] > 0], ranks[i], names))
             out.append(texts)
             start += len(cols)
         return out
 
-    def _explain(self, own: OwnReasons, col: int, strongest: list[str], features: dict, names: list[str]) -> str:
+    def _explain(self, own: OwnReasons, col: int, strongest: list[str], ranks: np.ndarray, names: list[str]) -> str:
         """Words for the strongest feature families: a generator speaks through its own reason
         (a shopper has no use for model names), the others through a short phrase."""
         if not strongest:
-            return self._rank_reason(own, features, col)
-        proposers = self._proposers(features, names)
+            return self._rank_reason(own, ranks, col)
+        proposers = self._proposers(ranks)
         phrases = {
             "popular": self._popular_reason(col),
             "category": f"matches your taste for {self.item_categories_[col]}",
@@ -459,7 +459,7 @@ class TwoStageRecommender(Recommender):
                 if reason:
                     parts.append(reason)
         parts = sorted(dict.fromkeys(parts), key=lambda p: not p.startswith("because"))  # history first
-        return "; ".join(parts) if parts else self._rank_reason(own, features, col)
+        return "; ".join(parts) if parts else self._rank_reason(own, ranks, col)
 
     def _generator_reason(self, own: OwnReasons, col: int, generators: list[str]) -> str | None:
         """The first 'because you ...' among these generators' own reasons, else the first reason."""
@@ -472,15 +472,13 @@ class TwoStageRecommender(Recommender):
             first = first or reason
         return first
 
-    def _proposers(self, features: dict | pd.Series | None, names: list[str]) -> list[str]:
-        """The generators that proposed the item, best rank first."""
-        if features is None:
-            return []
-        ranks = {g: features[f"rank_{g}"] for g in names if np.isfinite(features[f"rank_{g}"])}
-        return sorted(ranks, key=ranks.get)
+    def _proposers(self, ranks: np.ndarray) -> list[str]:
+        """The generators that proposed the item (finite ranks, in generator_names_' order), best rank first."""
+        proposed = np.flatnonzero(np.isfinite(ranks))
+        return [self.generator_names_[j] for j in proposed[np.argsort(ranks[proposed], kind="stable")]]
 
-    def _rank_reason(self, own: OwnReasons, features: dict | pd.Series | None, col: int) -> str:
-        reason = self._generator_reason(own, col, self._proposers(features, list(self.generator_names_)))
+    def _rank_reason(self, own: OwnReasons, ranks: np.ndarray, col: int) -> str:
+        reason = self._generator_reason(own, col, self._proposers(ranks))
         return reason or self._popular_reason(col)
 
     # ---- persistence ----------------------------------------------------------------
