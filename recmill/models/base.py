@@ -372,17 +372,14 @@ class Recommender(ABC):
     def _history_reason(self, row: int, history_cols) -> str:
         """'because you bought X and Y': the first two differently named items of this
         user's history, given best first (two products may share a name)."""
-        span = slice(self.event_code_.indptr[row], self.event_code_.indptr[row + 1])  # no sparse row slicing: called per item
-        cols, codes = self.event_code_.indices[span], self.event_code_.data[span]
-        named: dict[str, str] = {}  # name -> verb
+        named: dict[str, int] = {}  # name -> the first column of that name
         for col in history_cols:
-            if self.item_names_[col] not in named:
-                at = np.flatnonzero(cols == col)
-                named[self.item_names_[col]] = VERBS[int(codes[at[0]]) if len(at) else 0]
-                if len(named) == 2:
-                    break
+            named.setdefault(self.item_names_[col], int(col))
+            if len(named) == 2:
+                break
         parts, last_verb = [], None
-        for name, verb in named.items():
+        for name, code in zip(named, self._event_codes(row, np.fromiter(named.values(), np.int64))):
+            verb = VERBS[int(code)]
             parts.append(name if verb == last_verb else f"{verb} {name}")
             last_verb = verb
         return "because you " + " and ".join(parts)
