@@ -11,7 +11,9 @@ order_id, or the day of the event when they have none. A user's orders are numbe
 1, 2, ... by the time of their first event. An event is a reorder when its item was in
 an earlier order of the same user. The cart position of an event is its place within
 its order (by timestamp, then item id), counting positive events only, and exists only
-for events with an order_id. docs/features.md lists every column.
+for events with an order_id. User and item IDs are strings or integer codes (reorder
+passes codes in the ids' order: integers group and join faster). docs/features.md lists
+every column.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from recmill.io import write_json
 from recmill.sql import connect, literal
 
 TABLES = ("user_features", "item_features", "user_item_features")
+ID_COLUMNS = ("user_id", "item_id")  # strings, or integer codes (no statistics either way)
 ITEM_ATTRIBUTES = ("category", "aisle", "department")
 QUANTILES = (0.01, 0.5, 0.99)
 NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "BOOLEAN")
@@ -93,7 +96,8 @@ def _load(con, events: Path, items: Path | None, cutoff: datetime | None) -> Non
         have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     columns = [f"CAST({c} AS VARCHAR) AS {c}" if c in have else f"NULL::VARCHAR AS {c}" for c in ITEM_ATTRIBUTES]
     columns.append("CAST(price AS DOUBLE) AS price" if "price" in have else "NULL::DOUBLE AS price")
-    con.execute(f"CREATE VIEW catalogue AS SELECT CAST(item_id AS VARCHAR) AS item_id, {', '.join(columns)} FROM {source}")
+    item_type = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE ev)").fetchall())["item_id"]  # strings or codes
+    con.execute(f"CREATE VIEW catalogue AS SELECT CAST(item_id AS {item_type}) AS item_id, {', '.join(columns)} FROM {source}")
     reference = _timestamp(cutoff) if cutoff is not None else "(SELECT max(ts) FROM ev)"
     con.execute(f"CREATE TABLE ref AS SELECT epoch_us({reference}) AS ref_us")
 
@@ -215,7 +219,10 @@ def _build(con, positive: Sequence[str]) -> None:
 def _stats(con, path: Path) -> dict[str, dict]:
     """count, nulls, mean, std, min, p01, p50, p99, max of each numeric column (booleans as 0/1)."""
     source = f"read_parquet({literal(str(path))})"
-    columns = [name for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall() if kind in NUMERIC_TYPES]
+    columns = [
+        name for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        if kind in NUMERIC_TYPES and name not in ID_COLUMNS
+    ]
     quantiles = "[" + ", ".join(map(str, QUANTILES)) + "]"
     parts = []
     for c in columns:

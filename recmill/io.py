@@ -109,10 +109,11 @@ def write_frame_slices(path: Path, frames: Iterable[pd.DataFrame]) -> None:
     os.replace(tmp, path)
 
 
-def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_frame(path: Path, columns: list[str] | None = None, coded_ids: bool = False) -> pd.DataFrame:
     """A parquet file (only ``columns`` when given). Text comes back as Arrow-backed
-    strings, never Python objects: 40M IDs take hundreds of MB instead of many GB."""
-    return _frame(pq.read_table(path, columns=columns))
+    strings, never Python objects: 40M IDs take hundreds of MB instead of many GB. ID
+    columns are text, unless coded_ids: a file of integer ID codes keeps them."""
+    return _frame(pq.read_table(path, columns=columns), coded_ids)
 
 
 def read_user_rows(path: Path, users) -> pd.DataFrame:
@@ -128,19 +129,20 @@ def read_user_rows(path: Path, users) -> pd.DataFrame:
         con.close()
 
 
-def frame_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def frame_batches(path: Path, rows: int, coded_ids: bool = False) -> Iterator[pd.DataFrame]:
     """A parquet file as frames of at most ``rows`` rows, typed as read_frame types them:
     a file too large for memory is read a slice at a time."""
     for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-        yield _frame(pa.Table.from_batches([batch]))
+        yield _frame(pa.Table.from_batches([batch]), coded_ids)
 
 
-def _frame(table: pa.Table) -> pd.DataFrame:
+def _frame(table: pa.Table, coded_ids: bool = False) -> pd.DataFrame:
     df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(ID_STORAGE), pa.large_string(): pd.StringDtype(ID_STORAGE)}.get)
+    ids = (S.ORDER_ID, S.EVENT_TYPE) if coded_ids else (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TYPE)
     for col in df.columns:
         if col == S.TIMESTAMP:  # files written by DuckDB hold microseconds
             df[col] = df[col].astype("datetime64[ns]")
-        elif col in (S.USER_ID, S.ITEM_ID, S.ORDER_ID, S.EVENT_TYPE) and df[col].dtype != ID_DTYPE:
+        elif col in ids and df[col].dtype != ID_DTYPE:
             df[col] = df[col].astype(ID_DTYPE)  # a column of nulls only has no string type in the file
     return df
 

@@ -98,19 +98,32 @@ def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return events[keep]
 
 
-def feature_inputs(events: pd.DataFrame, items: pd.DataFrame, work: Path) -> tuple[Path, Path | None]:
+def feature_inputs(events: pd.DataFrame, items: pd.DataFrame, work: Path, vocabulary: tuple[np.ndarray, np.ndarray]) -> tuple[Path, Path | None]:
     """Parquet copies of the events' feature columns and of the items, written into ``work``
-    for DuckDB to read."""
+    for DuckDB to read, each user and item as its position in the sorted ``vocabulary``
+    (user ids, item ids): integers group and join faster than strings, in the same order."""
     work.mkdir(parents=True, exist_ok=True)
-    columns = [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]
-    text = {c: ID_DTYPE for c in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.ORDER_ID)}
-    slices = (events.iloc[start : start + BATCH_PAIRS].reindex(columns=columns).astype(text) for start in range(0, max(len(events), 1), BATCH_PAIRS))
+    user_ids, item_ids = vocabulary
+
+    def coded(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]).astype({S.EVENT_TYPE: ID_DTYPE, S.ORDER_ID: ID_DTYPE})
+        out.insert(0, S.ITEM_ID, index_of(item_ids, frame[S.ITEM_ID]).astype(np.int32))
+        out.insert(0, S.USER_ID, index_of(user_ids, frame[S.USER_ID]).astype(np.int32))
+        return out
+
+    slices = (coded(events.iloc[start : start + BATCH_PAIRS]) for start in range(0, max(len(events), 1), BATCH_PAIRS))
     write_frame_slices(work / "events.parquet", slices)  # no whole copy of the events
     items_path = None
     if len(items):
         items_path = work / "items.parquet"
-        items.astype({S.ITEM_ID: ID_DTYPE}).to_parquet(items_path, index=False)
+        items = items.assign(**{S.ITEM_ID: index_of(item_ids, items[S.ITEM_ID].astype(str)).astype(np.int32)})
+        items[items[S.ITEM_ID] >= 0].to_parquet(items_path, index=False)
     return work / "events.parquet", items_path
+
+
+def vocabulary(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
+    """data's user ids and item ids, each sorted: what feature_inputs codes them by."""
+    return np.sort(data.user_ids.astype(str)), np.sort(data.item_ids.astype(str))
 
 
 def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
@@ -122,16 +135,17 @@ def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: R
     )
 
 
-def feature_batches(paths: dict[str, Path], user_ids, segment: np.ndarray, users=None) -> Iterator[pd.DataFrame]:
-    """FEATURES of the (user, item bought before) pairs, user_id and item_id first, at most
-    BATCH_PAIRS pairs at a time (of ``users`` only, when given): the pairs of a large shop
-    do not fit in memory at once. ``segment`` is the RFM segment of each of ``user_ids``."""
-    user_frame = read_frame(paths["user_features"]).rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
-    user_frame["user_segment"] = np.append(segment, -1)[index_of(user_ids, user_frame[S.USER_ID])]
-    item_frame = read_frame(paths["item_features"]).rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
-    for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS):
+def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
+    """FEATURES of the (user, item bought before) pairs, user_id and item_id (feature_inputs'
+    codes) first, at most BATCH_PAIRS pairs at a time (of the ``users`` codes only, when
+    given): the pairs of a large shop do not fit in memory at once. ``segment`` is the RFM
+    segment of each user code (-1: none)."""
+    user_frame = read_frame(paths["user_features"], coded_ids=True).rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
+    user_frame["user_segment"] = segment[user_frame[S.USER_ID].to_numpy(np.int64)]
+    item_frame = read_frame(paths["item_features"], coded_ids=True).rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
+    for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
         if users is not None:
-            pairs = pairs[pairs[S.USER_ID].isin(users)]
+            pairs = pairs[np.isin(pairs[S.USER_ID].to_numpy(np.int64), users)]
         frame = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS})
         frame = frame.merge(user_frame, on=S.USER_ID, how="left").merge(item_frame, on=S.ITEM_ID, how="left")
         frame["in_top_category"] = frame["category"].eq(frame["top_category"]).fillna(False).astype(float)  # missing: not in it
@@ -175,7 +189,8 @@ class ReorderRecommender(Recommender):
         labels = last_baskets(basket_events)
         in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
         del basket_events  # before the segments' fit: GBs at Instacart size
-        keys = pd.MultiIndex.from_frame(in_label[[S.USER_ID, S.ITEM_ID]].drop_duplicates())
+        user_ids, item_ids = vocab = vocabulary(data)
+        label_pairs = index_of(user_ids, in_label[S.USER_ID]).astype(np.int64) * len(item_ids) + index_of(item_ids, in_label[S.ITEM_ID])
         del in_label
         earlier = before_labels(events, labels)
         # segments found before the labels; serving users are placed on the same centroids
@@ -187,14 +202,15 @@ class ReorderRecommender(Recommender):
         if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
             learners = rng.choice(np.sort(learners), size=c.max_train_users, replace=False)
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            inputs = feature_inputs(earlier, data.items, Path(work))
+            inputs = feature_inputs(earlier, data.items, Path(work), vocab)
             del earlier  # DuckDB reads the copy: the frame would hold GBs beside it at Instacart size
             paths = feature_files(inputs, types, c, Path(work))
-            batches = feature_batches(paths, segments.user_ids_, segments.user_segment_, users=learners)
-            train = pd.concat(list(batches), ignore_index=True)
-        y = pd.MultiIndex.from_frame(train[[S.USER_ID, S.ITEM_ID]]).isin(keys)
-        users = np.asarray(train[S.USER_ID].unique(), dtype=object)
-        valid = train[S.USER_ID].isin(rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)).to_numpy()
+            segment = np.append(segments.user_segment_, -1)[index_of(segments.user_ids_, user_ids)]
+            train = pd.concat(list(feature_batches(paths, segment, users=index_of(user_ids, learners))), ignore_index=True)
+        train_users = train[S.USER_ID].to_numpy(np.int64)
+        y = np.isin(train_users * len(item_ids) + train[S.ITEM_ID].to_numpy(np.int64), label_pairs)
+        users = user_ids[pd.unique(train_users)]  # codes follow the ids' order: the draw is the ids'
+        valid = np.isin(train_users, index_of(user_ids, rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)))
         if y[~valid].all() or not y[~valid].any():
             raise ModelSkipped("reorder skipped: the label baskets hold no reorder (or nothing but reorders) to learn from")
         X = train[FEATURES]
@@ -206,7 +222,7 @@ class ReorderRecommender(Recommender):
         self.booster_ = lightgbm.Booster(model_str=booster.booster_.model_to_string())
         self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
         log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
-        del booster, train, X, y, valid, keys  # every user's pairs are scored next: GBs at Instacart size
+        del booster, train, X, y, valid, label_pairs  # every user's pairs are scored next: GBs at Instacart size
 
         self.segments_ = segments  # serving users are placed on its centroids, refreshed ones too
         self.item_values_ = None  # the item features of all the data, kept by _pair_state for refreshes
@@ -227,20 +243,24 @@ class ReorderRecommender(Recommender):
         types = list(data.positive_event_types)
         serving_segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])
         parts = {name: [] for name in ("row", "col", "probability", "orders_with", "orders_since", "user_orders")}
+        user_ids, item_ids = vocab = vocabulary(data)
+        row_of, col_of = index_of(self.user_ids_, user_ids), index_of(self.item_ids_, item_ids)  # code -> this model's row, column
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(feature_inputs(data.events, data.items, Path(work)), types, self.config, Path(work))
+            paths = feature_files(feature_inputs(data.events, data.items, Path(work), vocab), types, self.config, Path(work))
             feature_stats = read_json(paths["feature_stats"])
-            items = read_frame(paths["item_features"])
+            items = read_frame(paths["item_features"], coded_ids=True)
             if self.item_values_ is None:
-                self.item_values_ = items.set_index(S.ITEM_ID)[ITEM_COLUMNS].reindex(self.item_ids_).to_numpy(np.float64)
+                by_code = items.set_index(S.ITEM_ID)[ITEM_COLUMNS].reindex(index_of(item_ids, self.item_ids_))
+                self.item_values_ = by_code.to_numpy(np.float64)
             else:
-                at = index_of(self.item_ids_, items[S.ITEM_ID])
+                at = col_of[items[S.ITEM_ID].to_numpy(np.int64)]
                 values = np.full((len(items), len(ITEM_COLUMNS)), np.nan)
                 values[at >= 0] = self.item_values_[at[at >= 0]]
                 items[ITEM_COLUMNS] = values
                 write_frame(paths["item_features"], items)
-            for batch in feature_batches(paths, data.user_ids, serving_segment):
-                rows, cols = index_of(self.user_ids_, batch[S.USER_ID]), index_of(self.item_ids_, batch[S.ITEM_ID])
+            segment = np.append(serving_segment, -1)[index_of(data.user_ids, user_ids)]
+            for batch in feature_batches(paths, segment):
+                rows, cols = row_of[batch[S.USER_ID].to_numpy(np.int64)], col_of[batch[S.ITEM_ID].to_numpy(np.int64)]
                 known = (rows >= 0) & (cols >= 0)
                 batch = batch[known]
                 parts["row"].append(rows[known])

@@ -278,3 +278,22 @@ def test_the_features_do_not_depend_on_duckdb_threads(tmp_path):
     ]
     for name in ("user_features", "item_features", "user_item_features", "feature_stats"):
         assert outputs[0][name].read_bytes() == outputs[1][name].read_bytes(), name
+
+
+def test_integer_codes_in_the_ids_order_give_the_same_tables(features, tmp_path):
+    # each id as its position among the sorted ids: the same rows in the same order, the same statistics
+    events, items = events_frame(), ITEMS.copy()
+    users, item_ids = np.sort(events["user_id"].unique()), np.sort(items["item_id"].unique())
+    events["user_id"] = np.searchsorted(users, events["user_id"]).astype(np.int32)
+    events["item_id"] = np.searchsorted(item_ids, events["item_id"]).astype(np.int32)
+    items["item_id"] = np.searchsorted(item_ids, items["item_id"]).astype(np.int32)
+    (tmp_path / "coded").mkdir()
+    coded = build(tmp_path / "coded", events=events, items=items)
+    assert coded["feature_stats"] == features["feature_stats"]
+    for name in ("user_features", "item_features", "user_item_features"):
+        table = coded[name]
+        assert table["item_id" if name == "item_features" else "user_id"].dtype == np.int32
+        for column, ids in (("user_id", users), ("item_id", item_ids)):
+            if column in table:
+                table[column] = ids[table[column]]
+        pd.testing.assert_frame_equal(table, features[name], check_dtype=False)
