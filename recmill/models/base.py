@@ -327,8 +327,8 @@ class Recommender(ABC):
         user's history (column numbers, ascending) most similar to it (items x history), a
         tie going to the first in the history. With positive_only, only the items more
         similar than orthogonal; an item with none gets its popularity as the reason."""
-        if len(items) == 0:
-            return []
+        if len(history) == 0:
+            return [self._popular_reason(col) for col in items]
         similarity = np.asarray(similarity, dtype=np.float64)
         if not np.isfinite(similarity).all():  # argmax's order below is a sort's only for finite values
             return [self._sorted_history_reason(row, col, history, s, positive_only) for col, s in zip(items, similarity)]

@@ -66,3 +66,12 @@ def test_the_same_reasons_with_non_finite_similarities(model):
         "because you bought Eggs and rated Dates",
         "because you bought Apples and rated Dates",
     ]
+
+
+def test_without_history_every_item_is_popular(model):
+    row = int(model.user_rows(["u1"])[0])
+    items = np.array([model.item_cols(["e"])[0], model.item_cols(["f"])[0]])
+    assert model._nearest_history_reasons(row, items, np.array([], np.int64), np.zeros((2, 0))) == [
+        "popular in Dairy", "popular with other customers",
+    ]
+    assert model._nearest_history_reasons(row, items[:0], np.array([1]), np.zeros((0, 1))) == []
