@@ -344,12 +344,8 @@ class Recommender(ABC):
             if not has_first[n]:
                 out.append(self._popular_reason(col))
                 continue
-            verb = VERBS[int(codes[first[n]])]
-            reason = f"because you {verb} {names[first[n]]}"
-            if has_second[n]:
-                other_verb = VERBS[int(codes[second[n]])]
-                reason += f" and {names[second[n]]}" if other_verb == verb else f" and {other_verb} {names[second[n]]}"
-            out.append(reason)
+            closest = [first[n], second[n]] if has_second[n] else [first[n]]
+            out.append(self._because(names[closest], codes[closest]))
         return out
 
     def _sorted_history_reason(self, row: int, col: int, history: np.ndarray, similarity: np.ndarray, positive_only: bool) -> str:
@@ -377,8 +373,13 @@ class Recommender(ABC):
             named.setdefault(self.item_names_[col], int(col))
             if len(named) == 2:
                 break
+        return self._because(list(named), self._event_codes(row, np.fromiter(named.values(), np.int64)))
+
+    @staticmethod
+    def _because(names, codes) -> str:
+        """'because you bought X and rated Y' of these history items (names, event codes), a verb said once for a run."""
         parts, last_verb = [], None
-        for name, code in zip(named, self._event_codes(row, np.fromiter(named.values(), np.int64))):
+        for name, code in zip(names, codes):
             verb = VERBS[int(code)]
             parts.append(name if verb == last_verb else f"{verb} {name}")
             last_verb = verb
