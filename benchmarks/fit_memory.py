@@ -2,7 +2,10 @@
 pipeline_scale.py, say), with the process's resident memory sampled every second beside
 the innermost recmill and pandas frames running then.
 
-    .venv/bin/python benchmarks/fit_memory.py reorder --run data/bench/32m --preset instacart [--fit full] [--set KEY=VALUE]
+    .venv/bin/python benchmarks/fit_memory.py reorder --run data/bench/32m --preset instacart [--fit full] [--refresh] [--set KEY=VALUE]
+
+With --refresh the fit is a refresh of the run's fit before it (train.refit): the test fit
+for the full fit, the valid fit for the test fit.
 
 Writes reports/benchmarks/fit_memory_<model>_<fit>.json and .md: wall time, peak resident
 memory (the kernel's high-water mark), the sampled peaks with what ran then, and the
@@ -21,7 +24,8 @@ from pathlib import Path
 
 from report import folder_settings, write_report
 
-from recmill.fits import fit_data
+from recmill.fits import FIT_SPLITS, fit_data, refreshed_fit
+from recmill.io import Layout
 from recmill.models import build_model
 from recmill.runtime import offline_defaults
 from recmill.settings import load_settings
@@ -48,6 +52,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the folder of a pipeline_scale.py size (data/, reports/, mlflow.db)")
     parser.add_argument("--preset", default=None, help="data.preset of that run")
     parser.add_argument("--fit", default="full", choices=["valid", "test", "full"])
+    parser.add_argument("--refresh", action="store_true", help="refresh the run's fit before this one instead of training")
     parser.add_argument("--set", action="append", default=[], help="more settings of that run")
     args = parser.parse_args()
     offline_defaults()
@@ -68,18 +73,22 @@ def main() -> None:
     threading.Thread(target=watch, daemon=True).start()
     data = fit_data(settings, args.fit)
     loaded = time.perf_counter() - started
-    build_model(args.model, settings).fit(data)
+    if args.refresh:
+        before = list(FIT_SPLITS)[list(FIT_SPLITS).index(args.fit) - 1]
+        refreshed_fit(settings, args.model, Layout(settings).model_dir(args.model, before), args.fit)
+    else:
+        build_model(args.model, settings).fit(data)
     wall = time.perf_counter() - started
     done.set()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     top = sorted(samples, key=lambda s: -s[1])[:10]
     report = {
-        "model": args.model, "fit": args.fit, "run": str(run), "events": len(data.events), "users": len(data.user_ids),
+        "model": args.model, "fit": args.fit, "refresh": args.refresh, "run": str(run), "events": len(data.events), "users": len(data.user_ids),
         "items": len(data.item_ids), "data_seconds": round(loaded, 1), "wall_seconds": round(wall, 1),
         "peak_gib": round(peak, 2), "sampled_peaks": top, "timeline": samples[::10],
     }
     lines = [
-        f"# Memory of one fit: {args.model}, {args.fit} fit (benchmarks/fit_memory.py)\n",
+        f"# Memory of one fit: {args.model}, {args.fit} fit{' (a refresh)' if args.refresh else ''} (benchmarks/fit_memory.py)\n",
         f"Data: {run.name}, {len(data.events):,} events, {len(data.user_ids):,} users, {len(data.item_ids):,} items.",
         f"Wall {wall:.0f} s ({loaded:.0f} s building the data); peak resident memory {peak:.2f} GiB.\n",
         "## The highest samples\n", "| s | GiB | running |", "| ---: | ---: | --- |",

@@ -263,12 +263,13 @@ class ReorderRecommender(Recommender):
                 rows, cols = row_of[batch[S.USER_ID].to_numpy(np.int64)], col_of[batch[S.ITEM_ID].to_numpy(np.int64)]
                 known = (rows >= 0) & (cols >= 0)
                 batch = batch[known]
-                parts["row"].append(rows[known])
-                parts["col"].append(cols[known])
+                # each part its own small array: a view of a column would keep the batch's whole block of features
+                parts["row"].append(rows[known].astype(np.int32))
+                parts["col"].append(cols[known].astype(np.int32))
                 parts["probability"].append(self.booster_.predict(batch[FEATURES]))
-                parts["orders_with"].append(np.rint(batch["pair_order_share"] * batch["user_n_orders"]).to_numpy())
-                parts["orders_since"].append(batch["pair_orders_since_last"].to_numpy() + 1)  # +1: a zero would vanish from the sparse matrix
-                parts["user_orders"].append(batch["user_n_orders"].to_numpy())
+                parts["orders_with"].append(np.rint(batch["pair_order_share"] * batch["user_n_orders"]).to_numpy(np.float32))
+                parts["orders_since"].append(batch["pair_orders_since_last"].to_numpy(np.float32) + 1)  # +1: a zero would vanish from the sparse matrix
+                parts["user_orders"].append(batch["user_n_orders"].to_numpy(np.float32, copy=True))
         # each joined array replaces its batches' parts: not both at once
         joined = {name: np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0) for name in list(parts)}
         rows, cols = joined.pop("row").astype(np.int64), joined.pop("col").astype(np.int64)
