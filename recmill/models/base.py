@@ -88,10 +88,13 @@ class Recommender(ABC):
 
         The default scores every item densely; a model with an index (FAISS) overrides it.
         """
-        scores = np.asarray(self._score(rows), dtype=np.float64)
+        scores = self._score(rows)
+        if scores.dtype != np.float32:  # float32 scores stay so: half the bytes for top_k to read, the same order
+            scores = np.asarray(scores, dtype=np.float64)
         if exclude_seen:
             mask_seen(scores, self.seen_[rows])
-        return top_k(scores, k)
+        top, top_scores = top_k(scores, k)
+        return top, top_scores.astype(np.float64)
 
     def _save_extra(self, path: Path) -> None:
         """Write what the declared state does not hold: side files (boosters, weights, inner models)."""

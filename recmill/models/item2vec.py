@@ -44,7 +44,8 @@ def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS) -
     An item counts once per session: its order, or the user's day for events without one
     (views, or data with no orders). 'user' strings a user's sessions together.
     """
-    ev = events[events[S.EVENT_TYPE].isin(event_types).to_numpy(bool)]
+    wanted = [c for c in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.ORDER_ID) if c in events]
+    ev = events.loc[events[S.EVENT_TYPE].isin(event_types).to_numpy(bool), wanted]  # no copy of the other columns
     # sorted codes order like the ids themselves, and sort far faster than strings
     users, _ = factorized(ev[S.USER_ID])
     items, item_ids = factorized(ev[S.ITEM_ID])
@@ -173,7 +174,7 @@ class Item2VecRecommender(Recommender):
         half_life = self.config.recency_half_life_days
         if half_life is None:
             return self.seen_.astype(np.float64)
-        ev = data.events[data.events[S.EVENT_TYPE].isin(data.positive_event_types)]
+        ev = data.events.loc[data.events[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool), [S.USER_ID, S.ITEM_ID, S.TIMESTAMP]]
         frame = pd.DataFrame(
             {"r": index_of(self.user_ids_, ev[S.USER_ID]),
              "c": index_of(self.item_ids_, ev[S.ITEM_ID]),

@@ -97,15 +97,18 @@ class NCFRecommender(Recommender):
         cfg = self.config
         self.device_ = resolve_device(cfg.device)
         earlier_events, valid_events = label_split(data.events, cfg.valid_fraction)
+        held_out = label_positives(earlier_events, valid_events, data.positive_event_types)
+        del valid_events
         # the whole catalogue, so the earlier data has the same columns; every user keeps an earlier event, so the same rows
-        catalogue = data.catalogue()
         earlier = InteractionData.build(
-            earlier_events, catalogue, data.users, InteractionsConfig(positive_event_types=list(data.positive_event_types))
+            earlier_events, data.catalogue(), data.users, InteractionsConfig(positive_event_types=list(data.positive_event_types))
         )
+        del earlier_events  # earlier holds it (most events copied: GBs at Instacart size) and goes once the features are built
         if earlier.positive.nnz == 0:
             raise RecmillError("model 'ncf' found no pairs a user has (bought, rated) to train on")
         self.features_, self.feature_stats_ = build_features(earlier, self.seed)
-        held_out = label_positives(earlier_events, valid_events, data.positive_event_types)
+        positive = earlier.positive
+        del earlier
         truth = pd.DataFrame(
             {"r": self.user_rows(held_out[S.USER_ID]), "c": self.item_cols(held_out[S.ITEM_ID])}
         ).groupby("r")["c"].agg(set).to_dict()
@@ -115,7 +118,7 @@ class NCFRecommender(Recommender):
         started = time.perf_counter()
         with reproducible(self.seed, self.device_):
             self.net_ = NCFNet(cfg, self.features_).to(self.device_)
-            self.history_ = self._train(earlier.positive, truth)
+            self.history_ = self._train(positive, truth)
         self.history_.update(device=str(self.device_), seconds=round(time.perf_counter() - started, 2))
         self.net_.eval()
 
