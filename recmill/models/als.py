@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 
 from recmill.config import ALSConfig
 from recmill.data.interactions import InteractionData
-from recmill.models.base import Recommender, top_k, unit_rows
+from recmill.models.base import Recommender, dot_scores, top_k, unit_rows
 from recmill.runtime import model_threads
 
 
@@ -58,7 +58,7 @@ class ALSRecommender(Recommender):
         return {"user_factors_": np.asarray(factors, dtype=np.float32).reshape(data.n_users, -1)}
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        return self.user_factors_[rows] @ self.item_factors_.T
+        return dot_scores(self.user_factors_[rows], self.item_factors_)
 
     def _unit_items(self) -> np.ndarray:
         """Item factors scaled to length 1, computed once per factor matrix (reasons ask per user)."""

@@ -155,8 +155,10 @@ class ContentRecommender(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         # a profile shares a term (its category, say) with many items, so the scores are
-        # nearly dense: sparse items x dense profiles is several times faster than sparse x sparse
-        return (self.item_vectors_ @ self._profiles(rows).toarray().T).T
+        # nearly dense: sparse items x dense profiles is several times faster than sparse x
+        # sparse; float32 (the vectors' own precision) and a row per user, as top_k reads them
+        profiles = self._profiles(rows).toarray().astype(np.float32)
+        return np.ascontiguousarray((self.item_vectors_ @ profiles.T).T)
 
     def _similar(self, items: np.ndarray, k: int):
         # rows are stored best first, so the first k of each are its top k

@@ -29,7 +29,7 @@ from recmill.arrays import first_occurrences
 from recmill.config import Item2VecConfig
 from recmill.data.interactions import InteractionData, factorized, index_of
 from recmill.errors import ModelSkipped
-from recmill.models.base import Recommender, mask_seen, top_k, unit_rows
+from recmill.models.base import Recommender, dot_scores, mask_seen, top_k, unit_rows
 
 # Views and carts carry taste too: on the synthetic shop, user sequences of all events give
 # NDCG@10 0.015 against 0.010 with purchases and carts, 0.009 with purchases only
@@ -221,7 +221,7 @@ class Item2VecRecommender(Recommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         profiles, placed = self._profiles(rows)
         scores = np.full((len(rows), len(self.item_ids_)), -np.inf)
-        scores[:, self.placed_] = profiles @ self.vectors_.T + self.boost_[self.placed_]
+        scores[:, self.placed_] = dot_scores(profiles, self.vectors_) + self.boost_[self.placed_]
         scores[~placed] = self.popularity_
         return scores
 
@@ -234,7 +234,7 @@ class Item2VecRecommender(Recommender):
         if placed.any() and len(self.placed_) <= self.config.exact_index_max_items:
             # exact: dense scores and one top-k, not the index's search, whose per-query heap
             # must also hold the user's seen items (k + hundreds at Instacart size)
-            dense = profiles[placed] @ self.all_vectors_.T + self.placed_boost_
+            dense = dot_scores(profiles[placed], self.all_vectors_) + self.placed_boost_
             if exclude_seen:
                 mask_seen(dense, seen[placed])
             cols, found = top_k(dense, k)

@@ -27,7 +27,7 @@ from recmill.arrays import unique_ints
 from recmill.config import InteractionsConfig, MFConfig
 from recmill.data.interactions import InteractionData, event_codes, event_weights, index_of
 from recmill.errors import RecmillError
-from recmill.models.base import Recommender, text_array, unit_rows
+from recmill.models.base import Recommender, dot_scores, text_array, unit_rows
 from recmill.progress import steps
 
 HISTORY_SHOWN = 5
@@ -193,7 +193,7 @@ class MFRecommender(Recommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """Unclipped predictions: clipping would tie every item predicted above the top rating."""
         base = float(self.global_mean_) + self.user_bias_[rows, None] + self.item_bias_[None, :]
-        return base + self.user_factors_[rows] @ self.item_factors_.T
+        return base + dot_scores(self.user_factors_[rows], self.item_factors_)
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
         """Predicted ratings; an unknown user or item contributes no bias and no factors.
