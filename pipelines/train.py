@@ -9,8 +9,9 @@ import time
 
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
-from recmill.fits import fit_model, refreshed_fit, refreshes, tracked_params
+from recmill.fits import fit_model, keep_fit_data, refreshed_fit, refreshes, tracked_params
 from recmill.io import Layout, run_info, write_json
+from recmill.models import model_class
 from recmill.tracking import Tracker
 
 log = logging.getLogger("recmill")
@@ -26,6 +27,8 @@ def run(settings: Settings, model: str) -> dict:
     try:
         seconds = {}
         for fit in ("valid", "test"):
+            if model_class(model).heavy:  # the largest fits hold no other fit's data: at scale it costs GBs, a rebuild seconds
+                keep_fit_data(fit)
             if fit == "test" and refreshes(settings, model):  # at scale: trained once, then refreshed (train.refit)
                 started = time.perf_counter()
                 fitted = refreshed_fit(settings, model, layout.model_dir(model, "valid"), "test")

@@ -56,6 +56,31 @@ def test_a_fits_data_is_built_once_per_process_until_its_files_change(workdir):
     assert not recmill.fits._SLICES  # nor the slices they were built from
 
 
+def test_a_heavy_model_trains_each_fit_holding_no_other_fits_data(workdir, monkeypatch):
+    import pipelines.ingest
+    import pipelines.split
+    import pipelines.train
+    import recmill.fits
+    from recmill.settings import load_settings
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,ncf]", "models.ncf.epochs=1"])
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    recmill.fits.keep_fit_data()
+    held, fit_model = [], pipelines.train.fit_model
+
+    def recording(settings, model, fit):
+        held.append((model, fit, sorted(key[0] for key in recmill.fits._BUILT)))
+        return fit_model(settings, model, fit)
+
+    monkeypatch.setattr(pipelines.train, "fit_model", recording)
+    for model in ("popularity", "ncf"):
+        assert "failed" not in pipelines.train.run(settings, model)
+    # popularity keeps the valid fit's data for the next model; ncf (heavy) lets go of each other fit's first
+    assert held == [("popularity", "valid", []), ("popularity", "test", ["valid"]), ("ncf", "valid", ["valid"]), ("ncf", "test", [])]
+
+
 def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
     from flows.retrain import longest_first
 
