@@ -69,3 +69,21 @@ def test_refreshed_factors_solve_the_user_step_by_hand():
     A = Y.T @ Y + Yu.T @ ((c - 1)[:, None] * Yu) + cfg.regularization * np.eye(4)
     expected = np.linalg.solve(A, Yu.T @ c)
     np.testing.assert_allclose(model.user_factors_[model.user_rows([user])[0]], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dot_scores_are_each_rows_products_with_every_item_in_float32():
+    from recmill.models.base import dot_scores
+
+    users = np.array([[1.0, 2.0], [0.0, 1.0]])  # float64 in: multiplied as float32
+    items = np.array([[3.0, 4.0], [1.0, 0.0], [0.5, 0.5]], dtype=np.float32)
+    scores = dot_scores(users, items)
+    assert scores.dtype == np.float32 and scores.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(scores, [[11.0, 1.0, 1.5], [4.0, 0.0, 0.5]])
+
+
+def test_scores_are_the_factors_products():
+    data = make_data()
+    model = ALSRecommender(ALSConfig(factors=4, iterations=5), seed=1).fit(data)
+    rows = np.array([0, 3, 5])
+    expected = model.user_factors_[rows].astype(np.float64) @ model.item_factors_.T.astype(np.float64)
+    np.testing.assert_allclose(model._score(rows), expected, rtol=1e-5, atol=1e-6)
