@@ -68,7 +68,7 @@ class ALSRecommender(Recommender):
 
     def _similar(self, items: np.ndarray, k: int):
         unit = self._unit_items()
-        sims = (unit[items] @ unit.T).astype(np.float64)
+        sims = dot_scores(unit[items], unit).astype(np.float64)
         sims[np.arange(len(items)), items] = -np.inf
         return top_k(sims, k)
 
