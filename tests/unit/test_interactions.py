@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recmill.config import InteractionsConfig
 from recmill.data.interactions import InteractionData, event_weights, factorized, index_of
@@ -52,3 +53,21 @@ def test_catalogue_adds_a_bare_row_for_each_item_known_from_events_only():
     catalogue = data.catalogue()
     assert catalogue["item_id"].tolist() == ["i1", "i2", "i9"] and catalogue["name"].isna().tolist() == [False, False, True]
     assert InteractionData.build(events[:1], catalogue, data.users, InteractionsConfig()).item_ids.tolist() == data.item_ids.tolist()
+
+
+def test_pair_events_give_each_pairs_strongest_event_and_latest_time():
+    events = pd.DataFrame({
+        "user_id": pd.Series(["u2", "u1", "u1", "u2", "u1", "u1"], dtype=ID_DTYPE),
+        "item_id": pd.Series(["i2", "i1", "i1", "i3", "i2", "i1"], dtype=ID_DTYPE),
+        "event_type": pd.Series(["view", "purchase", "view", "cart", "view", "cart"], dtype=ID_DTYPE),
+        "value": 1.0,
+        "timestamp": pd.to_datetime(["2024-01-05", "2024-01-01", "2024-01-03", "2024-01-04", "2024-01-02", "2024-01-02"]),
+    })
+    data = InteractionData.build(events, pd.DataFrame({"item_id": ["i4"]}), pd.DataFrame(), InteractionsConfig())
+    # every user x item (i1..i4): u1's i1 has its purchase as the strongest event and its view
+    # as the latest; pairs without an event get code 0 and no time
+    codes, latest = data.pair_events(sp.csr_matrix(np.ones((2, 4))))
+    assert codes.tolist() == [3, 1, 0, 0, 0, 1, 2, 0]
+    assert latest.tolist() == pd.to_datetime(
+        ["2024-01-03", "2024-01-02", None, None, None, "2024-01-05", "2024-01-04", None]
+    ).to_numpy().tolist()
