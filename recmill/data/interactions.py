@@ -71,9 +71,9 @@ class InteractionData:
     items: pd.DataFrame
     users: pd.DataFrame
     positive_event_types: tuple[str, ...]
-    # each event's pair key (row * n_items + col) and event code, kept from build for
-    # _pair_events, which drops them: factorizing the ids again costs half a minute at 40M
-    event_keys: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # each event's pair key (row * n_items + col) and event code, kept from build: coding
+    # the ids again, for each model that reads the events, costs seconds a column at 40M
+    event_keys: tuple[np.ndarray, np.ndarray] = field(default=None, repr=False)
 
     @classmethod
     def build(cls, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, cfg: InteractionsConfig):
@@ -93,7 +93,7 @@ class InteractionData:
         type_codes, types = factorized(events[S.EVENT_TYPE])
         positive = pairs(np.append(np.isin(types, list(cfg.positive_event_types)), False)[type_codes].astype(np.float32))
         positive.data[:] = 1.0
-        keys = rows.astype(np.int64) * len(item_ids) + cols
+        keys = rows.astype(np.int64, copy=False) * len(item_ids) + cols
         return cls(user_ids, item_ids, matrix, positive, events, items, users, tuple(cfg.positive_event_types), (keys, coded_events(type_codes, types)))
 
     def catalogue(self) -> pd.DataFrame:
@@ -108,7 +108,7 @@ class InteractionData:
         """Per (user, item) pair with an event, by its key row * n_items + col (sorted): the
         strongest event code ``v`` and the latest event time ``t``. Built once per data and
         shared by the models that fit on it: a pass over every event, costly at 40M."""
-        (key, codes), self.event_keys = self.event_keys, None
+        key, codes = self.event_keys
         # a stable sort then maxima over each key's run: a third of pandas' groupby at 40M
         # events, and quick on events already in user order (a merge sort meets runs)
         if not len(key):
@@ -119,6 +119,11 @@ class InteractionData:
         times = self.events[S.TIMESTAMP].to_numpy("datetime64[ns]").view(np.int64)[order]
         latest, strongest = np.maximum.reduceat(times, starts), np.maximum.reduceat(codes[order], starts)
         return pd.DataFrame({"t": latest.view("datetime64[ns]"), "v": strongest}, index=pd.Index(key[starts], name="key"))
+
+    def event_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The row (user) and column (item) of each event, in the events' order."""
+        key = self.event_keys[0]
+        return np.divmod(key, max(self.n_items, 1))
 
     def pair_events(self, pattern: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         """For each stored entry of ``pattern`` (users x items, in its storage order): the

@@ -12,7 +12,7 @@ import pandas as pd
 from recmill import schema as S
 from recmill.arrays import unique_ints
 from recmill.config import SegmentsConfig
-from recmill.data.interactions import InteractionData, index_of
+from recmill.data.interactions import InteractionData
 from recmill.models.base import text_array
 from recmill.models.segments import SegmentsRecommender
 
@@ -95,8 +95,7 @@ def scaled(raw: dict[str, tuple[np.ndarray, str]], stats: dict) -> tuple[np.ndar
 def build_features(data: InteractionData, seed: int) -> tuple[Features, dict]:
     """The user and item features of this data (module docstring) and their scaling constants."""
     ev = data.events
-    rows = index_of(data.user_ids, ev[S.USER_ID])
-    cols = index_of(data.item_ids, ev[S.ITEM_ID])
+    rows, cols = data.event_cells()
     positive = ev[S.EVENT_TYPE].isin(data.positive_event_types).to_numpy(bool)
     rating = ev[S.EVENT_TYPE].eq("rating").to_numpy(bool)
     days_ago = ((ev[S.TIMESTAMP].max() - ev[S.TIMESTAMP]) / DAY).to_numpy(np.float64)

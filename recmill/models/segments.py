@@ -56,7 +56,7 @@ from threadpoolctl import threadpool_limits
 from recmill import schema as S
 from recmill.arrays import distinct_per_row
 from recmill.config import SegmentsConfig
-from recmill.data.interactions import InteractionData, factorized, index_of
+from recmill.data.interactions import InteractionData, factorized
 from recmill.models.base import Recommender, text_array, top_k
 
 N_INIT = 10
@@ -81,7 +81,7 @@ def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[
         return values if every_event else values[positive]
 
     items = data.items.set_index(data.items[S.ITEM_ID].astype(str)) if len(data.items) else pd.DataFrame()
-    cols = of_positive(index_of(data.item_ids, events[S.ITEM_ID]))
+    row, cols = (of_positive(cells) for cells in data.event_cells())
     # a basket is the order, or the day for events without one: codes, not a string per event
     order = of_positive(factorized(events[S.ORDER_ID])[0]) if S.ORDER_ID in events else np.full(len(cols), -1)
     day = of_positive(events[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64))
@@ -93,7 +93,6 @@ def rfm_features(data: InteractionData, top_categories: int, chosen_names: list[
         spend = of_positive(events["value"].fillna(0.0).to_numpy(np.float64))
     # per-user sums and counts over arrays: a frame of these columns, grouped, copies them
     # and hashes each (GBs at tens of millions of events)
-    row = of_positive(index_of(data.user_ids, events[S.USER_ID]))
     basket = np.where(order >= 0, order, -(day + 1))  # days (from 1970-01-02 on) below zero
     events_per_user = np.bincount(row, minlength=data.n_users)
     last = np.full(data.n_users, np.iinfo(np.int64).min)  # NaT for users without a positive event

@@ -65,8 +65,7 @@ class Context:
     def of(cls, data: InteractionData, categories: np.ndarray) -> Context:
         ev = data.events
         age = ((ev[S.TIMESTAMP].max() - ev[S.TIMESTAMP]) / DAY).to_numpy(np.float64)
-        rows = index_of(data.user_ids, ev[S.USER_ID])
-        cols = index_of(data.item_ids, ev[S.ITEM_ID])
+        rows, cols = data.event_cells()
         by_item = pd.Series(age).groupby(cols)
         return cls(
             positive=data.positive.tocsr(),
