@@ -84,13 +84,28 @@ def user_groups(settings: Settings, fit: str, users: list[str]) -> dict[str, dic
     return groups
 
 
+_BASELINES: dict[tuple, dict[str, list[str]]] = {}
+
+
 def baseline_lists(settings: Settings, fit: str, users, k: int) -> dict[str, list[str]] | None:
-    """The baseline model's lists of the same fit, when it was trained."""
+    """The baseline model's lists of the same fit, when it was trained; reused while its saved
+    fit and the users are the same (every model's evaluation compares with them)."""
     name = settings.evaluate.baseline
     path = Layout(settings).model_dir(name, fit)
     if name not in settings.train.models or not (path / "config.json").exists():
         return None
-    return ranked_lists(model_class(name).load(path), users, k, settings.publish.exclude_seen)
+    users = list(users)
+    key = (fit, k, settings.publish.exclude_seen, hash(tuple(users)), *files_key(sorted(path.iterdir())))
+    return remembered(_BASELINES, key, lambda: ranked_lists(model_class(name).load(path), users, k, settings.publish.exclude_seen))
+
+
+def remembered(cache: dict, key: tuple, make):
+    """cache[key], made by make() when missing; the cache keeps the last two (a run's two fits)."""
+    if key not in cache:
+        while len(cache) >= 2:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
 
 
 @dataclass
@@ -121,11 +136,7 @@ def holdout(settings: Settings, fit: str) -> Holdout:
     files += [segments] if segments.exists() else []
     key = (fit, settings.interactions.model_dump_json(), settings.evaluate.model_dump_json(), settings.publish.exclude_seen,
            settings.seed, *files_key(files))
-    if key not in _HOLDOUTS:
-        while len(_HOLDOUTS) >= 2:
-            _HOLDOUTS.pop(next(iter(_HOLDOUTS)))
-        _HOLDOUTS[key] = build_holdout(settings, fit)
-    return _HOLDOUTS[key]
+    return remembered(_HOLDOUTS, key, lambda: build_holdout(settings, fit))
 
 
 def build_holdout(settings: Settings, fit: str) -> Holdout:

@@ -114,6 +114,37 @@ def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(work
     assert len(recmill.scoring.holdout(other, "test").truth) == 5 and len(built) == 2  # other settings, another
 
 
+def test_the_baselines_lists_are_made_once_per_fit_until_it_is_trained_again(workdir, monkeypatch):
+    import pipelines.ingest
+    import pipelines.split
+    import recmill.scoring
+    from recmill.fits import fit_model
+    from recmill.io import Layout
+    from recmill.settings import load_settings
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,random]"])
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+
+    def train(model: str):
+        fitted, _ = fit_model(settings, model, "test")
+        fitted.save(Layout(settings).model_dir(model, "test"))
+        return fitted
+
+    train("popularity")
+    random = train("random")
+    made = []
+    real = recmill.scoring.ranked_lists
+    monkeypatch.setattr(recmill.scoring, "ranked_lists", lambda model, *a: made.append(model.name) or real(model, *a))
+    first = recmill.scoring.score_ranking(settings, random, "test")
+    assert recmill.scoring.score_ranking(settings, random, "test") == first
+    assert made == ["random", "popularity", "random"]  # the baseline's lists once
+    train("popularity")  # its files change: its lists are made again, the same lists
+    assert recmill.scoring.score_ranking(settings, random, "test") == first
+    assert made == ["random", "popularity", "random", "random", "popularity"]
+
+
 def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdir, monkeypatch):
     import pipelines.ingest
     import pipelines.split
