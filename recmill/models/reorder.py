@@ -87,43 +87,39 @@ def last_baskets(basket_events: pd.DataFrame) -> pd.DataFrame:
     return starts[counts >= 2].groupby(S.USER_ID).tail(1)[[S.USER_ID, "basket", "basket_start"]]
 
 
-def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Every event except, for users with a label basket, those of it or after its start.
-    Looked up by position, not merged: at Instacart size a merge copies 40M rows."""
+def before_labels(events: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
+    """Which events to keep: all but, for users with a label basket, those of it or after its
+    start. Looked up by position, not merged: at Instacart size a merge copies 40M rows."""
     label = index_of(labels[S.USER_ID], events[S.USER_ID])  # the user's row of labels, or -1
     basket, names = factorized(basket_ids(events))
     label_basket = np.append(index_of(names, labels["basket"]), -2)[label]  # -2: no label, never a basket
     label_start = np.append(labels["basket_start"].to_numpy("datetime64[ns]"), np.datetime64("NaT"))[label]
-    keep = (label < 0) | ((events[S.TIMESTAMP].to_numpy("datetime64[ns]") < label_start) & (basket != label_basket))
-    return events[keep]
+    return (label < 0) | ((events[S.TIMESTAMP].to_numpy("datetime64[ns]") < label_start) & (basket != label_basket))
 
 
-def feature_inputs(events: pd.DataFrame, items: pd.DataFrame, work: Path, vocabulary: tuple[np.ndarray, np.ndarray]) -> tuple[Path, Path | None]:
-    """Parquet copies of the events' feature columns and of the items, written into ``work``
-    for DuckDB to read, each user and item as its position in the sorted ``vocabulary``
-    (user ids, item ids): integers group and join faster than strings, in the same order."""
+def feature_inputs(data: InteractionData, work: Path, keep: np.ndarray | None = None) -> tuple[Path, Path | None]:
+    """Parquet copies of data's events' feature columns (those ``keep`` marks, or all) and of
+    its items, written into ``work`` for DuckDB to read, each user and item as its row and
+    column in data (the ids' sorted order): integers group and join faster than strings."""
     work.mkdir(parents=True, exist_ok=True)
-    user_ids, item_ids = vocabulary
+    rows, cols = data.event_cells()
+    at = np.arange(len(rows)) if keep is None else np.flatnonzero(keep)
 
-    def coded(frame: pd.DataFrame) -> pd.DataFrame:
-        out = frame.reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID]).astype({S.EVENT_TYPE: ID_DTYPE, S.ORDER_ID: ID_DTYPE})
-        out.insert(0, S.ITEM_ID, index_of(item_ids, frame[S.ITEM_ID]).astype(np.int32))
-        out.insert(0, S.USER_ID, index_of(user_ids, frame[S.USER_ID]).astype(np.int32))
+    def coded(part: np.ndarray) -> pd.DataFrame:  # a batch of events at a time: no whole copy of them
+        out = data.events.iloc[part].reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID])
+        out = out.astype({S.EVENT_TYPE: ID_DTYPE, S.ORDER_ID: ID_DTYPE}).reset_index(drop=True)
+        out.insert(0, S.ITEM_ID, cols[part].astype(np.int32))
+        out.insert(0, S.USER_ID, rows[part].astype(np.int32))
         return out
 
-    slices = (coded(events.iloc[start : start + BATCH_PAIRS]) for start in range(0, max(len(events), 1), BATCH_PAIRS))
+    slices = (coded(at[start : start + BATCH_PAIRS]) for start in range(0, max(len(at), 1), BATCH_PAIRS))
     write_frame_slices(work / "events.parquet", slices)  # no whole copy of the events
-    items_path = None
+    items_path, items = None, data.items
     if len(items):
         items_path = work / "items.parquet"
-        items = items.assign(**{S.ITEM_ID: index_of(item_ids, items[S.ITEM_ID].astype(str)).astype(np.int32)})
+        items = items.assign(**{S.ITEM_ID: index_of(data.item_ids, items[S.ITEM_ID].astype(str)).astype(np.int32)})
         items[items[S.ITEM_ID] >= 0].to_parquet(items_path, index=False)
     return work / "events.parquet", items_path
-
-
-def vocabulary(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
-    """data's user ids and item ids, each sorted: what feature_inputs codes them by."""
-    return np.sort(data.user_ids.astype(str)), np.sort(data.item_ids.astype(str))
 
 
 def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
@@ -189,22 +185,20 @@ class ReorderRecommender(Recommender):
         labels = last_baskets(basket_events)
         in_label = basket_events.merge(labels[[S.USER_ID, "basket"]], on=[S.USER_ID, "basket"])
         del basket_events  # before the segments' fit: GBs at Instacart size
-        user_ids, item_ids = vocab = vocabulary(data)
+        user_ids, item_ids = data.user_ids, data.item_ids  # feature_inputs' codes are their positions
         label_pairs = index_of(user_ids, in_label[S.USER_ID]).astype(np.int64) * len(item_ids) + index_of(item_ids, in_label[S.ITEM_ID])
         del in_label
         earlier = before_labels(events, labels)
         # segments found before the labels; serving users are placed on the same centroids
         segments = SegmentsRecommender(self.segments, seed=self.seed).fit(
-            InteractionData.build(earlier, data.items, data.users, InteractionsConfig(positive_event_types=types))
+            InteractionData.build(events[earlier], data.items, data.users, InteractionsConfig(positive_event_types=types))
         )
         learners = np.asarray(labels[S.USER_ID].unique(), dtype=object)
         rng = np.random.default_rng(self.seed)
         if c.max_train_users is not None and len(learners) > c.max_train_users:  # at scale: learn from a sample of users
             learners = rng.choice(np.sort(learners), size=c.max_train_users, replace=False)
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            inputs = feature_inputs(earlier, data.items, Path(work), vocab)
-            del earlier  # DuckDB reads the copy: the frame would hold GBs beside it at Instacart size
-            paths = feature_files(inputs, types, c, Path(work))
+            paths = feature_files(feature_inputs(data, Path(work), earlier), types, c, Path(work))
             segment = np.append(segments.user_segment_, -1)[index_of(segments.user_ids_, user_ids)]
             train = pd.concat(list(feature_batches(paths, segment, users=index_of(user_ids, learners))), ignore_index=True)
         train_users = train[S.USER_ID].to_numpy(np.int64)
@@ -241,12 +235,12 @@ class ReorderRecommender(Recommender):
         if getattr(self, "segments_", None) is None or not hasattr(self, "item_values_"):
             raise RecmillError("this reorder fit predates refreshing (it lacks its segments); the next retrain makes one that can")
         types = list(data.positive_event_types)
-        serving_segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])
+        segment = self.segments_.assign(rfm_features(data, self.segments.top_categories, list(self.segments_.categories_))[0])  # by row
         parts = {name: [] for name in ("row", "col", "probability", "orders_with", "orders_since", "user_orders")}
-        user_ids, item_ids = vocab = vocabulary(data)
+        user_ids, item_ids = data.user_ids, data.item_ids
         row_of, col_of = index_of(self.user_ids_, user_ids), index_of(self.item_ids_, item_ids)  # code -> this model's row, column
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(feature_inputs(data.events, data.items, Path(work), vocab), types, self.config, Path(work))
+            paths = feature_files(feature_inputs(data, Path(work)), types, self.config, Path(work))
             feature_stats = read_json(paths["feature_stats"])
             items = read_frame(paths["item_features"], coded_ids=True)
             if self.item_values_ is None:
@@ -258,7 +252,6 @@ class ReorderRecommender(Recommender):
                 values[at >= 0] = self.item_values_[at[at >= 0]]
                 items[ITEM_COLUMNS] = values
                 write_frame(paths["item_features"], items)
-            segment = np.append(serving_segment, -1)[index_of(data.user_ids, user_ids)]
             for batch in feature_batches(paths, segment):
                 rows, cols = row_of[batch[S.USER_ID].to_numpy(np.int64)], col_of[batch[S.ITEM_ID].to_numpy(np.int64)]
                 known = (rows >= 0) & (cols >= 0)

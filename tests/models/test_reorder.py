@@ -81,7 +81,7 @@ def test_the_label_basket_is_each_users_last_and_only_earlier_events_describe_it
     assert not has_repeats(b[b["user_id"] == "u2"])
     labels = last_baskets(b)
     assert labels[["user_id", "basket"]].values.tolist() == [["u1", "o3"], ["u3", "day 2026-03-05"]]
-    kept = before_labels(EVENTS, labels)
+    kept = EVENTS[before_labels(EVENTS, labels)]
     # u1 keeps o1, o2 and the day-8 view; u2 keeps everything; u3 keeps day 2
     assert kept[["user_id", "item_id", "event_type"]].values.tolist() == [
         ["u1", "a", "purchase"], ["u1", "b", "purchase"], ["u1", "a", "purchase"], ["u1", "c", "purchase"],
