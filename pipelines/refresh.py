@@ -26,7 +26,7 @@ from recmill.champion import checked_lists, recommendation_frame
 from recmill.config import Settings
 from recmill.data.interactions import InteractionData, over_items
 from recmill.data.sources.files import load_increments
-from recmill.data.split import items_by_user
+from recmill.data.split import user_item_pairs
 from recmill.errors import RecmillError
 from recmill.fits import load_fit
 from recmill.io import Layout, read_frame, read_json, read_user_rows, write_frame
@@ -93,7 +93,7 @@ def run(settings: Settings) -> dict:
     items = read_frame(layout.canonical / "items.parquet")
     user_table = read_frame(layout.canonical / "users.parquet")
     user_table = user_table[user_table[S.USER_ID].isin(users).to_numpy(bool)]
-    had = items_by_user(history, settings.interactions.positive_event_types) if settings.publish.exclude_seen else None
+    had = user_item_pairs(history, settings.interactions.positive_event_types) if settings.publish.exclude_seen else None
 
     registry = Registry(settings.tracking)
     version = registry.alias(CHAMPION)

@@ -7,13 +7,15 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from recmill import schema as S
 from recmill import warehouse
 from recmill.config import Settings
+from recmill.data.interactions import factorized, index_of
 from recmill.data.output_checks import check_recommendations, raise_if_failed
-from recmill.data.split import items_by_user
+from recmill.data.split import user_item_pairs
 from recmill.errors import RecmillError
 from recmill.evaluation.gate import PROMOTE
 from recmill.fits import load_fit
@@ -32,37 +34,54 @@ def all_users(layout: Layout) -> list[str]:
     return sorted(set(events.dropna().unique()) | set(users.dropna().unique()))
 
 
-def current_had(settings: Settings) -> dict[str, set]:
-    """user -> the items they have in all of today's data."""
+def current_had(settings: Settings) -> pd.DataFrame:
+    """The (user_id, item_id) pairs users have in all of today's data (Arrow strings: a set of
+    items per user would take GBs at Instacart size)."""
     events = read_frame(Layout(settings).canonical / "events.parquet", columns=[S.USER_ID, S.ITEM_ID, S.EVENT_TYPE])
-    return items_by_user(events, settings.interactions.positive_event_types)
+    return user_item_pairs(events, settings.interactions.positive_event_types)
 
 
-def lists_now(model: Recommender, users: list[str], k: int, had: dict[str, set] | None) -> pd.DataFrame:
-    """Each user's top k with reasons; with ``had``, items the user has now are left out,
-    including those bought after the model was fitted."""
-    extra = 0
-    if had is not None:
-        rows = model.user_rows(users)
-        for user, row in zip(users, rows):
-            known = set(model.item_ids_[model.history(row)]) if row >= 0 else set()
-            extra = max(extra, len(had.get(user, set()) - known))
+def pair_codes(pairs: pd.DataFrame, user_ids, item_ids) -> np.ndarray:
+    """Each (user_id, item_id) pair as its user's position * len(item_ids) + its item's; -1
+    where either is not there."""
+    users, items = index_of(user_ids, pairs[S.USER_ID]), index_of(item_ids, pairs[S.ITEM_ID])
+    return np.where((users >= 0) & (items >= 0), users.astype(np.int64) * len(item_ids) + items, -1)
+
+
+def most_unseen(model: Recommender, had: pd.DataFrame) -> int:
+    """The most items a user has now that the model did not see them have."""
+    users, user_ids = factorized(had[S.USER_ID])
+    rows = np.append(pd.Index(model.user_ids_).get_indexer(user_ids), -1)[users]
+    cols = index_of(model.item_ids_, had[S.ITEM_ID])
+    seen = model.seen_.tocsr()
+    seen = seen if seen.has_sorted_indices else seen.sorted_indices()  # row-major codes in order: binary search
+    seen_codes = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)) * seen.shape[1] + seen.indices
+    codes = np.where((rows >= 0) & (cols >= 0), rows.astype(np.int64) * seen.shape[1] + cols, -1)
+    at = np.minimum(np.searchsorted(seen_codes, codes), max(len(seen_codes) - 1, 0))
+    unseen = (codes < 0) | (seen_codes[at] != codes) if len(seen_codes) else np.ones(len(codes), bool)
+    return int(np.bincount(users[unseen]).max(initial=0))
+
+
+def lists_now(model: Recommender, users: list[str], k: int, had: pd.DataFrame | None) -> pd.DataFrame:
+    """Each user's top k with reasons; with ``had`` (user_id, item_id pairs), items the user
+    has now are left out, including those bought after the model was fitted."""
+    extra = 0 if had is None else most_unseen(model, had)
     recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
-    if extra:  # a lookup per listed item: a set of every (user, item) had would take GBs at Instacart size
-        recs = recs[[i not in had.get(u, ()) for u, i in zip(recs[S.USER_ID], recs[S.ITEM_ID])]]
+    if extra:
+        had_codes = pair_codes(had, users, model.item_ids_)
+        recs = recs[~np.isin(pair_codes(recs, users, model.item_ids_), had_codes[had_codes >= 0])]
         recs = recs[recs.groupby(S.USER_ID).cumcount() < k].copy()
         recs["rank"] = recs.groupby(S.USER_ID).cumcount().astype("int32") + 1
     return recs.reset_index(drop=True)
 
 
 def checked_lists(
-    settings: Settings, model: Recommender, users: list[str], had: dict[str, set] | None, table: str
+    settings: Settings, model: Recommender, users: list[str], had: pd.DataFrame | None, table: str
 ) -> pd.DataFrame:
     """lists_now, after the output checks pass (they raise, naming the rows at fault, when not)."""
     recs = lists_now(model, users, settings.publish.k, had)
-    known = set(model.item_ids_)
     result = check_recommendations(
-        recs, settings.publish.k, users, None if had is None else {u: items & known for u, items in had.items()},
+        recs, settings.publish.k, users, None if had is None else had[had[S.ITEM_ID].isin(model.item_ids_).to_numpy(bool)],
         len(model.item_ids_), Layout(settings).reports / "output_checks", table=table,
         example_rows=settings.validation.example_rows,
     )

@@ -5,8 +5,9 @@ per recommendation: user_id, item_id, rank, score, any other columns) and, under
 name, ``recommendations_challenger``. A failure stops the publish; the summary names the
 table, the column and the rows or users at fault, with example rows.
 
-The checks, where ``users`` are the users the lists were made for, ``had[u]`` the items
-user u already has (given when those are left out) and ``n_items`` the catalogue size:
+The checks, where ``users`` are the users the lists were made for, ``had`` the distinct
+(user_id, item_id) pairs of the items users already have (given when those are left out;
+had[u]: user u's items) and ``n_items`` the catalogue size:
 
 - columns: user_id, item_id, rank and score exist (the checks below need all four);
 - ids: user_id and item_id are not null, and every user_id is one of ``users``;
@@ -135,7 +136,7 @@ def _user_checks(k: int, n_items: int, had_given: bool, ranked: bool) -> list[Ch
     return out
 
 
-def _register(con, recs: pd.DataFrame, users: pd.Index, had: dict | None, expected: np.ndarray, flags: dict) -> None:
+def _register(con, recs: pd.DataFrame, users: pd.Index, had: pd.DataFrame | None, expected: np.ndarray, flags: dict) -> None:
     """The relations ``frame`` (the checked columns, ROW and ``flags``), ``user_list``
     (user_id, expected rows, ROW: position in ``users``) and ``had`` (user_id, item_id)."""
     columns = {ROW: np.arange(len(recs)), S.USER_ID: recs[S.USER_ID].array, S.ITEM_ID: recs[S.ITEM_ID].array}
@@ -146,10 +147,7 @@ def _register(con, recs: pd.DataFrame, users: pd.Index, had: dict | None, expect
     con.register("frame", pd.DataFrame({**columns, **flags}, copy=False))
     con.register("user_list", pd.DataFrame({ROW: np.arange(len(users)), S.USER_ID: users.to_numpy(object), EXPECTED: expected}))
     if had is not None:
-        sizes = np.fromiter(map(len, had.values()), int, len(had))
-        owners = np.fromiter(had, object, len(had)).repeat(sizes)
-        items = np.fromiter(chain.from_iterable(had.values()), object, sizes.sum())
-        con.register("had", pd.DataFrame({S.USER_ID: owners, S.ITEM_ID: items}))
+        con.register("had", had[[S.USER_ID, S.ITEM_ID]])
 
 
 def _create_views(con, had_given: bool, ranked: bool, ordered: bool) -> None:
@@ -221,7 +219,7 @@ def check_recommendations(
     recs: pd.DataFrame,
     k: int,
     users: list[str],
-    had: dict[str, set[str]] | None,
+    had: pd.DataFrame | None,
     n_items: int,
     report_dir: Path | None = None,
     *,
@@ -241,7 +239,7 @@ def check_recommendations(
     con = connect()
     try:
         if complete:
-            owned = np.array([len(had.get(u, ())) for u in users], dtype=int) if had is not None else 0
+            owned = had[S.USER_ID].value_counts().reindex(users, fill_value=0).to_numpy(int) if had is not None else 0
             _register(con, recs, users, had, np.clip(np.minimum(k, n_items - owned), 0, None), flags)
             ranked = pd.api.types.is_numeric_dtype(recs[RANK])
             _create_views(con, had is not None, ranked, ranked and pd.api.types.is_numeric_dtype(recs[SCORE]))

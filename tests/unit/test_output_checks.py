@@ -21,6 +21,13 @@ USERS = ["u1", "u2", "u3"]
 HAD = {"u1": {"i1"}, "u2": {"i2", "i3"}, "u3": {"i1", "i2", "i3", "i4", "i5"}}
 
 
+def pairs(had: dict[str, set[str]] | None) -> pd.DataFrame | None:
+    """had as check_recommendations takes it: (user_id, item_id) pairs."""
+    if had is None:
+        return None
+    return pd.DataFrame([(u, i) for u, items in had.items() for i in sorted(items)], columns=["user_id", "item_id"])
+
+
 def good_recs() -> pd.DataFrame:
     # rows 0-3: u1, rows 4-7: u2, rows 8-10: u3
     return pd.DataFrame(
@@ -35,7 +42,7 @@ def good_recs() -> pd.DataFrame:
 
 
 def check(recs, users=USERS, had=HAD, **kwargs):
-    return check_recommendations(recs, K, users, had, N_ITEMS, example_rows=2, **kwargs)
+    return check_recommendations(recs, K, users, pairs(had), N_ITEMS, example_rows=2, **kwargs)
 
 
 def _set(row, column, value):
@@ -334,7 +341,8 @@ def _brute_force(recs, k, users, had, n_items) -> dict[str, list[str]]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_failing_rows_and_users_match_a_plain_loop(seed):
     case = _random_case(seed)
-    result = check_recommendations(*case)
+    recs, k, users, had, n_items = case
+    result = check_recommendations(recs, k, users, pairs(had), n_items)
     want = _brute_force(*case)
     got = {next(p for p in want if f.description.startswith(p)): f.rows for f in result.failures}
     assert got == want
@@ -353,6 +361,6 @@ def test_fifty_thousand_users_check_in_seconds():
     )
     had = {u: {"i99"} for u in users}
     start = time.perf_counter()
-    result = check_recommendations(recs, k, users, had, 1_000)
+    result = check_recommendations(recs, k, users, pairs(had), 1_000)
     print(f"\n{len(recs):,} recommendation rows checked in {time.perf_counter() - start:.1f} s")
     assert result.success

@@ -94,13 +94,14 @@ def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
     from recmill.champion import lists_now
     from recmill.models.popularity import PopularityRecommender
     from tests.models.contract import make_data
+    from tests.unit.test_output_checks import pairs
 
     model = PopularityRecommender(seed=1).fit(make_data())
     users = ["u0", "u1", "new"]
     known = {u: set(model.item_ids_[model.history(r)]) for u, r in zip(users[:2], model.user_rows(users[:2]))}
-    before = lists_now(model, users, 5, known)
+    before = lists_now(model, users, 5, pairs(known))
     bought_since = set(before.loc[before["user_id"] == "u1", "item_id"].head(3))  # u1 bought its top 3 after the fit
-    now = lists_now(model, users, 5, {**known, "u1": known["u1"] | bought_since})
+    now = lists_now(model, users, 5, pairs({**known, "u1": known["u1"] | bought_since}))
     assert now.groupby("user_id")["rank"].apply(list).to_dict() == {u: [1, 2, 3, 4, 5] for u in users}
     assert not bought_since & set(now.loc[now["user_id"] == "u1", "item_id"])
     assert list(now.loc[now["user_id"] == "u1", "item_id"][:2]) == list(before.loc[before["user_id"] == "u1", "item_id"][3:])
@@ -111,3 +112,17 @@ def test_todays_lists_leave_out_what_users_have_now_and_still_hold_k_items():
 def test_the_run_status_names_severe_drift_and_the_models_that_failed():
     assert run_status(False, {}) == "success"
     assert run_status(True, {"ncf": "e", "mf": "e"}) == "success, severe drift, ncf failed to train, mf failed to train"
+
+
+def test_the_most_unseen_items_count_what_a_user_has_now_beyond_what_the_model_saw():
+    from recmill.champion import most_unseen
+    from recmill.models.popularity import PopularityRecommender
+    from tests.models.contract import make_data
+    from tests.unit.test_output_checks import pairs
+
+    model = PopularityRecommender(seed=1).fit(make_data())
+    seen = {u: set(model.item_ids_[model.history(r)]) for u, r in zip(model.user_ids_, range(len(model.user_ids_)))}
+    assert most_unseen(model, pairs(seen)) == 0
+    u0_new = set(model.item_ids_) - seen["u0"]
+    grown = {**seen, "u0": seen["u0"] | set(sorted(u0_new)[:2]), "newcomer": {"not-an-item", *sorted(model.item_ids_)[:2]}}
+    assert most_unseen(model, pairs(grown)) == 3  # the newcomer's three: none seen, one not even in the catalogue
