@@ -33,6 +33,7 @@ from recmill.evaluation.gate import PROMOTE
 from recmill.fits import keep_fit_data, refitted
 from recmill.io import Layout, read_frame, read_json, run_info, write_json
 from recmill.models import model_class
+from recmill.models.base import saved_item_ids
 from recmill.registry import CHAMPION, Registry
 from recmill.schema import WAREHOUSE_TABLES
 from recmill.scoring import FITS, was_scored
@@ -87,26 +88,20 @@ def build_frames(settings: Settings, info: dict, selection: dict, generated_at: 
     had = current_had(settings) if settings.publish.exclude_seen else None
     version, publisher = champion_fit(settings, registry, selection)
     recs = recommendation_frame(checked_lists(settings, publisher, users, had, "recommendations"), version, info["run_id"], generated_at)
-
-    n_items = len(publisher.item_ids_)
-    del publisher  # each model below is loaded, read and let go in turn: at Instacart size one holds GBs
+    n_items = len(saved_item_ids(publisher))
 
     challenger = registry.get(selection["challenger_version"]) if settings.gate.ab_test and selection["decision"] != PROMOTE else None
-    challenger_recs, similar, extra = None, [], {}
+    similar, extra = [], {}
     for name in refitted(settings):
         fitted = model_class(name).load(layout.model_dir(name, "full"))
         if fitted.has_similar_items:
             similar.append(fitted.similar_items(k=settings.publish.similar_k).assign(model=name, run_id=info["run_id"]))
         for table, frame in fitted.tables().items():
             extra[table] = frame.assign(run_id=info["run_id"])
-        if challenger is not None and name == challenger.model:
-            challenger_recs = checked_lists(settings, fitted, users, had, "recommendations_challenger")
-        del fitted
+        del fitted  # each model is loaded, read and let go in turn: at Instacart size one holds GBs
     ab = {"recommendations_challenger": pd.DataFrame(columns=list(recs.columns)), "ab_assignments": pd.DataFrame(columns=[S.USER_ID, "variant", "run_id"])}
     if challenger is not None:
-        if challenger_recs is None:
-            fitted = model_class(challenger.model).load(layout.model_dir(challenger.model, "full"))
-            challenger_recs = checked_lists(settings, fitted, users, had, "recommendations_challenger")
+        challenger_recs = checked_lists(settings, layout.model_dir(challenger.model, "full"), users, had, "recommendations_challenger")
         ab["recommendations_challenger"] = recommendation_frame(challenger_recs, challenger, info["run_id"], generated_at)
         ab["ab_assignments"] = pd.DataFrame(
             {S.USER_ID: users, "variant": ab_variant(users, settings.gate.ab_salt, settings.gate.ab_share), "run_id": info["run_id"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,12 @@ from recmill.data.output_checks import check_recommendations, raise_if_failed
 from recmill.data.split import user_item_pairs
 from recmill.errors import RecmillError
 from recmill.evaluation.gate import PROMOTE
-from recmill.fits import load_fit
+from recmill.fits import saved_fit
 from recmill.io import Layout, read_frame
-from recmill.models import model_class
-from recmill.models.base import Recommender
+from recmill.models import load_saved
+from recmill.models.base import Recommender, saved_item_ids
 from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
+from recmill.shards import recommend_in_shards
 
 log = logging.getLogger("recmill")
 
@@ -62,27 +64,38 @@ def most_unseen(model: Recommender, had: pd.DataFrame) -> int:
     return int(np.bincount(users[unseen]).max(initial=0))
 
 
-def lists_now(model: Recommender, users: list[str], k: int, had: pd.DataFrame | None) -> pd.DataFrame:
+def lists_now(model: Recommender | Path, users: list[str], k: int, had: pd.DataFrame | None, workers: int = 1) -> pd.DataFrame:
     """Each user's top k with reasons; with ``had`` (user_id, item_id pairs), items the user
-    has now are left out, including those bought after the model was fitted."""
+    has now are left out, including those bought after the model was fitted. ``model``: a
+    fitted model, or the folder of a saved one, which with workers above one that many
+    processes load, each listing shards of the users (recmill.shards)."""
+    saved = model if isinstance(model, Path) else None
+    model = load_saved(saved) if saved is not None else model
     extra = 0 if had is None else most_unseen(model, had)
-    recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
+    item_ids = model.item_ids_
+    if saved is not None and workers > 1:
+        del model  # the workers load their own: this one would hold GBs beside them at Instacart size
+        recs = recommend_in_shards(saved, users, k + extra, had is not None, workers)
+    else:
+        recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)
     if extra:
-        had_codes = pair_codes(had, users, model.item_ids_)
-        recs = recs[~np.isin(pair_codes(recs, users, model.item_ids_), had_codes[had_codes >= 0])]
+        had_codes = pair_codes(had, users, item_ids)
+        recs = recs[~np.isin(pair_codes(recs, users, item_ids), had_codes[had_codes >= 0])]
         recs = recs[recs.groupby(S.USER_ID).cumcount() < k].copy()
         recs["rank"] = recs.groupby(S.USER_ID).cumcount().astype("int32") + 1
     return recs.reset_index(drop=True)
 
 
 def checked_lists(
-    settings: Settings, model: Recommender, users: list[str], had: pd.DataFrame | None, table: str
+    settings: Settings, model: Recommender | Path, users: list[str], had: pd.DataFrame | None, table: str
 ) -> pd.DataFrame:
-    """lists_now, after the output checks pass (they raise, naming the rows at fault, when not)."""
-    recs = lists_now(model, users, settings.publish.k, had)
+    """lists_now (with publish.workers for a saved model), after the output checks pass (they
+    raise, naming the rows at fault, when not)."""
+    recs = lists_now(model, users, settings.publish.k, had, settings.publish.worker_count(len(users)))
+    item_ids = saved_item_ids(model) if isinstance(model, Path) else model.item_ids_
     result = check_recommendations(
-        recs, settings.publish.k, users, None if had is None else had[had[S.ITEM_ID].isin(model.item_ids_).to_numpy(bool)],
-        len(model.item_ids_), Layout(settings).reports / "output_checks", table=table,
+        recs, settings.publish.k, users, None if had is None else had[had[S.ITEM_ID].isin(item_ids).to_numpy(bool)],
+        len(item_ids), Layout(settings).reports / "output_checks", table=table,
         example_rows=settings.validation.example_rows,
     )
     raise_if_failed(result)
@@ -102,14 +115,14 @@ def decision_row(run_id: str, selection: dict, decided_at: datetime) -> pd.DataF
     }])
 
 
-def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tuple[Version, Recommender]:
-    """The version that publishes and its fit on all the data."""
+def champion_fit(settings: Settings, registry: Registry, selection: dict) -> tuple[Version, Path]:
+    """The version that publishes and the folder of its fit on all the data."""
     layout = Layout(settings)
     if selection["decision"] == PROMOTE:
         version = registry.get(selection["challenger_version"])
-        return version, model_class(version.model).load(layout.model_dir(version.model, "full"))
+        return version, layout.model_dir(version.model, "full")
     version = registry.get(selection["champion_version"])
-    return version, load_fit(settings, registry, version, layout.data / "champion" / version.version)
+    return version, saved_fit(settings, registry, version, layout.data / "champion" / version.version)
 
 
 def make_servable(settings: Settings, registry: Registry, version: Version, selection: dict) -> None:
@@ -122,7 +135,7 @@ def make_servable(settings: Settings, registry: Registry, version: Version, sele
         registry.set_servable(version, layout.model_dir(version.model, "full"))
         return
     into = layout.data / "champion" / version.version
-    registry.set_servable(version, load_fit(settings, registry, version, into).save(into / "servable"))
+    registry.set_servable(version, load_saved(saved_fit(settings, registry, version, into)).save(into / "servable"))
 
 
 def activate(settings: Settings, version: str, decision: str) -> dict:
@@ -133,7 +146,7 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
     registry = Registry(settings.tracking)
     target = registry.get(version)
     current = registry.alias(CHAMPION)
-    fitted = load_fit(settings, registry, target, layout.data / "champion" / target.version)
+    fitted = saved_fit(settings, registry, target, layout.data / "champion" / target.version)
     now = datetime.now(UTC).replace(tzinfo=None)
     run_id = warehouse.last_retrain(settings.publish.warehouse)
     had = current_had(settings) if settings.publish.exclude_seen else None
@@ -146,7 +159,7 @@ def activate(settings: Settings, version: str, decision: str) -> dict:
     counts = warehouse.publish(settings.publish.warehouse, {"recommendations": recs, "model_decisions": row})
     registry.make_champion(target.version)
     if not registry.is_servable(target):
-        registry.set_servable(target, fitted.save(layout.data / "champion" / target.version / "servable"))
+        registry.set_servable(target, load_saved(fitted).save(layout.data / "champion" / target.version / "servable"))
     return {"champion": target.label, "previous": current.label if current else None, "row_counts": counts}
 
 

@@ -393,6 +393,20 @@ class PublishConfig(Section):
     k: int = Field(20, ge=1, description="Recommendations published per user.")
     exclude_seen: bool = Field(True, description="Leave out the items a user has (interactions.positive_event_types) from their lists.")
     similar_k: int = Field(20, ge=1, description="Similar items published per item and model.")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Processes that make the published lists, each loading the model and listing shards of the users: "
+        "a number, or auto: one per core above parallel_min_users users, else the publish's own process.",
+    )
+    parallel_min_users: int = Field(
+        50_000, ge=0, description="With workers auto: from this many users on, the lists are made by one process per core."
+    )
+
+    def worker_count(self, users: int) -> int:
+        """How many processes make the lists of this many users."""
+        if self.workers != "auto":
+            return self.workers
+        return cores() if users >= self.parallel_min_users else 1
 
 
 class RefreshConfig(Section):

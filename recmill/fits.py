@@ -226,22 +226,27 @@ def fit_full(settings: Settings, model: str, pipeline_run: str, out_dir: Path, r
     return fitted, run
 
 
-def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
-    """A registered version's fit on all the data: from its full-data run when it has one
-    saved in this recmill's format, otherwise trained now on this run's data with the
-    settings it was registered with."""
-    from recmill.models import model_class
-
+def saved_fit(settings: Settings, registry, version, into: Path) -> Path:
+    """The folder of a registered version's fit on all the data: its full-data run's, when it
+    has one saved in this recmill's format, otherwise one trained now (into/fitted) on this
+    run's data with the settings it was registered with."""
     if version.full_run:
         saved = registry.download(version.full_run, "model", into)
         if saved_format(saved) == FORMAT_VERSION:
-            return model_class(version.model).load(saved)
+            return saved
         log.info("%s's fit was saved in model format %s, not %s: trained again", version.label, saved_format(saved), FORMAT_VERSION)
     own = Settings.model_validate(registry.settings_of(version, into))
     own = own.model_copy(update={"paths": settings.paths, "tracking": settings.tracking})  # this run's data and store
-    fitted, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")
+    _, run = fit_full(own, version.model, run_info(settings)["run_id"], into / "fitted")
     registry.set_full_run(version.version, run)
-    return fitted
+    return into / "fitted"
+
+
+def load_fit(settings: Settings, registry, version, into: Path) -> Recommender:
+    """saved_fit, loaded."""
+    from recmill.models import load_saved
+
+    return load_saved(saved_fit(settings, registry, version, into))
 
 
 def refitted(settings: Settings) -> dict[str, str]:

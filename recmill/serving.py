@@ -6,7 +6,6 @@ it beside the fit and runs it to load the model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -23,10 +22,10 @@ class RecommenderModel(PythonModel):
     score, best first, leaving out what each user has; an unknown user gets the popular items."""
 
     def load_context(self, context) -> None:
-        from recmill.models import model_class
+        from recmill.models import load_saved
 
         fit = Path(context.artifacts["fit"])
-        self.recommender = model_class(json.loads((fit / "config.json").read_text())["model"]).load(fit)
+        self.recommender = load_saved(fit)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k", DEFAULT_K))

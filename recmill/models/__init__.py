@@ -6,6 +6,8 @@ settings or starting the command line loads no model library. Config sections un
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,3 +28,8 @@ def model_class(name: str) -> type[Recommender]:
 def build_model(name: str, settings) -> Recommender:
     """A fresh model of this name with its config section from the settings."""
     return model_class(name).from_settings(settings)
+
+
+def load_saved(path: Path | str) -> Recommender:
+    """The model saved in this folder, whatever its kind."""
+    return model_class(json.loads((Path(path) / "config.json").read_text())["model"]).load(path)

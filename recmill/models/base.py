@@ -462,6 +462,12 @@ def check_integrity(path: Path) -> None:
         raise IntegrityError(f"{path}: changed or missing since the model was saved: {', '.join(changed)}")
 
 
+def saved_item_ids(path: Path | str) -> np.ndarray:
+    """A saved model's item ids (its columns), read without loading the rest."""
+    with np.load(Path(path) / "state.npz", allow_pickle=False) as z:
+        return z["item_ids_"]
+
+
 def saved_format(path: Path | str) -> int | None:
     """The format a saved model's files are in (FORMAT_VERSION when this recmill wrote them)."""
     config = Path(path) / "config.json"

@@ -65,3 +65,12 @@ def test_missing_explicit_config_file(tmp_path):
 def test_later_fits_are_refreshes_above_the_threshold_or_when_asked(refit, events, refreshes):
     train = load_settings(None, [f"train.refit={refit}", "train.refresh_above_events=1000"]).train
     assert train.refreshes(events) is refreshes
+
+
+def test_the_published_lists_are_made_by_a_process_per_core_for_many_users(monkeypatch):
+    import recmill.config
+
+    monkeypatch.setattr(recmill.config, "cores", lambda: 2)
+    publish = Settings().publish
+    assert [publish.worker_count(users) for users in (49_999, 50_000)] == [1, 2]
+    assert load_settings(None, ["publish.workers=3"]).publish.worker_count(10) == 3
