@@ -14,7 +14,7 @@ from pathlib import Path
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
 from recmill.evaluation.gate import PROMOTE
-from recmill.fits import fit_full, keep_fit_data, refitted, refreshes
+from recmill.fits import fit_full, keep_fit_data, refitted, refreshes, shortened, trains_shorter
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.registry import Registry
@@ -49,9 +49,12 @@ def run_model(settings: Settings, model: str) -> dict:
     pipeline_run = run_info(settings)["run_id"]
     shutil.rmtree(layout.model_dir(model, "full"), ignore_errors=True)
     refresh = refresh_from(settings, model)
-    record = {"model": model, "run_id": pipeline_run, "method": "refresh" if refresh else "fit"}
+    test_fit = layout.model_dir(model, "test")
+    shorter = refresh is None and test_fit.is_dir() and trains_shorter(settings, model)
+    record = {"model": model, "run_id": pipeline_run, "method": "refresh" if refresh else "shortened fit" if shorter else "fit"}
     try:
-        _, record["mlflow_run_id"] = fit_full(settings, model, pipeline_run, layout.model_dir(model, "full"), refresh)
+        own = shortened(settings, model, test_fit) if shorter else settings
+        _, record["mlflow_run_id"] = fit_full(own, model, pipeline_run, layout.model_dir(model, "full"), refresh)
     except ModelSkipped as exc:
         # all the data can hold more items than the training slices did
         if model == selection["chosen"] and selection["decision"] == PROMOTE:

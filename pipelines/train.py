@@ -9,7 +9,7 @@ import time
 
 from recmill.config import Settings
 from recmill.errors import ModelSkipped
-from recmill.fits import fit_model, keep_fit_data, refreshed_fit, refreshes, tracked_params
+from recmill.fits import fit_model, keep_fit_data, refreshed_fit, refreshes, shortened, tracked_params, trains_shorter
 from recmill.io import Layout, run_info, write_json
 from recmill.models import model_class
 from recmill.tracking import Tracker
@@ -34,6 +34,10 @@ def run(settings: Settings, model: str) -> dict:
                 fitted = refreshed_fit(settings, model, layout.model_dir(model, "valid"), "test")
                 seconds[fit] = time.perf_counter() - started
                 tracker.client.set_tag(mlflow_run, "test_fit", "refresh")
+            elif fit == "test" and trains_shorter(settings, model):  # at scale: as long as the valid fit found enough
+                earlier = layout.model_dir(model, "valid")
+                fitted, seconds[fit] = fit_model(shortened(settings, model, earlier), model, fit)
+                tracker.client.set_tag(mlflow_run, "test_fit", "shortened")
             else:
                 fitted, seconds[fit] = fit_model(settings, model, fit)
             fitted.save(layout.model_dir(model, fit))

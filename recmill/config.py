@@ -294,7 +294,8 @@ class TrainConfig(Section):
         "their events; refresh, the fit before it (valid, then test) with every user's whole history folded in, the item "
         "side as that fit learned it: the cost of a user step, and lists a few percent worse "
         "(reports/benchmarks/refit_refresh_*.md); auto: full up to refresh_above_events events, refresh above. Models "
-        "that cannot fold in train again.",
+        "that cannot fold in train again, where the others refresh as long as their fit before found enough (ncf: the "
+        "epochs its early stopping chose).",
     )
     refresh_above_events: int = Field(
         10_000_000, ge=0, description="With refit auto: above this many events a model trains once and is refreshed after."

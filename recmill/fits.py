@@ -183,6 +183,22 @@ def refreshes(settings: Settings, model: str) -> bool:
     return model_class(model).folds_in and settings.train.refreshes(split_events(settings))
 
 
+def trains_shorter(settings: Settings, model: str) -> bool:
+    """Whether this model's later fits train with what its fit before found enough (its
+    later_fit_config): where train.refit refreshes the others and it cannot fold in."""
+    from recmill.models import model_class
+
+    return not model_class(model).folds_in and settings.train.refreshes(split_events(settings))
+
+
+def shortened(settings: Settings, model: str, earlier: Path) -> Settings:
+    """The settings with the model's section the later_fit_config of its fit saved at ``earlier``."""
+    from recmill.models import load_saved
+
+    config = load_saved(earlier).later_fit_config()
+    return settings.model_copy(update={"models": settings.models.model_copy(update={model: config})})
+
+
 def refreshed_fit(settings: Settings, model: str, saved: Path, fit: str = "full") -> Recommender:
     """A saved fit (the valid or test fit) with every user's whole history in ``fit``'s data
     folded in, its item side frozen: a fit for the cost of a user step (train.refit's refresh)."""

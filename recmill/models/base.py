@@ -116,6 +116,11 @@ class Recommender(ABC):
         it); ranked: what _top_explained returned with the lists."""
         return [self._reasons(int(row), cols) for row, cols in zip(rows, items)]
 
+    def later_fit_config(self) -> BaseModel:
+        """The config of this model's later fits (train + valid, all the data) when train.refit
+        refreshes and the model cannot fold in: its own, or what this fit found enough."""
+        return self.config
+
     def _similar(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Column numbers and scores of the k items most like each given column, itself left out."""
         raise RecmillError(f"model '{self.name}' does not produce similar items")

@@ -197,6 +197,12 @@ class NCFRecommender(Recommender):
         top, top_scores = top_k(scores, k)
         return cols[top], top_scores
 
+    def later_fit_config(self) -> NCFConfig:
+        """As many epochs as this fit's early stopping chose (the usual retraining on train +
+        valid): at Instacart size a later fit trains a few epochs instead of waiting out its
+        patience again."""
+        return self.config.model_copy(update={"epochs": max(1, int(self.history_["best_epoch"]))})
+
     def training_metrics(self) -> dict[str, float]:
         """Epochs run, the best epoch, and its validation NDCG@10 (when there were validation users)."""
         out = {"epochs": float(len(self.history_["epochs"])), "best_epoch": float(self.history_["best_epoch"])}

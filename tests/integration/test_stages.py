@@ -216,3 +216,39 @@ def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
     assert np.array_equal(test_fit.item_factors_, valid_fit.item_factors_) == refreshed
     assert np.array_equal(full_fit.item_factors_, test_fit.item_factors_) == refreshed
 
+
+
+@pytest.mark.parametrize("refit", ["full", "refresh"])
+def test_ncf_trains_its_later_fits_as_long_as_the_fit_before_found_enough_where_the_others_refresh(workdir, refit):
+    import pipelines.evaluate
+    import pipelines.ingest
+    import pipelines.refit
+    import pipelines.select
+    import pipelines.split
+    import pipelines.train
+    from recmill.io import Layout, read_json
+    from recmill.models.ncf import NCFRecommender
+    from recmill.settings import load_settings
+    from tests.integration.conftest import TINY
+
+    settings = load_settings(
+        REPO / "params.yaml",
+        [*TINY, "train.models=[popularity,ncf]", f"train.refit={refit}", "models.ncf.epochs=5", "models.ncf.patience=5",
+         "models.ncf.learning_rate=0.03"],  # a peak before the last epoch
+    )
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    for model in settings.train.models:
+        pipelines.train.run(settings, model)
+        pipelines.evaluate.run(settings, model)
+    pipelines.select.run(settings)
+    pipelines.refit.run_model(settings, "ncf")
+    layout = Layout(settings)
+    valid, test, full = (NCFRecommender.load(layout.model_dir("ncf", fit)) for fit in ("valid", "test", "full"))
+    assert len(valid.history_["epochs"]) == 5  # patience never ran out
+    if refit == "full":
+        assert test.config.epochs == full.config.epochs == 5 and read_json(layout.refit / "ncf.json")["method"] == "fit"
+    else:  # each later fit trains the epochs the fit before it chose
+        assert test.config.epochs == len(test.history_["epochs"]) == valid.history_["best_epoch"] < 5
+        assert full.config.epochs == len(full.history_["epochs"]) == test.history_["best_epoch"]
+        assert read_json(layout.refit / "ncf.json")["method"] == "shortened fit"
