@@ -120,10 +120,9 @@ class InteractionData:
         latest, strongest = np.maximum.reduceat(times, starts), np.maximum.reduceat(codes[order], starts)
         return pd.DataFrame({"t": latest.view("datetime64[ns]"), "v": strongest}, index=pd.Index(key[starts], name="key"))
 
-    def event_cells(self) -> tuple[np.ndarray, np.ndarray]:
-        """The row (user) and column (item) of each event, in the events' order."""
-        key = self.event_keys[0]
-        return np.divmod(key, max(self.n_items, 1))
+    def event_cells(self, at: slice | np.ndarray = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """The row (user) and column (item) of each event (or of those ``at`` picks), in the events' order."""
+        return np.divmod(self.event_keys[0][at], max(self.n_items, 1))
 
     def pair_events(self, pattern: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         """For each stored entry of ``pattern`` (users x items, in its storage order): the

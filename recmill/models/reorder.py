@@ -102,17 +102,19 @@ def feature_inputs(data: InteractionData, work: Path, keep: np.ndarray | None = 
     its items, written into ``work`` for DuckDB to read, each user and item as its row and
     column in data (the ids' sorted order): integers group and join faster than strings."""
     work.mkdir(parents=True, exist_ok=True)
-    rows, cols = data.event_cells()
-    at = np.arange(len(rows)) if keep is None else np.flatnonzero(keep)
 
-    def coded(part: np.ndarray) -> pd.DataFrame:  # a batch of events at a time: no whole copy of them
+    def coded(start: int) -> pd.DataFrame:  # a batch of events at a time: no whole copy of them, nor of their codes
+        part = slice(start, start + BATCH_PAIRS)
+        if keep is not None:
+            part = start + np.flatnonzero(keep[part])
         out = data.events.iloc[part].reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID])
         out = out.astype({S.EVENT_TYPE: ID_DTYPE, S.ORDER_ID: ID_DTYPE}).reset_index(drop=True)
-        out.insert(0, S.ITEM_ID, cols[part].astype(np.int32))
-        out.insert(0, S.USER_ID, rows[part].astype(np.int32))
+        rows, cols = data.event_cells(part)
+        out.insert(0, S.ITEM_ID, cols.astype(np.int32))
+        out.insert(0, S.USER_ID, rows.astype(np.int32))
         return out
 
-    slices = (coded(at[start : start + BATCH_PAIRS]) for start in range(0, max(len(at), 1), BATCH_PAIRS))
+    slices = (coded(start) for start in range(0, max(len(data.events), 1), BATCH_PAIRS))
     write_frame_slices(work / "events.parquet", slices)  # no whole copy of the events
     items_path, items = None, data.items
     if len(items):
