@@ -18,6 +18,14 @@ from recmill.errors import ConfigError
 from recmill.runtime import cores
 
 DEFAULT_PARAMS = Path("params.yaml")
+Workers = Annotated[int, Field(ge=1)] | Literal["auto"]  # processes at once: a number, or auto (per_core)
+
+
+def per_core(workers: Workers, parallel: bool) -> int:
+    """A number of processes as given, or for auto one per core where the work is worth it, else one."""
+    if workers != "auto":
+        return workers
+    return cores() if parallel else 1
 
 
 class Section(BaseModel):
@@ -280,7 +288,7 @@ class TrainConfig(Section):
         ["popularity", "random", "category", "als", "ease", "content", "item2vec", "mf", "segments", "two_stage", "reorder", "ncf"],
         description="The models to train, evaluate and compare (names from the model catalogue).",
     )
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    workers: Workers = Field(
         "auto",
         description="Models trained (then evaluated, then refitted) at once, each in a process of its own holding its own copy "
         "of the events: a number, or auto: one per core while the events are at most parallel_max_events, else one.",
@@ -307,9 +315,7 @@ class TrainConfig(Section):
 
     def worker_count(self, events: int) -> int:
         """How many models run at once on data of this many events."""
-        if self.workers != "auto":
-            return self.workers
-        return cores() if events <= self.parallel_max_events else 1
+        return per_core(self.workers, events <= self.parallel_max_events)
 
     @model_validator(mode="after")
     def _known(self):
@@ -394,7 +400,7 @@ class PublishConfig(Section):
     k: int = Field(20, ge=1, description="Recommendations published per user.")
     exclude_seen: bool = Field(True, description="Leave out the items a user has (interactions.positive_event_types) from their lists.")
     similar_k: int = Field(20, ge=1, description="Similar items published per item and model.")
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    workers: Workers = Field(
         "auto",
         description="Processes that make the published lists, each loading the model and listing shards of the users: "
         "a number, or auto: one per core above parallel_min_users users, else the publish's own process.",
@@ -405,9 +411,7 @@ class PublishConfig(Section):
 
     def worker_count(self, users: int) -> int:
         """How many processes make the lists of this many users."""
-        if self.workers != "auto":
-            return self.workers
-        return cores() if users >= self.parallel_min_users else 1
+        return per_core(self.workers, users >= self.parallel_min_users)
 
 
 class RefreshConfig(Section):

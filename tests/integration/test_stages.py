@@ -176,18 +176,32 @@ def test_two_stage_serves_with_the_fits_its_generators_train_on_their_own(workdi
     assert len(fits) == 4 and not (Layout(settings).shared_fits / "als-test").exists()  # no two_stage: nothing to share
 
 
-@pytest.mark.parametrize("refit", ["full", "refresh", "auto"])
-def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
-    import numpy as np
-
+def refitted_after_a_run(settings, model: str):
+    """Ingest, split, train and evaluate every model, select, then refit ``model``: the run's Layout."""
     import pipelines.evaluate
     import pipelines.ingest
     import pipelines.refit
     import pipelines.select
     import pipelines.split
     import pipelines.train
+    from recmill.io import Layout
+
+    pipelines.ingest.run(settings)
+    pipelines.split.run(settings)
+    for trained in settings.train.models:
+        pipelines.train.run(settings, trained)
+        pipelines.evaluate.run(settings, trained)
+    pipelines.select.run(settings)
+    pipelines.refit.run_model(settings, model)
+    return Layout(settings)
+
+
+@pytest.mark.parametrize("refit", ["full", "refresh", "auto"])
+def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
+    import numpy as np
+
     from recmill.fits import fit_data
-    from recmill.io import Layout, read_json
+    from recmill.io import read_json
     from recmill.models.als import ALSRecommender
     from recmill.settings import load_settings
     from tests.integration.conftest import TINY
@@ -195,14 +209,7 @@ def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
     # auto refreshes above refresh_above_events: the tiny shop's events are above 100
     settings = load_settings(REPO / "params.yaml", [*TINY, "train.models=[popularity,als]", f"train.refit={refit}", "train.refresh_above_events=100"])
     refreshed = refit != "full"
-    pipelines.ingest.run(settings)
-    pipelines.split.run(settings)
-    for model in settings.train.models:
-        pipelines.train.run(settings, model)
-        pipelines.evaluate.run(settings, model)
-    pipelines.select.run(settings)
-    pipelines.refit.run_model(settings, "als")
-    layout = Layout(settings)
+    layout = refitted_after_a_run(settings, "als")
     assert read_json(layout.refit / "als.json")["method"] == ("refresh" if refreshed else "fit")
     valid_fit, test_fit, full_fit = (ALSRecommender.load(layout.model_dir("als", fit)) for fit in ("valid", "test", "full"))
     everything = fit_data(settings, "full")
@@ -220,13 +227,7 @@ def test_later_fits_train_again_or_refresh_the_fit_before(workdir, refit):
 
 @pytest.mark.parametrize("refit", ["full", "refresh"])
 def test_ncf_trains_its_later_fits_as_long_as_the_fit_before_found_enough_where_the_others_refresh(workdir, refit):
-    import pipelines.evaluate
-    import pipelines.ingest
-    import pipelines.refit
-    import pipelines.select
-    import pipelines.split
-    import pipelines.train
-    from recmill.io import Layout, read_json
+    from recmill.io import read_json
     from recmill.models.ncf import NCFRecommender
     from recmill.settings import load_settings
     from tests.integration.conftest import TINY
@@ -236,14 +237,7 @@ def test_ncf_trains_its_later_fits_as_long_as_the_fit_before_found_enough_where_
         [*TINY, "train.models=[popularity,ncf]", f"train.refit={refit}", "models.ncf.epochs=5", "models.ncf.patience=5",
          "models.ncf.learning_rate=0.03"],  # a peak before the last epoch
     )
-    pipelines.ingest.run(settings)
-    pipelines.split.run(settings)
-    for model in settings.train.models:
-        pipelines.train.run(settings, model)
-        pipelines.evaluate.run(settings, model)
-    pipelines.select.run(settings)
-    pipelines.refit.run_model(settings, "ncf")
-    layout = Layout(settings)
+    layout = refitted_after_a_run(settings, "ncf")
     valid, test, full = (NCFRecommender.load(layout.model_dir("ncf", fit)) for fit in ("valid", "test", "full"))
     assert len(valid.history_["epochs"]) == 5  # patience never ran out
     if refit == "full":
