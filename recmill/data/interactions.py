@@ -73,7 +73,7 @@ class InteractionData:
     positive_event_types: tuple[str, ...]
     # each event's pair key (row * n_items + col) and event code, kept from build: coding
     # the ids again, for each model that reads the events, costs seconds a column at 40M
-    event_keys: tuple[np.ndarray, np.ndarray] = field(default=None, repr=False)
+    event_keys: tuple[np.ndarray, np.ndarray] = field(repr=False)
 
     @classmethod
     def build(cls, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, cfg: InteractionsConfig):
