@@ -28,7 +28,7 @@ from flows.artifacts import create_run_artifacts, task_progress
 from recmill import progress
 from recmill.config import Settings
 from recmill.errors import RecmillError
-from recmill.fits import digest
+from recmill.fits import digest, keep_fit_data
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.notify import FAILED, MODELS_FAILED, SEVERE_DRIFT, failed_models, held_by_drift, notice, send
@@ -269,10 +269,10 @@ def run_stages(settings: Settings) -> dict:
     models = settings.train.models
     with worker_pool(settings.train.worker_count(events)) as pool:
 
-        def submit(step, names: list[str], after=lambda model: ()) -> dict | None:
-            if pool is None:
+        def submit(step, names: list[str], after=lambda model: (), runner=pool) -> dict | None:
+            if runner is None:
                 return None
-            return {m: pool.submit(timed(step, settings), {"settings": settings, "model": m}, wait_for=list(after(m)))
+            return {m: runner.submit(timed(step, settings), {"settings": settings, "model": m}, wait_for=list(after(m)))
                     for m in longest_first(names, step.name, previous)}
 
         trained = submit(train, models)
@@ -281,7 +281,12 @@ def run_stages(settings: Settings) -> dict:
         # workers start and train (where memory allows a pool at all), else before the trains
         stage("drift", here(drift))
         each(train, models, trained)
-        each(evaluate, models, evaluated)
+        if pool is None:  # trained one at a time: evaluated after, in processes that hold no training data
+            keep_fit_data()
+            with worker_pool(settings.evaluate.worker_count()) as evaluators:
+                each(evaluate, models, submit(evaluate, models, runner=evaluators))
+        else:
+            each(evaluate, models, evaluated)
         selection = stage("select", here(select))
         if stages["select"]["status"] == "ok":  # a reused decision was announced by its first attempt
             from prefect.runtime import flow_run

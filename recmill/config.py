@@ -342,6 +342,15 @@ class EvaluateConfig(Section):
     max_users: int | None = Field(
         20_000, ge=1, description="Held-out users scored: a seeded sample when there are more (null: all of them)."
     )
+    workers: Workers = Field(
+        "auto",
+        description="Where the models train one at a time (train.workers), the processes that evaluate them afterwards, "
+        "each holding no training data: a number, or auto: one per core. Otherwise they are evaluated in the training's pool.",
+    )
+
+    def worker_count(self) -> int:
+        """How many processes evaluate the models after a training one model at a time."""
+        return per_core(self.workers, True)
 
     @model_validator(mode="after")
     def _known(self):

@@ -109,11 +109,12 @@ def write_frame_slices(path: Path, frames: Iterable[pd.DataFrame]) -> None:
     os.replace(tmp, path)
 
 
-def read_frame(path: Path, columns: list[str] | None = None, coded_ids: bool = False) -> pd.DataFrame:
-    """A parquet file (only ``columns`` when given). Text comes back as Arrow-backed
+def read_frame(path: Path, columns: list[str] | None = None, coded_ids: bool = False, filters=None) -> pd.DataFrame:
+    """A parquet file (only ``columns``, and the rows ``filters`` keeps, when given: pyarrow's
+    filters, e.g. [("event_type", "==", "rating")]). Text comes back as Arrow-backed
     strings, never Python objects: 40M IDs take hundreds of MB instead of many GB. ID
     columns are text, unless coded_ids: a file of integer ID codes keeps them."""
-    return _frame(pq.read_table(path, columns=columns), coded_ids)
+    return _frame(pq.read_table(path, columns=columns, filters=filters), coded_ids)
 
 
 def read_user_rows(path: Path, users) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from recmill.evaluation.gate import FAILED_MODELS
 from recmill.models.random import RandomRecommender
 from tests.integration.conftest import TINY
 
-MODELS = ["train.models=[popularity, random]", "train.workers=1"]  # one process: the failure injected here reaches the fit
+MODELS = ["train.models=[popularity, random]", "train.workers=1", "evaluate.workers=1"]  # one process: the failure injected here reaches the fit
 
 
 def run(*overrides: str):

@@ -265,15 +265,16 @@ def test_bad_setting_is_named_before_anything_runs(workdir):
 
 def test_the_same_inputs_publish_the_same_tables_with_every_model_in_one_process_or_in_two(prefect_server, workdir):
     """Determinism: same data, settings and seed give identical published rows, ranks, scores
-    and reasons, whether the models train (and the published lists are made) one after the
-    other or side by side."""
+    and reasons, whether the models train one after the other (then are evaluated by two
+    processes, and the published lists made by one) or side by side (two processes train,
+    evaluate and make the lists)."""
     models = Settings().train.models
     tables = {}
     for workers in (1, 2):
         folder = workdir / f"workers{workers}"
         paths = [f"paths.data={folder}/data", f"paths.reports={folder}/reports", f"publish.warehouse={folder}/w.duckdb",
                  f"tracking.uri=sqlite:///{folder}/mlflow.db", f"tracking.artifacts={folder}/artifacts"]
-        result = recmill_run(*TINY, f"train.workers={workers}", f"publish.workers={workers}", "publish.parallel_min_users=0", *paths)
+        result = recmill_run(*TINY, f"train.workers={workers}", "evaluate.workers=2", f"publish.workers={workers}", "publish.parallel_min_users=0", *paths)
         assert result.exit_code == 0, result.output
         stages = json.loads((folder / "reports" / "stages.json").read_text())
         assert [s["stage"] for s in stages if s["stage"].startswith(("train", "evaluate"))] == [
