@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recmill import schema as S
 
@@ -42,8 +43,25 @@ class Tables:
         h = hashlib.sha256()
         for df in (self.events, self.items, self.users):
             h.update(",".join(map(str, df.columns)).encode())
-            h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+            for name in df.columns:
+                for part in content_bytes(df[name]):
+                    h.update(part)
         return h.hexdigest()[:16]
+
+
+def content_bytes(column: pd.Series) -> list:
+    """A column's values as bytes. Arrow strings give their own buffers (which values are
+    missing, where each ends, the characters): pandas' hashing of them took 40 s at 40M rows."""
+    if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == ID_STORAGE):
+        return [pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes()]
+    values = pa.array(column)
+    values = (values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values).cast(pa.large_string())
+    if not len(values):
+        return []
+    present = np.packbits(values.is_valid().to_numpy(zero_copy_only=False))
+    values = values.fill_null("")
+    ends = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    return [present.tobytes(), (ends - ends[0]).tobytes(), memoryview(values.buffers()[2] or b"")[ends[0] : ends[-1]]]
 
 
 def _as_id(series: pd.Series) -> pd.Series:
