@@ -5,7 +5,7 @@ import pytest
 from recmill.config import InteractionsConfig, Item2VecConfig
 from recmill.data.interactions import InteractionData
 from recmill.errors import ModelSkipped, RecmillError
-from recmill.models.item2vec import Item2VecRecommender, item_sequences, within_budget
+from recmill.models.item2vec import SEQUENCE_EVENTS, Item2VecRecommender, item_sequences, sequence_codes, within_budget
 from tests.models.contract import RecommenderContract
 
 SMALL = dict(vector_size=16, epochs=30, min_count=2)
@@ -57,10 +57,14 @@ def test_sequences_per_user_or_per_order():
         ("u1", "z", "purchase", "2026-01-03 09:00", "o2"),
         ("u2", "x", "purchase", "2026-01-01 12:00", "o3"),
     ]
-    events = build(rows).events
+    data = build(rows)
+    events = data.events
     assert item_sequences(events, "user") == [["x", "y", "v", "w", "z"], ["x"]]
     assert item_sequences(events, "order") == [["x", "y"], ["v", "w"], ["z"], ["x"]]
     assert item_sequences(events, "order", event_types=("purchase",)) == [["x", "y"], ["z"], ["x"]]
+    for by, types in (("user", SEQUENCE_EVENTS), ("order", SEQUENCE_EVENTS), ("order", ("purchase",))):  # the data's own codes
+        items, lengths, item_ids = sequence_codes(events, by, types, cells=(*data.event_cells(), data.item_ids))
+        assert [part.tolist() for part in np.split(item_ids[items], np.cumsum(lengths)[:-1])] == item_sequences(events, by, types)
 
 
 def test_too_few_sequences():
