@@ -348,12 +348,13 @@ class Recommender(ABC):
         has_first = similarity[at, first] > 0 if positive_only else np.ones(len(items), bool)
         has_second = other_name[at, second] & (similarity[at, second] > 0 if positive_only else True)
         out = []
-        for n, col in enumerate(items):
-            if not has_first[n]:
+        names, codes = names.tolist(), codes.tolist()  # Python values: a list is read per item, a million times a publish
+        for col, a, b, one, two in zip(items.tolist(), first.tolist(), second.tolist(), has_first.tolist(), has_second.tolist()):
+            if not one:
                 out.append(self._popular_reason(col))
                 continue
-            closest = [first[n], second[n]] if has_second[n] else [first[n]]
-            out.append(self._because(names[closest], codes[closest]))
+            closest = (a, b) if two else (a,)
+            out.append(self._because([names[j] for j in closest], [codes[j] for j in closest]))
         return out
 
     def _sorted_history_reason(self, row: int, col: int, history: np.ndarray, similarity: np.ndarray, positive_only: bool) -> str:

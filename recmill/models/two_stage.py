@@ -420,8 +420,11 @@ class TwoStageRecommender(Recommender):
             contrib = booster.predict(picked[list(self.features_)], pred_contrib=True)[:, :-1]
             families = [f.split("_", 1)[1] if f.startswith(("score_", "rank_")) else FEATURE_FAMILY.get(f, "user") for f in self.features_]
             weight = pd.DataFrame(contrib, columns=families).T.groupby(level=0).sum().T.drop(columns="user", errors="ignore")
-            labels, weights = list(weight.columns), np.zeros((len(wanted), weight.shape[1]))
+            labels, weights = np.array(weight.columns, dtype=object), np.zeros((len(wanted), weight.shape[1]))
             weights[found] = weight.to_numpy()
+            # each item's two strongest families that pushed it up, ties in the column order
+            best = np.argsort(-weights, axis=1, kind="stable")[:, :2]
+            strongest = [labels[b[w > 0]].tolist() for b, w in zip(best, np.take_along_axis(weights, best, axis=1))]
         out, start = [], 0
         for row, cols in zip(rows, items):
             own = OwnReasons(self.generators_, int(row), cols)
@@ -432,8 +435,7 @@ class TwoStageRecommender(Recommender):
                 elif at[i] < 0:
                     texts.append(self._popular_reason(col))
                 else:
-                    best = np.argsort(-weights[i], kind="stable")[:2]  # ties keep the column order
-                    texts.append(self._explain(own, col, [labels[j] for j in best if weights[i, j] > 0], ranks[i], names))
+                    texts.append(self._explain(own, col, strongest[i], ranks[i], names))
             out.append(texts)
             start += len(cols)
         return out
@@ -443,17 +445,16 @@ class TwoStageRecommender(Recommender):
         (a shopper has no use for model names), the others through a short phrase."""
         if not strongest:
             return self._rank_reason(own, ranks, col)
-        proposers = self._proposers(ranks)
-        phrases = {
-            "popular": self._popular_reason(col),
-            "category": f"matches your taste for {self.item_categories_[col]}",
-            "recent": "in demand lately",
-        }
         parts = []
         for family in strongest:
-            if family in phrases:
-                parts.append(phrases[family])
+            if family == "popular":
+                parts.append(self._popular_reason(col))
+            elif family == "category":
+                parts.append(f"matches your taste for {self.item_categories_[col]}")
+            elif family == "recent":
+                parts.append("in demand lately")
             elif family in (*names, "agreement") and not any(p.startswith("because") for p in parts):
+                proposers = self._proposers(ranks)
                 reason = self._generator_reason(own, col, [family, *proposers] if family in names else proposers)
                 if reason:
                     parts.append(reason)
