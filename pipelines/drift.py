@@ -66,7 +66,7 @@ def profile(settings: Settings, out_dir: Path) -> dict[str, Path]:
     with tempfile.TemporaryDirectory(prefix="recmill-profile-") as work:
         paths = build_features(
             events, items, Path(work), positive_event_types=positive,
-            memory_limit=settings.duckdb.memory_limit, threads=settings.duckdb.threads,
+            memory_limit=settings.duckdb.memory_limit, threads=settings.duckdb.threads, tables=PROFILES[1:], stats=False,
         )
         for name in ("user_features", "item_features"):
             frames[name] = pd.read_parquet(paths[name])

@@ -124,12 +124,13 @@ def feature_inputs(data: InteractionData, work: Path, keep: np.ndarray | None = 
     return work / "events.parquet", items_path
 
 
-def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: ReorderConfig, work: Path) -> dict[str, Path]:
-    """The feature tables (recmill.features) of feature_inputs' files, computed by DuckDB into ``work``."""
+def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: ReorderConfig, work: Path, stats: bool = False) -> dict[str, Path]:
+    """The feature tables (recmill.features) of feature_inputs' files, computed by DuckDB
+    into ``work``, and with ``stats`` their statistics (what a fit keeps)."""
     events_path, items_path = inputs
     return build_features(
         events_path, items_path, work / "features", positive_event_types=positive_event_types,
-        memory_limit=cfg.memory_limit, threads=cfg.threads,
+        memory_limit=cfg.memory_limit, threads=cfg.threads, stats=stats,
     )
 
 
@@ -229,10 +230,10 @@ class ReorderRecommender(Recommender):
     def _user_state(self, data: InteractionData) -> dict[str, object]:
         return self._pair_state(data)[0]
 
-    def _pair_state(self, data: InteractionData) -> tuple[dict[str, object], dict]:
+    def _pair_state(self, data: InteractionData) -> tuple[dict[str, object], dict | None]:
         """Every (user, item bought before) pair of data scored, a batch at a time: the
         per-user attributes (probability_, orders_with_, orders_since_, user_orders_) for
-        data's users, and the features' statistics. The item features are the fit's once it
+        data's users, and the features' statistics for a fit (None for a refresh). The item features are the fit's once it
         has them (item_values_): a refresh's few users are not the item side."""
         if getattr(self, "segments_", None) is None or not hasattr(self, "item_values_"):
             raise RecmillError("this reorder fit predates refreshing (it lacks its segments); the next retrain makes one that can")
@@ -242,10 +243,11 @@ class ReorderRecommender(Recommender):
         user_ids, item_ids = data.user_ids, data.item_ids
         row_of, col_of = index_of(self.user_ids_, user_ids), index_of(self.item_ids_, item_ids)  # code -> this model's row, column
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
-            paths = feature_files(feature_inputs(data, Path(work)), types, self.config, Path(work))
-            feature_stats = read_json(paths["feature_stats"])
+            fitting = self.item_values_ is None  # a fit keeps its features' statistics; a refresh, the fit's
+            paths = feature_files(feature_inputs(data, Path(work)), types, self.config, Path(work), stats=fitting)
+            feature_stats = read_json(paths["feature_stats"]) if fitting else None
             items = read_frame(paths["item_features"], coded_ids=True)
-            if self.item_values_ is None:
+            if fitting:
                 by_code = items.set_index(S.ITEM_ID)[ITEM_COLUMNS].reindex(index_of(item_ids, self.item_ids_))
                 self.item_values_ = by_code.to_numpy(np.float64)
             else:

@@ -297,3 +297,14 @@ def test_integer_codes_in_the_ids_order_give_the_same_tables(features, tmp_path)
             if column in table:
                 table[column] = ids[table[column]]
         pd.testing.assert_frame_equal(table, features[name], check_dtype=False)
+
+
+def test_only_the_tables_asked_for_and_no_statistics_when_none_are_wanted(features, tmp_path):
+    events_frame().to_parquet(tmp_path / "events.parquet")
+    ITEMS.to_parquet(tmp_path / "items.parquet")
+    paths = build_features(tmp_path / "events.parquet", tmp_path / "items.parquet", tmp_path / "some",
+                           cutoff=CUTOFF, tables=("user_features", "item_features"), stats=False, threads=1)
+    assert set(paths) == {"user_features", "item_features"}
+    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["item_features.parquet", "user_features.parquet"]
+    for name in paths:  # the same tables as a whole build's
+        pd.testing.assert_frame_equal(pd.read_parquet(paths[name]), features[name])
