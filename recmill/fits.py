@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recmill.config import Settings
-from recmill.data.interactions import InteractionData, over_items
+from recmill.data.interactions import InteractionData
 from recmill.io import Layout, read_frame, read_json, run_info
 from recmill.models import build_model
 from recmill.models.base import FORMAT_VERSION, Recommender, saved_format
@@ -207,7 +207,7 @@ def refreshed_fit(settings: Settings, model: str, saved: Path, fit: str = "full"
     fitted = model_class(model).load(saved)
     data = fit_data(settings, fit)
     if not np.array_equal(data.item_ids, fitted.item_ids_):
-        data = over_items(data.events, data.items, data.users, fitted.item_ids_, settings.interactions)
+        data = data.over_items(fitted.item_ids_)
     return fitted.refresh_users(data)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recmill.config import InteractionsConfig
-from recmill.data.interactions import InteractionData, event_weights, factorized, index_of
+from recmill.data.interactions import InteractionData, event_weights, factorized, index_of, over_items
 from recmill.data.tables import ID_DTYPE
 
 
@@ -71,3 +71,34 @@ def test_pair_events_give_each_pairs_strongest_event_and_latest_time():
     assert latest.tolist() == pd.to_datetime(
         ["2024-01-03", "2024-01-02", None, None, None, "2024-01-05", "2024-01-04", None]
     ).to_numpy().tolist()
+
+
+def same_data(a: InteractionData, b: InteractionData) -> None:
+    assert a.user_ids.tolist() == b.user_ids.tolist() and a.item_ids.tolist() == b.item_ids.tolist()
+    for name in ("matrix", "positive"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        assert x.indptr.tolist() == y.indptr.tolist() and x.indices.tolist() == y.indices.tolist() and x.data.tolist() == y.data.tolist()
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.items, b.items)
+    assert a.event_keys[0].tolist() == b.event_keys[0].tolist() and a.event_keys[1].tolist() == b.event_keys[1].tolist()
+
+
+def test_data_over_other_items_is_what_building_it_from_those_items_events_gives():
+    events = pd.DataFrame({
+        "user_id": pd.Series(["u2", "u1", "u1", "u3", "u1", "u2", "u4"], dtype=ID_DTYPE),
+        "item_id": pd.Series(["i2", "i1", "i1", "i9", "i2", "i3", "i3"], dtype=ID_DTYPE),
+        "event_type": pd.Series(["view", "view", "purchase", "purchase", "cart", "rating", "view"], dtype=ID_DTYPE),
+        "value": [1.0, 1.0, 1.0, 1.0, 1.0, 4.0, 1.0],
+    })
+    items = pd.DataFrame({"item_id": pd.Series(["i4", "i1"], dtype=ID_DTYPE), "name": ["Eggs", "Milk"]})
+    data = InteractionData.build(events, items, pd.DataFrame({"user_id": ["u1"]}), InteractionsConfig())
+    # i9 (u3's only item) and i3 go, i0 and i5 have no event: u3 and u4 are left with none
+    item_ids = np.array(["i0", "i1", "i2", "i4", "i5"], dtype=object)
+    over = data.over_items(item_ids)
+    same_data(over, over_items(events, items, data.users, item_ids, InteractionsConfig()))
+    assert over.user_ids.tolist() == ["u1", "u2"] and over.matrix.toarray().tolist() == [[0, 6, 3, 0, 0], [0, 0, 1, 0, 0]]
+    assert over.event_cells()[1].tolist() == [2, 1, 1, 2]
+    whole = data.over_items(data.item_ids)  # its own items: the same events and matrices
+    same_data(whole, over_items(events, items, data.users, data.item_ids, InteractionsConfig()))
+    assert (whole.matrix != data.matrix).nnz == 0 and len(whole.events) == len(events)
