@@ -56,19 +56,25 @@ def model_threads() -> int:
     return int(value) if value else cores()
 
 
+# what sizes a process's thread pools: torch's and FAISS's OpenMP, MKL, and recmill's own
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_VARIABLE)
+
+
 @contextmanager
 def threads_per_worker(workers: int):
     """Inside, processes started from this one (a pool's workers) each take their share of
-    the cores; the variable is as it was afterwards."""
-    before = os.environ.get(THREADS_VARIABLE)
-    os.environ[THREADS_VARIABLE] = str(max(1, cores() // workers))
+    the cores, in every thread pool: two workers whose torch spun on every core each took
+    twice the CPU time. The variables are as they were afterwards."""
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(max(1, cores() // workers))))
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(THREADS_VARIABLE, None)
-        else:
-            os.environ[THREADS_VARIABLE] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager

@@ -9,10 +9,8 @@ that every part is there with the rows its worker counted, then reads them back 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -22,32 +20,15 @@ import pandas as pd
 from recmill import schema as S
 from recmill.errors import RecmillError
 from recmill.io import read_frame, write_frame
-from recmill.runtime import THREADS_VARIABLE
+from recmill.runtime import model_threads, threads_per_worker
 
 SHARDS_PER_WORKER = 4  # smaller parts: a worker that finishes early takes the next
-ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", THREADS_VARIABLE)
 
 
 def shard_of(user_ids, shards: int) -> np.ndarray:
     """Each user's shard, 0 .. shards - 1: a stable hash of the id's text."""
     ids = pd.Series(np.asarray(user_ids, dtype=object).astype(str))
     return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(shards)).astype(np.int64)
-
-
-@contextmanager
-def one_thread_each():
-    """Processes started inside run every library on one thread; the variables are as they
-    were afterwards."""
-    before = {name: os.environ.get(name) for name in ONE_THREAD}
-    os.environ.update(dict.fromkeys(ONE_THREAD, "1"))
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 _LOADED: dict[str, object] = {}  # a worker's model, loaded for its first shard and kept for the next
@@ -58,7 +39,7 @@ def _shard_lists(model_dir: str, users: list[str], k: int, exclude_seen: bool, o
 
     from recmill.models import load_saved
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(model_threads())
     if model_dir not in _LOADED:
         _LOADED.clear()
         _LOADED[model_dir] = load_saved(model_dir)
@@ -73,7 +54,7 @@ def recommend_in_shards(model_dir: Path, users: list[str], k: int, exclude_seen:
     shards = workers * SHARDS_PER_WORKER
     ids = np.asarray(users, dtype=object)
     shard = shard_of(ids, shards)
-    with tempfile.TemporaryDirectory(prefix="recmill-shards-") as work, one_thread_each(), ProcessPoolExecutor(
+    with tempfile.TemporaryDirectory(prefix="recmill-shards-") as work, threads_per_worker(workers), ProcessPoolExecutor(
         max_workers=workers, mp_context=get_context("spawn")
     ) as pool:
         parts = [Path(work) / f"part-{s:04d}.parquet" for s in range(shards)]
