@@ -148,7 +148,7 @@ def build_holdout(settings: Settings, fit: str) -> Holdout:
     held = layout.splits / f"{fit}.parquet"
     positive = ", ".join(literal(t) for t in settings.interactions.positive_event_types)
 
-    def pairs(source: str) -> str:  # the distinct (user, item) pairs of the source the user had
+    def pairs(source: str) -> str:  # the distinct (user, item) pairs with a positive event in source
         return f"SELECT DISTINCT user_id, item_id FROM {source} WHERE event_type IN ({positive}) AND user_id IS NOT NULL AND item_id IS NOT NULL"
 
     con = connect(settings.duckdb.memory_limit, settings.duckdb.threads, layout.spill)
