@@ -49,7 +49,7 @@ def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS, c
     wanted = [c for c in (S.TIMESTAMP, S.ORDER_ID) if c in events]
     chosen = events[S.EVENT_TYPE].isin(event_types).to_numpy(bool)
     ev = events.loc[chosen, wanted]  # no copy of the other columns
-    # codes in the ids' sorted order order like the ids themselves, and sort far faster than strings
+    # codes in the ids' sorted order sort like the ids themselves, and far faster than strings
     if cells is None:
         users, _ = factorized(events.loc[chosen, S.USER_ID])
         items, item_ids = factorized(events.loc[chosen, S.ITEM_ID])
