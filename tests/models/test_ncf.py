@@ -72,8 +72,9 @@ def test_scores_are_sigmoids_and_scoring_all_items_matches_pairs(fitted, monkeyp
     with torch.no_grad():
         pairs = torch.sigmoid(fitted.net_(torch.as_tensor(users), torch.as_tensor(items)).double()).numpy()
     np.testing.assert_allclose(scores.ravel(), pairs, rtol=1e-5)
-    monkeypatch.setattr(ncf_network, "CHUNK_PAIRS", 45)  # one user and a half per chunk: chunks of one user
-    np.testing.assert_array_equal(fitted._score(rows), scores)
+    for chunk in (45, 7):  # one user and a half per chunk: chunks of one user; a part of a user's items each
+        monkeypatch.setattr(ncf_network, "CHUNK_PAIRS", chunk)
+        np.testing.assert_allclose(fitted._score(rows), scores, rtol=1e-6)
 
 
 def test_negatives_are_uniform_over_the_items_the_user_does_not_have():
