@@ -47,17 +47,17 @@ class NCFNet(nn.Module):
         self.user_width = cfg.embedding_dim + cfg.user_dense
 
     def user_side(self, users: torch.Tensor) -> torch.Tensor:
-        x = self.user[users]
+        x = self.user.index_select(0, users)  # index_select: as self.user[users], faster on a CPU
         if self.category_embedding is not None:
-            x = torch.cat([x, self.category_embedding(self.user_category[users])], 1)
+            x = torch.cat([x, self.category_embedding(self.user_category.index_select(0, users))], 1)
         return torch.cat([self.user_embedding(users), F.relu(self.user_dense(x))], 1)
 
     def item_side(self, items: torch.Tensor) -> torch.Tensor:
-        x = [self.item[items]]
+        x = [self.item.index_select(0, items)]
         if self.category_embedding is not None:
-            x.append(self.category_embedding(self.item_category[items]))
+            x.append(self.category_embedding(self.item_category.index_select(0, items)))
         if self.brand_embedding is not None:
-            x.append(self.brand_embedding(self.item_brand[items]))
+            x.append(self.brand_embedding(self.item_brand.index_select(0, items)))
         return torch.cat([self.item_embedding(items), F.relu(self.item_dense(torch.cat(x, 1)))], 1)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
