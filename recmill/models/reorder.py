@@ -102,12 +102,13 @@ def feature_inputs(data: InteractionData, work: Path, keep: np.ndarray | None = 
     its items, written into ``work`` for DuckDB to read, each user and item as its row and
     column in data (the ids' sorted order): integers group and join faster than strings."""
     work.mkdir(parents=True, exist_ok=True)
+    columns = data.events.reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID])  # taken alone: not the ids' strings too
 
     def coded(start: int) -> pd.DataFrame:  # a batch of events at a time: no whole copy of them, nor of their codes
         part = slice(start, start + BATCH_PAIRS)
         if keep is not None:
             part = start + np.flatnonzero(keep[part])
-        out = data.events.iloc[part].reindex(columns=[S.TIMESTAMP, S.EVENT_TYPE, S.ORDER_ID])
+        out = columns.iloc[part]
         out = out.astype({S.EVENT_TYPE: ID_DTYPE, S.ORDER_ID: ID_DTYPE}).reset_index(drop=True)
         rows, cols = data.event_cells(part)
         out.insert(0, S.ITEM_ID, cols.astype(np.int32))
@@ -141,12 +142,16 @@ def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarr
     segment of each user code (-1: none)."""
     user_frame = read_frame(paths["user_features"], coded_ids=True).rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
     user_frame["user_segment"] = segment[user_frame[S.USER_ID].to_numpy(np.int64)]
+    user_frame = user_frame.set_index(S.USER_ID)[[*(f"user_{c}" for c in USER_COLUMNS), "user_segment", "top_category"]]
     item_frame = read_frame(paths["item_features"], coded_ids=True).rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
+    item_frame = item_frame.set_index(S.ITEM_ID)[[*(f"item_{c}" for c in ITEM_COLUMNS), "category"]]
     for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
         if users is not None:
             pairs = pairs[np.isin(pairs[S.USER_ID].to_numpy(np.int64), users)]
-        frame = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS})
-        frame = frame.merge(user_frame, on=S.USER_ID, how="left").merge(item_frame, on=S.ITEM_ID, how="left")
+        frame = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS}).reset_index(drop=True)
+        # each pair's user and item rows looked up by code (a left join, missing as NaN): a merge sorts and copies more
+        looked_up = [side.reindex(frame[key].to_numpy()).reset_index(drop=True) for side, key in ((user_frame, S.USER_ID), (item_frame, S.ITEM_ID))]
+        frame = pd.concat([frame, *looked_up], axis=1)
         frame["in_top_category"] = frame["category"].eq(frame["top_category"]).fillna(False).astype(float)  # missing: not in it
         # how far into the user's usual gap between orders they are now
         frame["days_since_over_gap"] = frame["user_days_since_last_order"] / frame["user_mean_days_between_orders"]
