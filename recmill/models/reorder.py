@@ -135,27 +135,50 @@ def feature_files(inputs: tuple[Path, Path | None], positive_event_types, cfg: R
     )
 
 
-def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
-    """FEATURES of the (user, item bought before) pairs, user_id and item_id (feature_inputs'
-    codes) first, at most BATCH_PAIRS pairs at a time (of the ``users`` codes only, when
-    given): the pairs of a large shop do not fit in memory at once. ``segment`` is the RFM
-    segment of each user code (-1: none)."""
-    user_frame = read_frame(paths["user_features"], coded_ids=True).rename(columns={c: f"user_{c}" for c in USER_COLUMNS})
-    user_frame["user_segment"] = segment[user_frame[S.USER_ID].to_numpy(np.int64)]
-    user_frame = user_frame.set_index(S.USER_ID)[[*(f"user_{c}" for c in USER_COLUMNS), "user_segment", "top_category"]]
-    item_frame = read_frame(paths["item_features"], coded_ids=True).rename(columns={c: f"item_{c}" for c in ITEM_COLUMNS})
-    item_frame = item_frame.set_index(S.ITEM_ID)[[*(f"item_{c}" for c in ITEM_COLUMNS), "category"]]
-    for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
-        if users is not None:
-            pairs = pairs[np.isin(pairs[S.USER_ID].to_numpy(np.int64), users)]
-        frame = pairs.rename(columns={c: f"pair_{c}" for c in PAIR_COLUMNS}).reset_index(drop=True)
-        # each pair's user and item rows looked up by code (a left join, missing as NaN): a merge sorts and copies more
-        looked_up = [side.reindex(frame[key].to_numpy()).reset_index(drop=True) for side, key in ((user_frame, S.USER_ID), (item_frame, S.ITEM_ID))]
-        frame = pd.concat([frame, *looked_up], axis=1)
-        frame["in_top_category"] = frame["category"].eq(frame["top_category"]).fillna(False).astype(float)  # missing: not in it
+def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The (user, item bought before) pairs as user codes, item codes (feature_inputs'
+    codes) and their FEATURES (float64, one column each), at most BATCH_PAIRS pairs at a
+    time (of the ``users`` codes only, when given): the pairs of a large shop do not fit in
+    memory at once. ``segment`` is the RFM segment of each user code (-1: none). A pair
+    finds its user's and item's features by code, NaN where they have none, in numpy: a
+    merge of frames sorts and copies several times more."""
+    user_frame = read_frame(paths["user_features"], coded_ids=True)
+    item_frame = read_frame(paths["item_features"], coded_ids=True)
+    # the item's category and the user's top category as one set of codes (-1: none, never equal)
+    categories = pd.Index(pd.concat([item_frame["category"], user_frame["top_category"]]).dropna().unique())
+    user_codes = user_frame[S.USER_ID].to_numpy(np.int64)
+    user_side = np.column_stack([
+        *(user_frame[c].to_numpy(np.float64, na_value=np.nan) for c in USER_COLUMNS),
         # how far into the user's usual gap between orders they are now
-        frame["days_since_over_gap"] = frame["user_days_since_last_order"] / frame["user_mean_days_between_orders"]
-        yield frame[[S.USER_ID, S.ITEM_ID]].join(frame[FEATURES].astype(float))
+        user_frame["days_since_last_order"].to_numpy(np.float64, na_value=np.nan) / user_frame["mean_days_between_orders"].to_numpy(np.float64, na_value=np.nan),
+        segment[user_codes].astype(np.float64),
+        categories.get_indexer(user_frame["top_category"]).astype(np.float64),
+    ])
+    item_side = np.column_stack([
+        *(item_frame[c].to_numpy(np.float64, na_value=np.nan) for c in ITEM_COLUMNS),
+        categories.get_indexer(item_frame["category"]).astype(np.float64),
+    ])
+    missing = np.full((1, 1), np.nan)
+    user_side, item_side = np.vstack([user_side, missing.repeat(user_side.shape[1], 1)]), np.vstack([item_side, missing.repeat(item_side.shape[1], 1)])
+    user_row, item_row = pd.Index(user_codes), pd.Index(item_frame[S.ITEM_ID].to_numpy(np.int64))
+    n_user, n_item, n_pair = len(USER_COLUMNS), len(ITEM_COLUMNS), len(PAIR_COLUMNS)
+    for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
+        rows, cols = pairs[S.USER_ID].to_numpy(np.int64), pairs[S.ITEM_ID].to_numpy(np.int64)
+        if users is not None:
+            kept = np.isin(rows, users)
+            pairs, rows, cols = pairs[kept], rows[kept], cols[kept]
+        of_user, of_item = user_side[user_row.get_indexer(rows)], item_side[item_row.get_indexer(cols)]  # -1: the NaN row
+        X = np.empty((len(rows), len(FEATURES)))
+        X[:, :n_user] = of_user[:, :n_user]
+        X[:, n_user : n_user + n_item] = of_item[:, :n_item]
+        at = n_user + n_item
+        for j, c in enumerate(PAIR_COLUMNS):
+            X[:, at + j] = pairs[c].to_numpy(np.float64, na_value=np.nan)
+        top, category = of_user[:, n_user + 2], of_item[:, n_item]
+        X[:, at + n_pair] = (top == category) & (top >= 0)  # a missing category is not the top one
+        X[:, at + n_pair + 1] = of_user[:, n_user]
+        X[:, at + n_pair + 2] = of_user[:, n_user + 1]
+        yield rows, cols, X
 
 
 def plural(n: int, noun: str) -> str:
@@ -208,23 +231,24 @@ class ReorderRecommender(Recommender):
         with tempfile.TemporaryDirectory(prefix="recmill-reorder-") as work:
             paths = feature_files(feature_inputs(data, Path(work), earlier), types, c, Path(work))
             segment = np.append(segments.user_segment_, -1)[index_of(segments.user_ids_, user_ids)]
-            train = pd.concat(list(feature_batches(paths, segment, users=index_of(user_ids, learners))), ignore_index=True)
-        train_users = train[S.USER_ID].to_numpy(np.int64)
-        y = np.isin(train_users * len(item_ids) + train[S.ITEM_ID].to_numpy(np.int64), label_pairs)
+            batches = list(feature_batches(paths, segment, users=index_of(user_ids, learners)))
+        train_users, train_items, X = (np.concatenate(part) for part in zip(*batches))
+        del batches
+        X = pd.DataFrame(X, columns=FEATURES, copy=False)
+        y = np.isin(train_users * len(item_ids) + train_items, label_pairs)
         users = user_ids[pd.unique(train_users)]  # codes follow the ids' order: the draw is the ids'
         valid = np.isin(train_users, index_of(user_ids, rng.choice(users, size=int(round(len(users) * c.valid_users)), replace=False)))
         if y[~valid].all() or not y[~valid].any():
             raise ModelSkipped("reorder skipped: the label baskets hold no reorder (or nothing but reorders) to learn from")
-        X = train[FEATURES]
         booster = lightgbm.LGBMClassifier(**booster_params(c.booster, self.seed))
         booster.fit(
             X[~valid], y[~valid], categorical_feature=["user_segment"],
             **early_stopping(c.booster, X[valid], y[valid], None, self.name),
         )
         self.booster_ = lightgbm.Booster(model_str=booster.booster_.model_to_string())
-        self.trained_on_ = np.array([len(train), int(y.sum()), len(users)], dtype=np.int64)
-        log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(train), len(users), y.sum(), self.booster_.current_iteration())
-        del booster, train, X, y, valid, label_pairs  # every user's pairs are scored next: GBs at Instacart size
+        self.trained_on_ = np.array([len(X), int(y.sum()), len(users)], dtype=np.int64)
+        log.info("reorder: %d pairs of %d users, %d reordered; %d trees", len(X), len(users), y.sum(), self.booster_.current_iteration())
+        del booster, X, y, valid, label_pairs  # every user's pairs are scored next: GBs at Instacart size
 
         self.segments_ = segments  # serving users are placed on its centroids, refreshed ones too
         self.item_values_ = None  # the item features of all the data, kept by _pair_state for refreshes
@@ -261,17 +285,19 @@ class ReorderRecommender(Recommender):
                 values[at >= 0] = self.item_values_[at[at >= 0]]
                 items[ITEM_COLUMNS] = values
                 write_frame(paths["item_features"], items)
-            for batch in feature_batches(paths, segment):
-                rows, cols = row_of[batch[S.USER_ID].to_numpy(np.int64)], col_of[batch[S.ITEM_ID].to_numpy(np.int64)]
+            column = {name: j for j, name in enumerate(FEATURES)}
+            for codes_users, codes_items, X in feature_batches(paths, segment):
+                rows, cols = row_of[codes_users], col_of[codes_items]
                 known = (rows >= 0) & (cols >= 0)
-                batch = batch[known]
+                X = X[known]
                 # each part its own small array: a view of a column would keep the batch's whole block of features
                 parts["row"].append(rows[known].astype(np.int32))
                 parts["col"].append(cols[known].astype(np.int32))
-                parts["probability"].append(self.booster_.predict(batch[FEATURES]))
-                parts["orders_with"].append(np.rint(batch["pair_order_share"] * batch["user_n_orders"]).to_numpy(np.float32))
-                parts["orders_since"].append(batch["pair_orders_since_last"].to_numpy(np.float32) + 1)  # +1: a zero would vanish from the sparse matrix
-                parts["user_orders"].append(batch["user_n_orders"].to_numpy(np.float32, copy=True))
+                parts["probability"].append(self.booster_.predict(X))
+                user_orders = X[:, column["user_n_orders"]]
+                parts["orders_with"].append(np.rint(X[:, column["pair_order_share"]] * user_orders).astype(np.float32))
+                parts["orders_since"].append(X[:, column["pair_orders_since_last"]].astype(np.float32) + 1)  # +1: a zero would vanish from the sparse matrix
+                parts["user_orders"].append(user_orders.astype(np.float32))
         # each joined array replaces its batches' parts: not both at once
         joined = {name: np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0) for name in list(parts)}
         rows, cols = joined.pop("row").astype(np.int64), joined.pop("col").astype(np.int64)
