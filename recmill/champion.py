@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recmill import schema as S
 from recmill import warehouse
@@ -22,7 +23,7 @@ from recmill.evaluation.gate import PROMOTE
 from recmill.fits import saved_fit
 from recmill.io import Layout, read_frame
 from recmill.models import load_saved
-from recmill.models.base import Recommender, saved_item_ids
+from recmill.models.base import Recommender, saved_item_ids, saved_state
 from recmill.registry import CHAMPION, PREVIOUS_CHAMPION, Registry, Version
 from recmill.shards import recommend_in_shards
 
@@ -50,12 +51,13 @@ def pair_codes(pairs: pd.DataFrame, user_ids, item_ids) -> np.ndarray:
     return np.where((users >= 0) & (items >= 0), users.astype(np.int64) * len(item_ids) + items, -1)
 
 
-def most_unseen(model: Recommender, had: pd.DataFrame) -> int:
-    """The most items a user has now that the model did not see them have."""
-    users, user_ids = factorized(had[S.USER_ID])
-    rows = np.append(pd.Index(model.user_ids_).get_indexer(user_ids), -1)[users]
-    cols = index_of(model.item_ids_, had[S.ITEM_ID])
-    seen = model.seen_.tocsr()
+def most_unseen(user_ids, item_ids, seen: sp.spmatrix, had: pd.DataFrame) -> int:
+    """The most items a user has now that a model (its user_ids_, item_ids_ and seen_) did
+    not see them have."""
+    users, had_users = factorized(had[S.USER_ID])
+    rows = np.append(pd.Index(user_ids).get_indexer(had_users), -1)[users]
+    cols = index_of(item_ids, had[S.ITEM_ID])
+    seen = seen.tocsr()
     seen = seen if seen.has_sorted_indices else seen.sorted_indices()  # row-major codes in order: binary search
     seen_codes = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)) * seen.shape[1] + seen.indices
     codes = np.where((rows >= 0) & (cols >= 0), rows.astype(np.int64) * seen.shape[1] + cols, -1)
@@ -70,11 +72,14 @@ def lists_now(model: Recommender | Path, users: list[str], k: int, had: pd.DataF
     fitted model, or the folder of a saved one, which with workers above one that many
     processes load, each listing shards of the users (recmill.shards)."""
     saved = model if isinstance(model, Path) else None
-    model = load_saved(saved) if saved is not None else model
-    extra = 0 if had is None else most_unseen(model, had)
-    item_ids = model.item_ids_
-    if saved is not None and workers > 1:
-        del model  # the workers load their own: this one would hold GBs beside them at Instacart size
+    in_shards = saved is not None and workers > 1
+    if in_shards:  # the workers load the model: this process reads what it needs of it (a whole one is GBs at Instacart size)
+        user_ids, item_ids, seen = saved_state(saved, "user_ids_", "item_ids_", "seen_")
+    else:
+        model = load_saved(saved) if saved is not None else model
+        user_ids, item_ids, seen = model.user_ids_, model.item_ids_, model.seen_
+    extra = 0 if had is None else most_unseen(user_ids, item_ids, seen, had)
+    if in_shards:
         recs = recommend_in_shards(saved, users, k + extra, had is not None, workers)
     else:
         recs = model.recommend(users, k=k + extra, exclude_seen=had is not None, reasons=True)

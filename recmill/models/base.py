@@ -468,10 +468,18 @@ def check_integrity(path: Path) -> None:
         raise IntegrityError(f"{path}: changed or missing since the model was saved: {', '.join(changed)}")
 
 
-def saved_item_ids(path: Path | str) -> np.ndarray:
-    """A saved model's item ids (its columns), read without loading the rest."""
+def saved_state(path: Path | str, *names: str) -> tuple:
+    """These attributes of a saved model's state (item_ids_, seen_, ...), read without
+    loading the rest: a caller that needs a large model's ids does not hold it too."""
     with np.load(Path(path) / "state.npz", allow_pickle=False) as z:
-        return z["item_ids_"]
+        keys = set(z.files)
+        arrays = {k: z[k] for k in keys if k.split(".")[0] in names}
+    return tuple(_unpacked(name, arrays) for name in names)
+
+
+def saved_item_ids(path: Path | str) -> np.ndarray:
+    """A saved model's item ids (its columns)."""
+    return saved_state(path, "item_ids_")[0]
 
 
 def saved_format(path: Path | str) -> int | None:

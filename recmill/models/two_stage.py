@@ -425,26 +425,29 @@ class TwoStageRecommender(Recommender):
             # each item's two strongest families that pushed it up, ties in the column order
             best = np.argsort(-weights, axis=1, kind="stable")[:, :2]
             strongest = [labels[b[w > 0]].tolist() for b, w in zip(best, np.take_along_axis(weights, best, axis=1))]
+        # the generators that proposed each item (finite ranks), best rank first, ties in generator order
+        order, proposed = np.argsort(ranks, axis=1, kind="stable").tolist(), np.isfinite(ranks).sum(axis=1).tolist()
+        proposers = [[names[j] for j in o[:n]] for o, n in zip(order, proposed)]
         out, start = [], 0
         for row, cols in zip(rows, items):
             own = OwnReasons(self.generators_, int(row), cols)
             texts = []
             for i, col in zip(range(start, start + len(cols)), cols):
                 if booster is None or not found[start : start + len(cols)].any():  # nothing learned: the generators' ranks
-                    texts.append(self._rank_reason(own, ranks[i], col))
+                    texts.append(self._rank_reason(own, proposers[i], col))
                 elif at[i] < 0:
                     texts.append(self._popular_reason(col))
                 else:
-                    texts.append(self._explain(own, col, strongest[i], ranks[i], names))
+                    texts.append(self._explain(own, col, strongest[i], proposers[i], names))
             out.append(texts)
             start += len(cols)
         return out
 
-    def _explain(self, own: OwnReasons, col: int, strongest: list[str], ranks: np.ndarray, names: list[str]) -> str:
+    def _explain(self, own: OwnReasons, col: int, strongest: list[str], proposers: list[str], names: list[str]) -> str:
         """Words for the strongest feature families: a generator speaks through its own reason
         (a shopper has no use for model names), the others through a short phrase."""
         if not strongest:
-            return self._rank_reason(own, ranks, col)
+            return self._rank_reason(own, proposers, col)
         parts = []
         for family in strongest:
             if family == "popular":
@@ -454,12 +457,11 @@ class TwoStageRecommender(Recommender):
             elif family == "recent":
                 parts.append("in demand lately")
             elif family in (*names, "agreement") and not any(p.startswith("because") for p in parts):
-                proposers = self._proposers(ranks)
                 reason = self._generator_reason(own, col, [family, *proposers] if family in names else proposers)
                 if reason:
                     parts.append(reason)
         parts = sorted(dict.fromkeys(parts), key=lambda p: not p.startswith("because"))  # history first
-        return "; ".join(parts) if parts else self._rank_reason(own, ranks, col)
+        return "; ".join(parts) if parts else self._rank_reason(own, proposers, col)
 
     def _generator_reason(self, own: OwnReasons, col: int, generators: list[str]) -> str | None:
         """The first 'because you ...' among these generators' own reasons, else the first reason."""
@@ -472,13 +474,8 @@ class TwoStageRecommender(Recommender):
             first = first or reason
         return first
 
-    def _proposers(self, ranks: np.ndarray) -> list[str]:
-        """The generators that proposed the item (finite ranks, in generator_names_' order), best rank first."""
-        proposed = np.flatnonzero(np.isfinite(ranks))
-        return [self.generator_names_[j] for j in proposed[np.argsort(ranks[proposed], kind="stable")]]
-
-    def _rank_reason(self, own: OwnReasons, ranks: np.ndarray, col: int) -> str:
-        reason = self._generator_reason(own, col, self._proposers(ranks))
+    def _rank_reason(self, own: OwnReasons, proposers: list[str], col: int) -> str:
+        reason = self._generator_reason(own, col, proposers)
         return reason or self._popular_reason(col)
 
     # ---- persistence ----------------------------------------------------------------

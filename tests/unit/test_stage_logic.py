@@ -122,7 +122,7 @@ def test_the_most_unseen_items_count_what_a_user_has_now_beyond_what_the_model_s
 
     model = PopularityRecommender(seed=1).fit(make_data())
     seen = {u: set(model.item_ids_[model.history(r)]) for u, r in zip(model.user_ids_, range(len(model.user_ids_)))}
-    assert most_unseen(model, pairs(seen)) == 0
+    assert most_unseen(model.user_ids_, model.item_ids_, model.seen_, pairs(seen)) == 0
     u0_new = set(model.item_ids_) - seen["u0"]
     grown = {**seen, "u0": seen["u0"] | set(sorted(u0_new)[:2]), "newcomer": {"not-an-item", *sorted(model.item_ids_)[:2]}}
-    assert most_unseen(model, pairs(grown)) == 3  # the newcomer's three: none seen, one not even in the catalogue
+    assert most_unseen(model.user_ids_, model.item_ids_, model.seen_, pairs(grown)) == 3  # the newcomer's three: none seen, one not even in the catalogue
