@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,6 @@ from recmill.schema import HISTORY_TABLES, ITEM_LABELS, REFRESHED, SORT_KEYS, WA
 from recmill.sql import literal
 
 STORAGE_VERSION = "v1.5.0"
-PUBLISH_NICENESS = 10  # the new file is written at this much lower CPU priority than its caller
 
 
 def _ddl(table: str) -> str:
@@ -81,7 +79,16 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
         try:
             if users is not None:
                 shutil.copyfile(path, tmp)  # no publisher writes it while we hold the lock: the copy is whole
-            counts = at_lower_priority(lambda: _write(tmp, path, frames, users))
+            con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
+            try:
+                if users is None:
+                    _rebuild(con, path, frames)
+                else:
+                    _replace_users(con, frames, users)
+                counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
             _fsync(tmp)
             os.replace(tmp, path)
             _fsync(path.parent)
@@ -91,44 +98,6 @@ def publish(path: Path | str, frames: dict[str, pd.DataFrame], users: list[str] 
             tmp.unlink(missing_ok=True)
             tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return counts
-
-
-def _write(tmp: Path, path: Path, frames: dict[str, pd.DataFrame], users: list[str] | None) -> dict[str, int]:
-    """Build the new file at tmp; the row count of each table."""
-    con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_VERSION})
-    try:
-        if users is None:
-            _rebuild(con, path, frames)
-        else:
-            _replace_users(con, frames, users)
-        counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in WAREHOUSE_TABLES}
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    return counts
-
-
-def at_lower_priority(work, niceness: int = PUBLISH_NICENESS):
-    """work() run in a new thread ``niceness`` steps nicer than the caller, its result
-    returned and its error raised here. On Linux the nice value is a thread's own and the
-    threads a thread starts (DuckDB's workers) inherit it: readers of the warehouse on the
-    same machine get the cores first while a publish writes, and the caller keeps its own
-    priority."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            os.nice(niceness)
-            outcome["value"] = work()
-        except BaseException as exc:  # handed to the caller
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="recmill-publish")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def _select(con: duckdb.DuckDBPyConnection, table: str, source: str, has: set[str]) -> str:

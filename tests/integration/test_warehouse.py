@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
-import os
-import threading
 import time
 from datetime import datetime
 
@@ -122,20 +120,6 @@ def test_failed_publish_leaves_previous_file_unchanged(tmp_path):
         warehouse.publish(path, broken)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert {p.name for p in tmp_path.iterdir()} == {"w.duckdb", ".w.duckdb.lock"}
-
-
-def test_the_new_file_is_written_at_a_lower_cpu_priority_and_the_caller_keeps_its_own(tmp_path, monkeypatch):
-    seen, real_write = {}, warehouse._write
-
-    def spying(*args):
-        seen["nice"], seen["thread"] = os.getpriority(os.PRIO_PROCESS, 0), threading.current_thread()  # the thread's own
-        return real_write(*args)
-
-    monkeypatch.setattr(warehouse, "_write", spying)
-    caller = os.getpriority(os.PRIO_PROCESS, 0)
-    counts = warehouse.publish(tmp_path / "w.duckdb", run_frames("r1"))
-    assert seen["nice"] == min(caller + warehouse.PUBLISH_NICENESS, 19) and seen["thread"] is not threading.current_thread()
-    assert os.getpriority(os.PRIO_PROCESS, 0) == caller and counts["recommendations"] == N_USERS * K
 
 
 def test_readers_during_publish_never_fail_nor_see_a_mix(tmp_path):
