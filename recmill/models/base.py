@@ -472,8 +472,7 @@ def saved_state(path: Path | str, *names: str) -> tuple:
     """These attributes of a saved model's state (item_ids_, seen_, ...), read without
     loading the rest: a caller that needs a large model's ids does not hold it too."""
     with np.load(Path(path) / "state.npz", allow_pickle=False) as z:
-        keys = set(z.files)
-        arrays = {k: z[k] for k in keys if k.split(".")[0] in names}
+        arrays = {k: z[k] for k in z.files if k.split(".")[0] in names}
     return tuple(_unpacked(name, arrays) for name in names)
 
 

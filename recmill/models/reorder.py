@@ -158,8 +158,9 @@ def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarr
         *(item_frame[c].to_numpy(np.float64, na_value=np.nan) for c in ITEM_COLUMNS),
         categories.get_indexer(item_frame["category"]).astype(np.float64),
     ])
-    missing = np.full((1, 1), np.nan)
-    user_side, item_side = np.vstack([user_side, missing.repeat(user_side.shape[1], 1)]), np.vstack([item_side, missing.repeat(item_side.shape[1], 1)])
+    # a last row of NaN: what a code without features (get_indexer's -1) reads
+    user_side = np.vstack([user_side, np.full(user_side.shape[1], np.nan)])
+    item_side = np.vstack([item_side, np.full(item_side.shape[1], np.nan)])
     user_row, item_row = pd.Index(user_codes), pd.Index(item_frame[S.ITEM_ID].to_numpy(np.int64))
     n_user, n_item, n_pair = len(USER_COLUMNS), len(ITEM_COLUMNS), len(PAIR_COLUMNS)
     for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
@@ -167,7 +168,7 @@ def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarr
         if users is not None:
             kept = np.isin(rows, users)
             pairs, rows, cols = pairs[kept], rows[kept], cols[kept]
-        of_user, of_item = user_side[user_row.get_indexer(rows)], item_side[item_row.get_indexer(cols)]  # -1: the NaN row
+        of_user, of_item = user_side[user_row.get_indexer(rows)], item_side[item_row.get_indexer(cols)]
         X = np.empty((len(rows), len(FEATURES)))
         X[:, :n_user] = of_user[:, :n_user]
         X[:, n_user : n_user + n_item] = of_item[:, :n_item]
