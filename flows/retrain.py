@@ -214,8 +214,9 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     per-model tasks run that many at a time in one pool of processes, drift beside them in
     this one: a model is evaluated as soon as it and the models its evaluation reads are
     trained, and the longest fits of the previous run start first. With one, the models
-    train here one at a time and evaluate.worker_count processes evaluate them after. Each task returns its result and its figures (wall and
-    CPU seconds, peak memory); the figures go to the result (``stages``: 'train als', ...)
+    train here one at a time and evaluate.worker_count processes evaluate them after. Each
+    task returns its result and its figures (wall and CPU seconds, peak memory); the
+    figures go to the result (``stages``: 'train als', ...)
     and to reports/stages.json, where a stage is 'running' until it ends. Each task fails
     after flow.timeout_minutes of its stage; a failed run, or a promotion held back by
     severe drift, sends flow.notify a notice; a finished run leaves its metrics, the gate's

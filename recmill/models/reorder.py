@@ -142,27 +142,31 @@ def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarr
     memory at once. ``segment`` is the RFM segment of each user code (-1: none). A pair
     finds its user's and item's features by code, NaN where they have none, in numpy: a
     merge of frames sorts and copies several times more."""
+    def floats(column: pd.Series) -> np.ndarray:
+        return column.to_numpy(np.float64, na_value=np.nan)
+
     user_frame = read_frame(paths["user_features"], coded_ids=True)
     item_frame = read_frame(paths["item_features"], coded_ids=True)
     # the item's category and the user's top category as one set of codes (-1: none, never equal)
     categories = pd.Index(pd.concat([item_frame["category"], user_frame["top_category"]]).dropna().unique())
     user_codes = user_frame[S.USER_ID].to_numpy(np.int64)
+    n_user, n_item, n_pair = len(USER_COLUMNS), len(ITEM_COLUMNS), len(PAIR_COLUMNS)
+    gap, segment_at, top_at = n_user, n_user + 1, n_user + 2  # user_side's columns after USER_COLUMNS
     user_side = np.column_stack([
-        *(user_frame[c].to_numpy(np.float64, na_value=np.nan) for c in USER_COLUMNS),
+        *(floats(user_frame[c]) for c in USER_COLUMNS),
         # how far into the user's usual gap between orders they are now
-        user_frame["days_since_last_order"].to_numpy(np.float64, na_value=np.nan) / user_frame["mean_days_between_orders"].to_numpy(np.float64, na_value=np.nan),
+        floats(user_frame["days_since_last_order"]) / floats(user_frame["mean_days_between_orders"]),
         segment[user_codes].astype(np.float64),
         categories.get_indexer(user_frame["top_category"]).astype(np.float64),
     ])
     item_side = np.column_stack([
-        *(item_frame[c].to_numpy(np.float64, na_value=np.nan) for c in ITEM_COLUMNS),
+        *(floats(item_frame[c]) for c in ITEM_COLUMNS),
         categories.get_indexer(item_frame["category"]).astype(np.float64),
     ])
     # a last row of NaN: what a code without features (get_indexer's -1) reads
     user_side = np.vstack([user_side, np.full(user_side.shape[1], np.nan)])
     item_side = np.vstack([item_side, np.full(item_side.shape[1], np.nan)])
     user_row, item_row = pd.Index(user_codes), pd.Index(item_frame[S.ITEM_ID].to_numpy(np.int64))
-    n_user, n_item, n_pair = len(USER_COLUMNS), len(ITEM_COLUMNS), len(PAIR_COLUMNS)
     for pairs in frame_batches(paths["user_item_features"], BATCH_PAIRS, coded_ids=True):
         rows, cols = pairs[S.USER_ID].to_numpy(np.int64), pairs[S.ITEM_ID].to_numpy(np.int64)
         if users is not None:
@@ -174,11 +178,11 @@ def feature_batches(paths: dict[str, Path], segment: np.ndarray, users: np.ndarr
         X[:, n_user : n_user + n_item] = of_item[:, :n_item]
         at = n_user + n_item
         for j, c in enumerate(PAIR_COLUMNS):
-            X[:, at + j] = pairs[c].to_numpy(np.float64, na_value=np.nan)
-        top, category = of_user[:, n_user + 2], of_item[:, n_item]
+            X[:, at + j] = floats(pairs[c])
+        top, category = of_user[:, top_at], of_item[:, n_item]
         X[:, at + n_pair] = (top == category) & (top >= 0)  # a missing category is not the top one
-        X[:, at + n_pair + 1] = of_user[:, n_user]
-        X[:, at + n_pair + 2] = of_user[:, n_user + 1]
+        X[:, at + n_pair + 1] = of_user[:, gap]
+        X[:, at + n_pair + 2] = of_user[:, segment_at]
         yield rows, cols, X
 
 
