@@ -3,15 +3,18 @@ is per model), and the order they run in."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import logging
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner
 
@@ -38,7 +41,8 @@ from recmill.runtime import (
     quiet_input_errors,
     stop_if_signalled,
     stop_signalled,
-    threads_per_worker,
+    use_threads,
+    worker_threads,
 )
 from recmill.settings import load_settings
 from recmill.tracking import Tracker
@@ -150,18 +154,86 @@ def longest_first(models: list[str], step: str, previous: dict[str, float]) -> l
     return sorted(models, key=lambda m: (-previous.get(f"{step} {m}", 0.0), not model_class(m).heavy))
 
 
+def training_order(settings: Settings, models: list[str]) -> tuple[list[str], list[str]]:
+    """The models trained here one at a time, in two groups: first those every evaluation
+    reads and the heavy ones, then the others, which train beside a process evaluating
+    what is trained (a heavy fit needs the memory to itself). Each in the settings' order."""
+    first = [m for m in models if m in pipelines.evaluate.read_by_all(settings) or model_class(m).heavy]
+    return first, [m for m in models if m not in first]
+
+
 @contextmanager
-def worker_pool(workers: int):
+def worker_pool(workers: int, alone: bool = True):
     """Prefect's process pool, its workers reporting to this flow's API server (without the
     address each worker would start a temporary server of its own) and sharing the cores
-    between them; None for one worker, whose models then use every core."""
-    if workers == 1:
+    between them; None for one worker (alone: nothing runs beside it), whose models then use
+    every core."""
+    if workers == 1 and alone:
         yield None
         return
     with get_client(sync_client=True) as client:
         url = str(client.api_url)
-    with temporary_settings({PREFECT_API_URL: url}), threads_per_worker(workers), ProcessPoolTaskRunner(max_workers=workers) as runner:
+    with temporary_settings({PREFECT_API_URL: url}), ProcessPoolTaskRunner(
+        max_workers=workers, initializer=use_threads, initargs=(worker_threads(workers),)
+    ) as runner:
         yield runner
+
+
+class Evaluations:
+    """Runs step (evaluate) for the trained models in a pool while this process trains the
+    others: one at a time while the training goes on (a fit needs the memory), then as many
+    at once as the pool has workers. A model's evaluation starts once it and the models it
+    reads are trained, in the order that happens; ``evaluations[model]`` waits for its start."""
+
+    def __init__(self, step: Task, runner, workers: int, settings: Settings, trained: list[str]):
+        self.step, self.runner, self.workers, self.settings, self.trained = step, runner, workers, settings, list(trained)
+        self.futures: dict[str, PrefectFuture] = {}
+        self.at_once, self.running, self.failure = 1, 0, None
+        self.changed = threading.Condition()
+        # the flow run's context goes with the thread: the evaluations are its task runs
+        threading.Thread(target=contextvars.copy_context().run, args=(self._submit_each,), daemon=True).start()
+
+    def add(self, model: str) -> None:
+        with self.changed:
+            self.trained.append(model)
+            self.changed.notify_all()
+
+    def training_over(self) -> None:
+        with self.changed:
+            self.at_once = self.workers
+            self.changed.notify_all()
+
+    def __getitem__(self, model: str) -> PrefectFuture:
+        with self.changed:
+            self.changed.wait_for(lambda: model in self.futures or self.failure is not None)
+            if model not in self.futures:
+                raise RuntimeError(f"evaluate {model} was never started") from self.failure
+            return self.futures[model]
+
+    def _ready(self) -> str | None:
+        return next((m for m in self.trained if m not in self.futures
+                     and all(r in self.trained for r in pipelines.evaluate.reads(self.settings, m))), None)
+
+    def _submit_each(self) -> None:
+        try:
+            while len(self.futures) < len(self.settings.train.models):
+                with self.changed:
+                    self.changed.wait_for(lambda: self.running < self.at_once and self._ready() is not None)
+                    model, self.running = self._ready(), self.running + 1
+                future = self.runner.submit(self.step, {"settings": self.settings, "model": model})
+                with self.changed:
+                    self.futures[model] = future
+                    self.changed.notify_all()
+                future.add_done_callback(self._finished)
+        except BaseException as exc:  # the flow, waiting for an evaluation, says why it never came
+            with self.changed:
+                self.failure = exc
+                self.changed.notify_all()
+
+    def _finished(self, future: PrefectFuture) -> None:
+        with self.changed:
+            self.running -= 1
+            self.changed.notify_all()
 
 
 def flow_run_url(flow_run_id) -> str | None:
@@ -214,10 +286,12 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     per-model tasks run that many at a time in one pool of processes, drift beside them in
     this one: a model is evaluated as soon as it and the models its evaluation reads are
     trained, and the longest fits of the previous run start first. With one, the models
-    train here one at a time and evaluate.worker_count processes evaluate them after. Each
-    task returns its result and its figures (wall and CPU seconds, peak memory); the
-    figures go to the result (``stages``: 'train als', ...)
-    and to reports/stages.json, where a stage is 'running' until it ends. Each task fails
+    train here one at a time (training_order): once the heavy ones are trained, a process
+    evaluates each trained model beside the other fits, and after the training
+    evaluate.worker_count processes evaluate what is left. Each task returns its result and
+    its figures (wall and CPU seconds, peak memory); the figures go to the result
+    (``stages``: 'train als', ...) and to reports/stages.json, where a stage is 'running'
+    until it ends. Each task fails
     after flow.timeout_minutes of its stage; a failed run, or a promotion held back by
     severe drift, sends flow.notify a notice; a finished run leaves its metrics, the gate's
     decision, the drift summary and the report paths as artifacts in the Prefect UI. One run
@@ -282,12 +356,20 @@ def run_stages(settings: Settings) -> dict:
         # nothing before the gate reads drift's result: with a pool it runs here while the
         # workers start and train (where memory allows a pool at all), else before the trains
         stage("drift", here(drift))
-        each(train, models, trained)
-        if pool is None:  # trained one at a time: evaluated after, in processes that hold no training data
-            keep_fit_data()
-            with worker_pool(settings.evaluate.worker_count()) as evaluators:
-                each(evaluate, models, submit(evaluate, models, runner=evaluators))
+        if pool is None:  # trained here one at a time, evaluated in processes that hold no training data
+            first, beside = training_order(settings, models)
+            each(train, first, None)
+            workers = settings.evaluate.worker_count()
+            with worker_pool(workers, alone=False) as evaluators:
+                evaluations = Evaluations(timed(evaluate, settings), evaluators, workers, settings, first)
+                for model in beside:
+                    each(train, [model], None)
+                    evaluations.add(model)
+                keep_fit_data()
+                evaluations.training_over()
+                each(evaluate, models, evaluations)
         else:
+            each(train, models, trained)
             each(evaluate, models, evaluated)
         selection = stage("select", here(select))
         if stages["select"]["status"] == "ok":  # a reused decision was announced by its first attempt

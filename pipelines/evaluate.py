@@ -10,9 +10,14 @@ from recmill.scoring import FITS, score_fit, was_scored
 from recmill.tracking import Tracker
 
 
+def read_by_all(settings: Settings) -> list[str]:
+    """The trained models every evaluation reads: the segments (slices) and the baseline."""
+    return [m for m in settings.train.models if m in ("segments", settings.evaluate.baseline)]
+
+
 def reads(settings: Settings, model: str) -> list[str]:
-    """The trained models this model's evaluation reads: itself, the segments (slices) and the baseline."""
-    return [m for m in settings.train.models if m in (model, "segments", settings.evaluate.baseline)]
+    """The trained models this model's evaluation reads: itself and those every evaluation reads."""
+    return [m for m in settings.train.models if m == model or m in read_by_all(settings)]
 
 
 def curve(figures: dict[str, float]) -> list[dict]:

@@ -57,7 +57,7 @@ def first_occurrences(*columns: np.ndarray) -> np.ndarray:
     """Mask of the rows whose combination of these integer columns no earlier row has
     (pandas' ~duplicated()): a stable sort of one combined code where it fits 63 bits, else
     of the columns, where pandas hashes a frame of them (GBs at tens of millions of rows)."""
-    columns = [np.asarray(c, np.int64) for c in columns]
+    columns = [np.asarray(c) for c in columns]  # as they are: a 64-bit copy of each costs GBs at Instacart size
     first = np.zeros(len(columns[0]), dtype=bool)
     if not len(first):
         return first

@@ -60,13 +60,24 @@ def model_threads() -> int:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_VARIABLE)
 
 
+def worker_threads(workers: int) -> int:
+    """Threads of each of this many worker processes sharing the cores."""
+    return max(1, cores() // workers)
+
+
+def use_threads(threads: int) -> None:
+    """This process's thread pools take this many threads: a pool worker's initializer,
+    run before the worker imports torch or FAISS."""
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+
+
 @contextmanager
 def threads_per_worker(workers: int):
     """Inside, processes started from this one (a pool's workers) each take their share of
     the cores, in every thread pool: two workers whose torch spun on every core each took
     twice the CPU time. The variables are as they were afterwards."""
     before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(max(1, cores() // workers))))
+    use_threads(worker_threads(workers))
     try:
         yield
     finally:

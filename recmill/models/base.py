@@ -51,8 +51,9 @@ class Recommender(ABC):
     # implements reorder_probabilities: scored by AUC, log loss and next-basket F1, and
     # never chosen to publish recommendations
     predicts_reorders: ClassVar[bool] = False
-    # among the slowest to fit: started first when models train side by side and no earlier
-    # run's times say otherwise
+    # among the slowest and largest fits: started first when models train side by side and no
+    # earlier run's times say otherwise; trained one at a time, its fits hold no other fit's
+    # data and no evaluation runs beside them
     heavy: ClassVar[bool] = False
     # the learned attributes save() writes to state.npz and load() restores, beside the
     # base class's own (BASE_STATE): numpy arrays, scalars and sparse matrices

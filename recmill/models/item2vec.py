@@ -36,34 +36,38 @@ from recmill.models.base import Recommender, dot_scores, mask_seen, top_k, unit_
 SEQUENCE_EVENTS = ("view", "cart", "purchase", "rating")
 
 
-def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS, cells=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sequence_codes(events: pd.DataFrame, by: str, event_types=SEQUENCE_EVENTS, data: InteractionData | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The items of each user's (by='user') or each order's (by='order') events in time
     order, as codes: every sequence's item codes one after the other, each sequence's
-    length, and the item id of each code. ``cells``: each event's user and item codes and
-    the item id of each code (InteractionData's event_cells and item_ids), when the events
-    have them already: coding the ids again costs seconds a column at 40M events.
+    length, and the item id of each code. ``data``: the events' InteractionData, whose
+    codes of the users and items are read instead of coding the ids again (seconds a
+    column at 40M events).
 
     An item counts once per session: its order, or the user's day for events without one
     (views, or data with no orders). 'user' strings a user's sessions together.
     """
-    wanted = [c for c in (S.TIMESTAMP, S.ORDER_ID) if c in events]
     chosen = events[S.EVENT_TYPE].isin(event_types).to_numpy(bool)
-    ev = events.loc[chosen, wanted]  # no copy of the other columns
-    # codes in the ids' sorted order sort like the ids themselves, and far faster than strings
-    if cells is None:
+    # codes in the ids' sorted order sort like the ids themselves, and far faster than
+    # strings; 32-bit where they fit, and no copy of the events' other columns: at Instacart
+    # size each 64-bit column of the events is a quarter of a GB
+    if data is None:
         users, _ = factorized(events.loc[chosen, S.USER_ID])
         items, item_ids = factorized(events.loc[chosen, S.ITEM_ID])
     else:
-        users, items, item_ids = cells[0][chosen], cells[1][chosen], cells[2]
-    times = ev[S.TIMESTAMP].to_numpy("datetime64[ns]").view(np.int64)
-    order = pd.factorize(ev[S.ORDER_ID])[0] if S.ORDER_ID in ev else np.full(len(ev), -1)  # NA -> -1
-    day = ev[S.TIMESTAMP].to_numpy("datetime64[D]").astype(np.int64)
+        (users, items), item_ids = data.event_cells(chosen), data.item_ids
+    users, items = users.astype(np.int32), items.astype(np.int32)
+    times = events[S.TIMESTAMP].to_numpy("datetime64[ns]").view(np.int64)[chosen]
+    order = (pd.factorize(events[S.ORDER_ID])[0] if S.ORDER_ID in events else np.full(len(events), -1))[chosen].astype(np.int32)  # NA -> -1
+    day = (times // (86_400 * 10**9)).astype(np.int32)  # floored, as datetime64[D]
     day -= day.min() if len(day) else 0
     session = np.where(order >= 0, order, order.max(initial=-1) + 1 + day)  # an order, or the user's day: codes past the orders'
+    del order, day
     # numpy sorts and hashes the integer columns: at Instacart size pandas' multi-column
     # sort and drop_duplicates took nearly all of item2vec's fit
     ordered = np.lexsort((items, times, users))  # stable: equal events keep their order
+    del times
     users, session, items = users[ordered], session[ordered], items[ordered]
+    del ordered
     once = first_occurrences(users, session, items)
     users, session, items = users[once], session[once], items[once]
     if by == "user":
@@ -147,7 +151,7 @@ class Item2VecRecommender(Recommender):
         from gensim.models import Word2Vec
 
         c = self.config
-        items, lengths, item_ids = sequence_codes(data.events, c.sequence, cells=(*data.event_cells(), data.item_ids))
+        items, lengths, item_ids = sequence_codes(data.events, c.sequence, data=data)
         starts = np.cumsum(lengths) - lengths
         long = np.flatnonzero(lengths >= 2)
         # data too thin for word2vec: the run goes on without this model

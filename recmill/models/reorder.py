@@ -197,6 +197,7 @@ class ReorderRecommender(Recommender):
     publishes_tables = True
     predicts_reorders = True
     folds_in = True
+    heavy = True
 
     def __init__(self, config: ReorderConfig | None = None, seed: int = 42, segments: SegmentsConfig | None = None):
         super().__init__(config, seed)

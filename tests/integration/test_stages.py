@@ -90,6 +90,63 @@ def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
     assert longest_first(models, "train", previous) == ["ncf", "mf", "als", "two_stage", "popularity"]
 
 
+def test_one_at_a_time_the_heavy_models_and_those_every_evaluation_reads_train_first():
+    from flows.retrain import training_order
+    from recmill.config import Settings
+
+    models = ["random", "als", "two_stage", "segments", "mf", "reorder", "popularity", "ncf"]
+    first, beside = training_order(Settings(), models)
+    assert first == ["two_stage", "segments", "reorder", "popularity", "ncf"] and beside == ["random", "als", "mf"]
+
+
+def test_evaluations_run_one_at_a_time_beside_the_training_then_on_every_worker(prefect_server):
+    """An evaluation starts once its model and what every evaluation reads (the baseline,
+    the segments) are trained; at most one runs until the training is over, then two."""
+    import threading
+    import time
+
+    from prefect import flow, task
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.retrain import Evaluations
+    from recmill.settings import load_settings
+
+    settings = load_settings(REPO / "params.yaml", ["train.models=[popularity, segments, als, mf, content]"])
+    spans, lock = {}, threading.Lock()
+
+    @task
+    def evaluate(settings, model: str) -> str:
+        started = time.monotonic()
+        time.sleep(0.5)
+        with lock:
+            spans[model] = (started, time.monotonic())
+        return model
+
+    @flow
+    def train_and_evaluate() -> tuple[dict, dict]:
+        added = {}
+        with ThreadPoolTaskRunner(max_workers=2) as runner:
+            evaluations = Evaluations(evaluate, runner, 2, settings, ["popularity"])
+            for model in ("als", "segments", "mf"):
+                time.sleep(0.3)  # a fit
+                added[model] = time.monotonic()
+                evaluations.add(model)
+            time.sleep(1.5)
+            added["content"] = time.monotonic()
+            evaluations.add("content")
+            evaluations.training_over()
+            added["over"] = time.monotonic()
+            return added, {m: evaluations[m].result() for m in settings.train.models}
+
+    added, results = train_and_evaluate()
+    assert results == {m: m for m in settings.train.models}
+    assert min(start for start, _ in spans.values()) >= added["segments"]  # every evaluation reads the segments
+    assert spans["mf"][0] >= added["mf"] and spans["content"][0] >= added["content"]
+    during = sorted(span for span in spans.values() if span[0] < added["over"])
+    assert len(during) >= 3 and all(a[1] <= b[0] for a, b in zip(during, during[1:]))  # one at a time
+    assert max(start for start, _ in spans.values()) < min(end for start, end in spans.values() if end > added["over"])  # the last two together
+
+
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
     import pipelines.ingest
     import pipelines.split

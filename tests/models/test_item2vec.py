@@ -63,7 +63,7 @@ def test_sequences_per_user_or_per_order():
     assert item_sequences(events, "order") == [["x", "y"], ["v", "w"], ["z"], ["x"]]
     assert item_sequences(events, "order", event_types=("purchase",)) == [["x", "y"], ["z"], ["x"]]
     for by, types in (("user", SEQUENCE_EVENTS), ("order", SEQUENCE_EVENTS), ("order", ("purchase",))):  # the data's own codes
-        items, lengths, item_ids = sequence_codes(events, by, types, cells=(*data.event_cells(), data.item_ids))
+        items, lengths, item_ids = sequence_codes(events, by, types, data=data)
         assert [part.tolist() for part in np.split(item_ids[items], np.cumsum(lengths)[:-1])] == item_sequences(events, by, types)
 
 
