@@ -31,7 +31,7 @@ from flows.artifacts import create_run_artifacts, task_progress
 from recmill import progress
 from recmill.config import Settings
 from recmill.errors import RecmillError
-from recmill.fits import digest, keep_fit_data
+from recmill.fits import digest, keep_fit_data, shares_fits
 from recmill.io import Layout, read_json, run_info, write_json
 from recmill.models import model_class
 from recmill.notify import FAILED, MODELS_FAILED, SEVERE_DRIFT, failed_models, held_by_drift, notice, send
@@ -154,12 +154,18 @@ def longest_first(models: list[str], step: str, previous: dict[str, float]) -> l
     return sorted(models, key=lambda m: (-previous.get(f"{step} {m}", 0.0), not model_class(m).heavy))
 
 
-def training_order(settings: Settings, models: list[str]) -> tuple[list[str], list[str]]:
-    """The models trained here one at a time, in two groups: first those every evaluation
-    reads and the heavy ones, then the others, which train beside a process evaluating
-    what is trained (a heavy fit needs the memory to itself). Each in the settings' order."""
-    first = [m for m in models if m in pipelines.evaluate.read_by_all(settings) or model_class(m).heavy]
-    return first, [m for m in models if m not in first]
+def training_order(settings: Settings, models: list[str]) -> list[str]:
+    """The models trained here one at a time: those every evaluation reads, then two_stage's
+    generators (it serves from their fits), then the heavy ones, then the others, each group
+    in the settings' order. The lighter fits train beside a process evaluating what is
+    trained; a heavy one needs the memory to itself, and the evaluations of what trained
+    before it wait for the fits after it."""
+    groups = (
+        lambda m: m in pipelines.evaluate.read_by_all(settings),
+        lambda m: shares_fits(settings, m) and not model_class(m).heavy,
+        lambda m: model_class(m).heavy,
+    )
+    return sorted(models, key=lambda m: next((i for i, member in enumerate(groups) if member(m)), len(groups)))
 
 
 @contextmanager
@@ -181,14 +187,16 @@ def worker_pool(workers: int, alone: bool = True):
 
 class Evaluations:
     """Runs step (evaluate) for the trained models in a pool while this process trains the
-    others: one at a time while the training goes on (a fit needs the memory), then as many
-    at once as the pool has workers. A model's evaluation starts once it and the models it
-    reads are trained, in the order that happens; ``evaluations[model]`` waits for its start."""
+    others, at most ``at_most(n)`` at a time: none beside a heavy fit, one beside a lighter
+    one, after the training as many as the pool has workers. A model's evaluation starts once
+    it and the models it reads are trained, in the order that happens; ``evaluations[model]``
+    waits for its start."""
 
-    def __init__(self, step: Task, runner, workers: int, settings: Settings, trained: list[str]):
-        self.step, self.runner, self.workers, self.settings, self.trained = step, runner, workers, settings, list(trained)
+    def __init__(self, step: Task, runner, settings: Settings):
+        self.step, self.runner, self.settings = step, runner, settings
+        self.trained: list[str] = []
         self.futures: dict[str, PrefectFuture] = {}
-        self.at_once, self.running, self.failure = 1, 0, None
+        self.at_once, self.running, self.failure = 0, 0, None
         self.changed = threading.Condition()
         # the flow run's context goes with the thread: the evaluations are its task runs
         threading.Thread(target=contextvars.copy_context().run, args=(self._submit_each,), daemon=True).start()
@@ -198,10 +206,12 @@ class Evaluations:
             self.trained.append(model)
             self.changed.notify_all()
 
-    def training_over(self) -> None:
+    def at_most(self, n: int) -> None:
+        """From now on n at a time; returns once no more than n run."""
         with self.changed:
-            self.at_once = self.workers
+            self.at_once = n
             self.changed.notify_all()
+            self.changed.wait_for(lambda: self.running <= n)
 
     def __getitem__(self, model: str) -> PrefectFuture:
         with self.changed:
@@ -286,9 +296,9 @@ def weekly_retrain(config: str = "params.yaml", overrides: list[str] | None = No
     per-model tasks run that many at a time in one pool of processes, drift beside them in
     this one: a model is evaluated as soon as it and the models its evaluation reads are
     trained, and the longest fits of the previous run start first. With one, the models
-    train here one at a time (training_order): once the heavy ones are trained, a process
-    evaluates each trained model beside the other fits, and after the training
-    evaluate.worker_count processes evaluate what is left. Each task returns its result and
+    train here one at a time (training_order) and a process evaluates each trained model
+    beside the lighter fits, then evaluate.worker_count processes what is left after the
+    training. Each task returns its result and
     its figures (wall and CPU seconds, peak memory); the figures go to the result
     (``stages``: 'train als', ...) and to reports/stages.json, where a stage is 'running'
     until it ends. Each task fails
@@ -357,16 +367,15 @@ def run_stages(settings: Settings) -> dict:
         # workers start and train (where memory allows a pool at all), else before the trains
         stage("drift", here(drift))
         if pool is None:  # trained here one at a time, evaluated in processes that hold no training data
-            first, beside = training_order(settings, models)
-            each(train, first, None)
             workers = settings.evaluate.worker_count()
             with worker_pool(workers, alone=False) as evaluators:
-                evaluations = Evaluations(timed(evaluate, settings), evaluators, workers, settings, first)
-                for model in beside:
+                evaluations = Evaluations(timed(evaluate, settings), evaluators, settings)
+                for model in training_order(settings, models):
+                    evaluations.at_most(0 if model_class(model).heavy else 1)
                     each(train, [model], None)
                     evaluations.add(model)
                 keep_fit_data()
-                evaluations.training_over()
+                evaluations.at_most(workers)
                 each(evaluate, models, evaluations)
         else:
             each(train, models, trained)

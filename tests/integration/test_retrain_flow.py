@@ -278,7 +278,7 @@ def test_the_same_inputs_publish_the_same_tables_with_every_model_in_one_process
         result = recmill_run(*TINY, f"train.workers={workers}", "evaluate.workers=2", f"publish.workers={workers}", "publish.parallel_min_users=0", *paths)
         assert result.exit_code == 0, result.output
         stages = json.loads((folder / "reports" / "stages.json").read_text())
-        trained = sum(training_order(Settings(), models), []) if workers == 1 else models
+        trained = training_order(Settings(), models) if workers == 1 else models
         assert [s["stage"] for s in stages if s["stage"].startswith(("train", "evaluate"))] == [
             *(f"train {m}" for m in trained), *(f"evaluate {m}" for m in models)
         ]

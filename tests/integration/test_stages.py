@@ -90,18 +90,18 @@ def test_models_start_longest_first_by_the_previous_run_else_heavy_first():
     assert longest_first(models, "train", previous) == ["ncf", "mf", "als", "two_stage", "popularity"]
 
 
-def test_one_at_a_time_the_heavy_models_and_those_every_evaluation_reads_train_first():
+def test_one_at_a_time_the_models_every_evaluation_reads_train_first_then_the_generators_then_the_heavy_ones():
     from flows.retrain import training_order
     from recmill.config import Settings
 
     models = ["random", "als", "two_stage", "segments", "mf", "reorder", "popularity", "ncf"]
-    first, beside = training_order(Settings(), models)
-    assert first == ["two_stage", "segments", "reorder", "popularity", "ncf"] and beside == ["random", "als", "mf"]
+    assert training_order(Settings(), models) == ["segments", "popularity", "als", "two_stage", "reorder", "ncf", "random", "mf"]
 
 
-def test_evaluations_run_one_at_a_time_beside_the_training_then_on_every_worker(prefect_server):
+def test_evaluations_run_one_at_a_time_beside_lighter_fits_none_beside_a_heavy_one_then_on_every_worker(prefect_server):
     """An evaluation starts once its model and what every evaluation reads (the baseline,
-    the segments) are trained; at most one runs until the training is over, then two."""
+    the segments) are trained; one runs at a time beside a lighter fit, none beside a heavy
+    one, and two once the training is over."""
     import threading
     import time
 
@@ -111,7 +111,7 @@ def test_evaluations_run_one_at_a_time_beside_the_training_then_on_every_worker(
     from flows.retrain import Evaluations
     from recmill.settings import load_settings
 
-    settings = load_settings(REPO / "params.yaml", ["train.models=[popularity, segments, als, mf, content]"])
+    settings = load_settings(REPO / "params.yaml", ["train.models=[popularity, als, segments, mf, content]"])
     spans, lock = {}, threading.Lock()
 
     @task
@@ -124,27 +124,28 @@ def test_evaluations_run_one_at_a_time_beside_the_training_then_on_every_worker(
 
     @flow
     def train_and_evaluate() -> tuple[dict, dict]:
-        added = {}
+        fits = {}
         with ThreadPoolTaskRunner(max_workers=2) as runner:
-            evaluations = Evaluations(evaluate, runner, 2, settings, ["popularity"])
-            for model in ("als", "segments", "mf"):
-                time.sleep(0.3)  # a fit
-                added[model] = time.monotonic()
+            evaluations = Evaluations(evaluate, runner, settings)
+            for model, heavy, seconds in (("popularity", False, 0.3), ("als", False, 0.3), ("segments", False, 0.3), ("mf", True, 1.0), ("content", False, 1.0)):
+                evaluations.at_most(0 if heavy else 1)
+                started = time.monotonic()
+                time.sleep(seconds)  # the fit
+                fits[model] = (started, time.monotonic())
                 evaluations.add(model)
-            time.sleep(1.5)
-            added["content"] = time.monotonic()
-            evaluations.add("content")
-            evaluations.training_over()
-            added["over"] = time.monotonic()
-            return added, {m: evaluations[m].result() for m in settings.train.models}
+            evaluations.at_most(2)
+            fits["over"] = (time.monotonic(), time.monotonic())
+            return fits, {m: evaluations[m].result() for m in settings.train.models}
 
-    added, results = train_and_evaluate()
+    fits, results = train_and_evaluate()
     assert results == {m: m for m in settings.train.models}
-    assert min(start for start, _ in spans.values()) >= added["segments"]  # every evaluation reads the segments
-    assert spans["mf"][0] >= added["mf"] and spans["content"][0] >= added["content"]
-    during = sorted(span for span in spans.values() if span[0] < added["over"])
-    assert len(during) >= 3 and all(a[1] <= b[0] for a, b in zip(during, during[1:]))  # one at a time
-    assert max(start for start, _ in spans.values()) < min(end for start, end in spans.values() if end > added["over"])  # the last two together
+    assert min(start for start, _ in spans.values()) >= fits["segments"][1]  # every evaluation reads the segments
+    assert spans["mf"][0] >= fits["mf"][1] and spans["content"][0] >= fits["content"][1]
+    assert all(end <= fits["mf"][0] or start >= fits["mf"][1] for start, end in spans.values())  # none beside the heavy fit
+    during = sorted(span for span in spans.values() if span[0] < fits["over"][0])
+    assert len(during) >= 2 and all(a[1] <= b[0] for a, b in zip(during, during[1:]))  # one at a time
+    after = sorted(span for span in spans.values() if span[0] >= fits["over"][0])
+    assert len(after) >= 2 and after[1][0] < after[0][1]  # two at once
 
 
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
