@@ -344,8 +344,9 @@ class EvaluateConfig(Section):
     )
     workers: Workers = Field(
         "auto",
-        description="Where the models train one at a time (train.workers), the processes that evaluate them afterwards, "
-        "each holding no training data: a number, or auto: one per core. Otherwise they are evaluated in the training's pool.",
+        description="Where the models train one at a time (train.workers), the processes that evaluate them, each holding "
+        "no training data: one beside each lighter fit, this many after the training (a number, or auto: one per core). "
+        "Otherwise they are evaluated in the training's pool.",
     )
 
     def worker_count(self) -> int:
