@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect import task
 
 import pipelines
 from flows.retrain import STAGE_TASKS
@@ -146,6 +147,29 @@ def test_evaluations_run_one_at_a_time_beside_lighter_fits_none_beside_a_heavy_o
     assert len(during) >= 2 and all(a[1] <= b[0] for a, b in zip(during, during[1:]))  # one at a time
     after = sorted(span for span in spans.values() if span[0] >= fits["over"][0])
     assert len(after) >= 2 and after[1][0] < after[0][1]  # two at once
+
+
+@task
+def threads_of_a_worker() -> int:
+    from recmill.runtime import model_threads
+
+    return model_threads()
+
+
+def test_a_pools_workers_take_their_share_of_the_cores_and_the_flow_keeps_every_core(prefect_server, monkeypatch):
+    from prefect import flow
+
+    from flows.retrain import worker_pool
+    from recmill.runtime import THREADS_VARIABLE, cores, model_threads
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+
+    @flow
+    def both() -> tuple[int, int]:
+        with worker_pool(2) as pool:
+            return model_threads(), pool.submit(threads_of_a_worker, {}).result()
+
+    assert both() == (cores(), max(1, cores() // 2))
 
 
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
