@@ -355,10 +355,10 @@ def run_stages(settings: Settings) -> dict:
     models = settings.train.models
     with worker_pool(settings.train.worker_count(events)) as pool:
 
-        def submit(step, names: list[str], after=lambda model: (), runner=pool) -> dict | None:
-            if runner is None:
+        def submit(step, names: list[str], after=lambda model: ()) -> dict | None:
+            if pool is None:
                 return None
-            return {m: runner.submit(timed(step, settings), {"settings": settings, "model": m}, wait_for=list(after(m)))
+            return {m: pool.submit(timed(step, settings), {"settings": settings, "model": m}, wait_for=list(after(m)))
                     for m in longest_first(names, step.name, previous)}
 
         trained = submit(train, models)

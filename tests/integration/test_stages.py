@@ -160,7 +160,7 @@ def test_a_pools_workers_take_their_share_of_the_cores_and_the_flow_keeps_every_
     from prefect import flow
 
     from flows.retrain import worker_pool
-    from recmill.runtime import THREADS_VARIABLE, cores, model_threads
+    from recmill.runtime import THREADS_VARIABLE, cores, model_threads, worker_threads
 
     monkeypatch.delenv(THREADS_VARIABLE, raising=False)
 
@@ -169,7 +169,7 @@ def test_a_pools_workers_take_their_share_of_the_cores_and_the_flow_keeps_every_
         with worker_pool(2) as pool:
             return model_threads(), pool.submit(threads_of_a_worker, {}).result()
 
-    assert both() == (cores(), max(1, cores() // 2))
+    assert both() == (cores(), worker_threads(2))
 
 
 def test_a_fits_holdout_is_built_once_per_process_and_scores_as_a_fresh_one(workdir, monkeypatch):
